@@ -1,0 +1,56 @@
+#pragma once
+// Files others may read are written to a temporary path and renamed into place, through
+// these helpers only: a crash never leaves a half-written file or directory behind.
+
+#include <cstddef>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace mlctl::util {
+
+// Writes `data` to `path` atomically (temporary file in the same directory, fsync, rename).
+// Creates missing parent directories. Throws `Error{io}` naming `path`.
+void write_file_atomic(const std::filesystem::path& path, std::span<const std::byte> data);
+void write_file_atomic(const std::filesystem::path& path, std::string_view text);
+
+// Reads the whole file. Throws `Error{not_found}` when it does not exist, `Error{io}` otherwise.
+std::string read_file(const std::filesystem::path& path);
+
+// A directory that is removed (recursively) when the object is destroyed, unless `release()`d.
+class TempDir {
+public:
+  // Creates a fresh directory under `parent` (default: the system temporary directory)
+  // whose name starts with `prefix`. Throws `Error{io}`.
+  explicit TempDir(const std::filesystem::path& parent = {}, std::string_view prefix = "mlctl-");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::filesystem::path& path() const noexcept { return m_path; }
+  // Stops the destructor from removing the directory and returns its path.
+  std::filesystem::path release() noexcept;
+
+private:
+  std::filesystem::path m_path;
+  bool m_owned = true;
+};
+
+// Builds a directory next to its final place and renames it there when complete.
+// Destroyed without `commit()`, the staging directory is removed and `target` is untouched.
+class StagedDir {
+public:
+  // Throws `Error{io}` when the parent of `target` cannot be created.
+  explicit StagedDir(std::filesystem::path target);
+  const std::filesystem::path& path() const noexcept { return m_staging.path(); }
+  // Replaces `target` with the staged directory (an existing `target` is moved aside first
+  // and removed after the rename). Throws `Error{io}`.
+  void commit();
+
+private:
+  std::filesystem::path m_target;
+  TempDir m_staging;
+};
+
+} // namespace mlctl::util

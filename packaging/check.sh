@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test: the suite in Release, the suite again
+# under ASan+UBSan, and the fuzz targets for a bounded time. Exits non-zero on any failure.
+# Usage: packaging/check.sh [--fast]   (--fast: Release suite only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fast=0
+[[ "${1:-}" == "--fast" ]] && fast=1
+jobs=$(nproc)
+summary=()
+passed=0
+failed=0
+
+packaging/install-deps.sh
+
+run_suite() { # preset
+  local preset=$1 log
+  log=$(mktemp)
+  echo "== check: $preset: configure and build" >&2
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset" -j"$jobs"
+  echo "== check: $preset: ctest" >&2
+  local rc=0
+  ctest --preset "$preset" -j"$jobs" 2>&1 | tee "$log" || rc=$?
+  local line
+  line=$(grep -E "tests passed, [0-9]+ tests? failed out of [0-9]+" "$log" | tail -1 || true)
+  rm -f "$log"
+  if [[ -z "$line" ]]; then
+    echo "check: $preset: ctest printed no summary" >&2
+    exit 1
+  fi
+  local total bad
+  total=$(sed -E 's/.*out of ([0-9]+).*/\1/' <<<"$line")
+  bad=$(sed -E 's/.* ([0-9]+) tests? failed.*/\1/' <<<"$line")
+  passed=$((passed + total - bad))
+  failed=$((failed + bad))
+  summary+=("$preset: $line")
+  return "$rc"
+}
+
+status=0
+if ((fast == 0)); then
+  if command -v clang++ >/dev/null; then
+    run_suite fuzz || status=1
+  fi
+  run_suite asan || status=1
+fi
+run_suite release || status=1
+
+echo
+printf '%s\n' "${summary[@]}"
+echo "check: $passed passed, $failed failed"
+exit "$status"

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package that building, testing and the quickstart of mlctl need.
+# Idempotent: does nothing (and needs no root) when everything is already present.
+# Usage: packaging/install-deps.sh [--with-bench]   (--with-bench adds the benchmark peers)
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config ccache clang libclang-rt-14-dev
+  libcli11-dev libcurl4-openssl-dev nlohmann-json3-dev libarchive-dev libzip-dev
+  libboost-filesystem-dev doctest-dev libeigen3-dev libsqlite3-dev libyaml-cpp-dev
+  libcpp-httplib-dev libsimdjson-dev libssl-dev libprotobuf-dev protobuf-compiler
+  libpng-dev zlib1g-dev
+  python3 python3-numpy python3-onnx dataset-fashion-mnist
+)
+if [[ "${1:-}" == "--with-bench" ]]; then
+  packages+=(python3-torch wrk nginx-light)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+# npm may come from elsewhere (nodesource, nvm); only install Debian's when there is none.
+if ! command -v npm >/dev/null 2>&1; then
+  missing+=(npm)
+fi
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  sudo=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -q
+"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"

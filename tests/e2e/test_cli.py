@@ -1,0 +1,58 @@
+"""The command line itself: help, version, global options, usage errors and exit codes."""
+
+import unittest
+
+from harness import TestCase, mlctl
+
+
+class CliTest(TestCase):
+    def test_root_help_lists_subcommands(self):
+        r = mlctl("--help")
+        self.assertOk(r)
+        self.assertIn("version", r.stdout)
+        self.assertIn("--output", r.stdout)
+
+    def test_no_arguments_prints_help(self):
+        r = mlctl()
+        self.assertOk(r)
+        self.assertIn("Usage", r.stdout)
+
+    def test_version_table_and_json(self):
+        r = mlctl("version")
+        self.assertOk(r)
+        self.assertTrue(r.stdout.startswith("mlctl "), r.stdout)
+        j = mlctl("version", "-o", "json").json()
+        self.assertEqual(set(j), {"version", "git_commit", "build_type", "target_cpu"})
+        y = mlctl("-o", "yaml", "version")
+        self.assertOk(y)
+        self.assertIn("version: ", y.stdout)
+
+    def test_unknown_command_is_a_usage_error(self):
+        r = mlctl("no-such-command")
+        self.assertFails(r, 2)
+        self.assertEqual(r.stdout, "")
+
+    def test_bad_output_format_is_a_usage_error(self):
+        self.assertFails(mlctl("-o", "xml", "version"), 2, "xml")
+
+    def test_every_subcommand_help_ends_with_an_example(self):
+        root = mlctl("--help").stdout
+        commands = []
+        in_sub = False
+        for line in root.splitlines():
+            if line.strip().lower().startswith("subcommands"):
+                in_sub = True
+                continue
+            if in_sub:
+                if not line.strip():
+                    break
+                commands.append(line.split()[0])
+        self.assertIn("version", commands)
+        for cmd in commands:
+            r = mlctl(cmd, "--help")
+            self.assertOk(r)
+            self.assertIn("Example", r.stdout, f"{cmd} --help has no example")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,30 @@
+#include "util/error.hpp"
+
+#include <doctest/doctest.h>
+
+using mlctl::Error;
+using mlctl::ErrorKind;
+
+TEST_CASE("error kinds round-trip through their wire names") {
+  for (auto kind : {ErrorKind::invalid_input, ErrorKind::not_found, ErrorKind::conflict, ErrorKind::unavailable,
+                    ErrorKind::io, ErrorKind::corrupt, ErrorKind::internal, ErrorKind::interrupted}) {
+    CHECK(mlctl::error_kind_from_string(mlctl::to_string(kind)) == kind);
+  }
+  CHECK(mlctl::error_kind_from_string("nonsense") == ErrorKind::internal);
+}
+
+TEST_CASE("with_context prefixes the subject and keeps the kind") {
+  const auto throws = [] {
+    mlctl::with_context("train.npz", [] { throw Error(ErrorKind::corrupt, "bad magic at byte 0"); });
+  };
+  CHECK_THROWS_WITH_AS(throws(), "train.npz: bad magic at byte 0", Error);
+  try {
+    throws();
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::corrupt);
+  }
+  const auto foreign = [] {
+    mlctl::with_context("x.yaml", [] { throw std::runtime_error("boom"); }, ErrorKind::invalid_input);
+  };
+  CHECK_THROWS_WITH_AS(foreign(), "x.yaml: boom", Error);
+}

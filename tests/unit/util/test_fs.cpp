@@ -1,0 +1,73 @@
+#include "util/error.hpp"
+#include "util/fs.hpp"
+
+#include <doctest/doctest.h>
+#include <filesystem>
+
+namespace fs = std::filesystem;
+using mlctl::util::StagedDir;
+using mlctl::util::TempDir;
+
+TEST_CASE("write_file_atomic writes, replaces and leaves no temporary file") {
+  TempDir dir;
+  const auto path = dir.path() / "sub" / "a.txt";
+  mlctl::util::write_file_atomic(path, "one");
+  CHECK(mlctl::util::read_file(path) == "one");
+  mlctl::util::write_file_atomic(path, "two");
+  CHECK(mlctl::util::read_file(path) == "two");
+  int entries = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(path.parent_path())) {
+    ++entries;
+  }
+  CHECK(entries == 1);
+}
+
+TEST_CASE("read_file of a missing file is not_found and names the path") {
+  TempDir dir;
+  const auto path = dir.path() / "missing.bin";
+  CHECK_THROWS_WITH_AS(mlctl::util::read_file(path), (path.string() + ": no such file").c_str(), mlctl::Error);
+}
+
+TEST_CASE("TempDir removes its directory unless released") {
+  fs::path kept;
+  fs::path removed;
+  {
+    TempDir a;
+    TempDir b;
+    removed = a.path();
+    kept = b.release();
+    CHECK(fs::is_directory(removed));
+  }
+  CHECK_FALSE(fs::exists(removed));
+  CHECK(fs::is_directory(kept));
+  fs::remove_all(kept);
+}
+
+TEST_CASE("StagedDir publishes only on commit and replaces an existing target") {
+  TempDir root;
+  const auto target = root.path() / "dataset";
+  {
+    StagedDir staged(target);
+    mlctl::util::write_file_atomic(staged.path() / "x", "1");
+    // destroyed without commit
+  }
+  CHECK_FALSE(fs::exists(target));
+  {
+    StagedDir staged(target);
+    mlctl::util::write_file_atomic(staged.path() / "x", "1");
+    staged.commit();
+  }
+  CHECK(mlctl::util::read_file(target / "x") == "1");
+  {
+    StagedDir staged(target);
+    mlctl::util::write_file_atomic(staged.path() / "y", "2");
+    staged.commit();
+  }
+  CHECK_FALSE(fs::exists(target / "x"));
+  CHECK(mlctl::util::read_file(target / "y") == "2");
+  int entries = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(root.path())) {
+    ++entries;
+  }
+  CHECK(entries == 1); // no staging or aside directories left behind
+}
