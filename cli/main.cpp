@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
 
   // Commands in workflow order: the order --help shows.
   mlctl::cli::Dispatch dispatch;
+  mlctl::cli::register_completion(app, dispatch);
   mlctl::cli::register_version(app, dispatch);
 
   if (argc <= 1) {

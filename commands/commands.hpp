@@ -11,6 +11,7 @@ namespace mlctl::cli {
 
 void register_fetch_mnist(CLI::App& parent, Dispatch& dispatch);
 void register_data(CLI::App& parent, Dispatch& dispatch);
+void register_completion(CLI::App& parent, Dispatch& dispatch);
 void register_version(CLI::App& parent, Dispatch& dispatch);
 
 } // namespace mlctl::cli

@@ -10,7 +10,7 @@ packages=(
   libboost-filesystem-dev doctest-dev libeigen3-dev libsqlite3-dev libyaml-cpp-dev
   libcpp-httplib-dev libsimdjson-dev libssl-dev libprotobuf-dev protobuf-compiler
   libpng-dev zlib1g-dev
-  python3 python3-numpy python3-onnx dataset-fashion-mnist
+  python3 python3-numpy python3-onnx dataset-fashion-mnist man-db dpkg-dev
 )
 if [[ "${1:-}" == "--with-bench" ]]; then
   packages+=(python3-torch wrk nginx-light)
