@@ -71,6 +71,13 @@ int main(int argc, char** argv) {
 
   // Commands in workflow order: the order --help shows.
   mlctl::cli::Dispatch dispatch;
+  mlctl::cli::register_fetch_mnist(app, dispatch);
+  mlctl::cli::register_data(app, dispatch);
+  mlctl::cli::register_train(app, dispatch);
+  mlctl::cli::register_predict(app, dispatch);
+  mlctl::cli::register_serve(app, dispatch);
+  mlctl::cli::register_catalog(app, dispatch);
+  mlctl::cli::register_cluster(app, dispatch);
   mlctl::cli::register_completion(app, dispatch);
   mlctl::cli::register_version(app, dispatch);
 

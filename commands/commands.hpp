@@ -11,6 +11,11 @@ namespace mlctl::cli {
 
 void register_fetch_mnist(CLI::App& parent, Dispatch& dispatch);
 void register_data(CLI::App& parent, Dispatch& dispatch);
+void register_train(CLI::App& parent, Dispatch& dispatch);
+void register_predict(CLI::App& parent, Dispatch& dispatch);
+void register_serve(CLI::App& parent, Dispatch& dispatch);
+void register_catalog(CLI::App& parent, Dispatch& dispatch);
+void register_cluster(CLI::App& parent, Dispatch& dispatch);
 void register_completion(CLI::App& parent, Dispatch& dispatch);
 void register_version(CLI::App& parent, Dispatch& dispatch);
 

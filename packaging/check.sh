@@ -18,8 +18,13 @@ run_suite() { # preset
   local preset=$1 log
   log=$(mktemp)
   echo "== check: $preset: configure and build" >&2
-  cmake --preset "$preset" >/dev/null
-  cmake --build --preset "$preset" -j"$jobs"
+  # Each step checks its own status: `set -e` does not apply inside a function called from `||`.
+  if ! cmake --preset "$preset" >/dev/null || ! cmake --build --preset "$preset" -j"$jobs"; then
+    echo "check: $preset: configure or build failed" >&2
+    summary+=("$preset: build failed")
+    failed=$((failed + 1))
+    return 1
+  fi
   echo "== check: $preset: ctest" >&2
   local rc=0
   ctest --preset "$preset" -j"$jobs" 2>&1 | tee "$log" || rc=$?
@@ -28,7 +33,9 @@ run_suite() { # preset
   rm -f "$log"
   if [[ -z "$line" ]]; then
     echo "check: $preset: ctest printed no summary" >&2
-    exit 1
+    summary+=("$preset: ctest printed no summary")
+    failed=$((failed + 1))
+    return 1
   fi
   local total bad
   total=$(sed -E 's/.*out of ([0-9]+).*/\1/' <<<"$line")

@@ -1,0 +1,24 @@
+#include "commands/remote.hpp"
+
+#include "client/cluster_config.hpp"
+
+#include <cstdlib>
+
+namespace mlctl::cli {
+
+client::ApiClient api_client(const Context& ctx) {
+  const auto config = client::load_cluster_config(client::default_config_path());
+  const auto endpoint = client::resolve_endpoint(ctx.options().server, ctx.options().token, config);
+  ctx.debug("server " + endpoint.server + " (from " + endpoint.source + ")");
+  client::ApiClientOptions o;
+  o.server = endpoint.server;
+  o.token = endpoint.token;
+  if (const char* user = std::getenv("USER"); user != nullptr) {
+    o.user = user;
+  }
+  o.log = ctx.log();
+  o.progress = ctx.progress();
+  return client::ApiClient(std::move(o));
+}
+
+} // namespace mlctl::cli

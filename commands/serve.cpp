@@ -1,0 +1,107 @@
+// `mlctl serve`: the platform (registry API now; applications and the gateway later).
+#include "commands/commands.hpp"
+#include "server/server.hpp"
+#include "util/interrupt.hpp"
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <thread>
+
+namespace mlctl::cli {
+
+namespace {
+
+struct ServeOptions {
+  std::string data_dir;
+  std::string listen = "127.0.0.1:9090";
+  std::string token_file;
+  std::string tls_cert;
+  std::string tls_key;
+  int threads = 32;
+  int max_body_mb = 256;
+  std::string log_file;
+  bool insecure_listen_anywhere = false;
+  int shutdown_grace_seconds = 10;
+};
+
+int run_serve(const ServeOptions& opts, Context& ctx) {
+  server::ServerOptions o;
+  o.data_dir = opts.data_dir;
+  server::parse_listen(opts.listen, o);
+  o.token_file = opts.token_file;
+  o.tls_cert = opts.tls_cert;
+  o.tls_key = opts.tls_key;
+  o.threads = opts.threads;
+  o.max_body_bytes = static_cast<std::uint64_t>(opts.max_body_mb) << 20;
+  o.log_file = opts.log_file;
+  o.insecure_listen_anywhere = opts.insecure_listen_anywhere;
+  o.shutdown_grace = std::chrono::seconds(opts.shutdown_grace_seconds);
+  const auto log = ctx.log();
+  server::Server srv(std::move(o), log);
+
+  // SIGINT/SIGTERM only set a flag (util/interrupt); this thread turns it into a graceful stop.
+  std::atomic<bool> done{false};
+  std::thread watcher([&] {
+    while (!done.load()) {
+      if (util::interrupted()) {
+        log("stopping: finishing in-flight requests");
+        srv.stop();
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
+  try {
+    srv.run();
+  } catch (...) {
+    done = true;
+    watcher.join();
+    throw;
+  }
+  done = true;
+  watcher.join();
+  log("stopped");
+  return 0;
+}
+
+} // namespace
+
+void register_serve(CLI::App& parent, Dispatch& dispatch) {
+  auto opts = std::make_shared<ServeOptions>();
+  auto* cmd = parent.add_subcommand("serve", "Run the platform: model registry and REST API (HTTP/HTTPS)");
+  cmd->add_option("--data-dir", opts->data_dir, "Directory of the registry database and artifacts (created if missing)")
+      ->required()
+      ->envname("MLCTL_DATA_DIR")
+      ->type_name("DIR");
+  cmd->add_option("--listen", opts->listen, "Address to listen on, HOST:PORT (port 0 picks a free one)")
+      ->capture_default_str()
+      ->envname("MLCTL_LISTEN");
+  cmd->add_option("--token-file", opts->token_file,
+                  "File holding the bearer token every /api/v1 call must present")
+      ->envname("MLCTL_TOKEN_FILE")
+      ->type_name("FILE");
+  cmd->add_option("--tls-cert", opts->tls_cert, "PEM certificate: serve HTTPS (with --tls-key)")->type_name("FILE");
+  cmd->add_option("--tls-key", opts->tls_key, "PEM private key of --tls-cert")->type_name("FILE");
+  cmd->add_option("--threads", opts->threads, "Worker threads (each open keep-alive connection holds one)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--max-body-mb", opts->max_body_mb, "Largest request body accepted, in MiB (larger: 413)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--log-file", opts->log_file, "Append the access log (JSON lines) here instead of stderr")
+      ->type_name("FILE");
+  cmd->add_flag("--insecure-listen-anywhere", opts->insecure_listen_anywhere,
+                "Allow a non-loopback address without --token-file");
+  cmd->add_option("--shutdown-grace", opts->shutdown_grace_seconds,
+                  "Seconds in-flight transfers may take after SIGTERM/SIGINT")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3600));
+  cmd->footer("Example:\n  mlctl serve --data-dir .mlctl --listen 127.0.0.1:9090");
+  cmd->callback([opts, &dispatch] {
+    dispatch.run = [opts](Context& ctx) { return run_serve(*opts, ctx); };
+  });
+}
+
+} // namespace mlctl::cli

@@ -1,0 +1,72 @@
+#pragma once
+// INTERNAL to lib/server: includes httplib.h, so only lib/server/*.cpp may include it (the
+// public headers stay free of it). Route modules share the platform state and the helpers
+// that turn `Error`s into JSON error responses. Each feature adds one
+// `register_<feature>_routes(httplib::Server&, Platform&)`, called from server.cpp.
+
+#include "server/artifact_check.hpp"
+#include "server/events.hpp"
+#include "server/registry.hpp"
+#include "server/server.hpp"
+#include "util/error.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <httplib.h>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mlctl::server::detail {
+
+// What every route module may use; lives as long as the `Server`.
+struct Platform {
+  ServerOptions options;
+  util::LogFn log;
+  std::unique_ptr<Registry> registry;
+  ArtifactLimits artifact_limits;
+  std::atomic<bool> ready{false};
+  std::atomic<bool> stopping{false};
+  std::atomic<std::int64_t> stop_deadline_ns{0}; // steady_clock; meaningful once stopping
+
+  // Returns true once a stop was requested and the grace period is over: long transfers
+  // give up then.
+  bool past_stop_deadline() const;
+};
+
+// Sends `value` as JSON with `status`.
+void send_json(httplib::Response& res, int status, const nlohmann::json& value);
+// Sends `{"error": {"code", "message"}}` with `status`.
+void send_error(httplib::Response& res, int status, std::string_view code, std::string_view message);
+// Sends the error body of `error` with the status of its kind.
+void send_error(httplib::Response& res, const Error& error);
+
+// Wraps a handler so that an `Error` becomes its JSON error response and anything else a 500
+// "internal" (logged through `log`).
+httplib::Server::Handler guarded(const util::LogFn& log,
+                                 std::function<void(const httplib::Request&, httplib::Response&)> fn);
+httplib::Server::HandlerWithContentReader guarded(
+    const util::LogFn& log,
+    std::function<void(const httplib::Request&, httplib::Response&, const httplib::ContentReader&)> fn);
+
+// Returns the caller: `X-Mlctl-User` when it is a plausible user name, else "anonymous", and
+// the peer address.
+Actor actor_of(const httplib::Request& req);
+
+// Parses an integer query parameter in [min, max], `fallback` when absent. Throws
+// `Error{invalid_input}` naming the parameter.
+std::int64_t int_param(const httplib::Request& req, const char* key, std::int64_t fallback, std::int64_t min,
+                       std::int64_t max);
+// Returns true for `?key=true|1|yes`, false for absent or `false|0|no`; throws otherwise.
+bool bool_param(const httplib::Request& req, const char* key);
+
+// Records how many body bytes this request read (for the access log of streamed bodies).
+void note_bytes_in(std::uint64_t bytes);
+
+void register_health_routes(httplib::Server& http, Platform& platform);
+void register_registry_routes(httplib::Server& http, Platform& platform);
+
+} // namespace mlctl::server::detail

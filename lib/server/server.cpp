@@ -1,0 +1,411 @@
+#include "server/server.hpp"
+
+#include "api/errors.hpp"
+#include "api/routes.hpp"
+#include "api/time.hpp"
+#include "api/types.hpp"
+#include "server/access_log.hpp"
+#include "server/auth.hpp"
+#include "server/http_internal.hpp"
+#include "server/trace.hpp"
+#include "util/build_info.hpp"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <charconv>
+#include <condition_variable>
+#include <csignal>
+#include <malloc.h>
+#include <limits>
+#include <thread>
+
+namespace mlctl::server {
+
+namespace detail {
+
+namespace {
+// One connection is served by one thread from request line to response, so per-request
+// facts the logger needs can live in thread-locals set by the pre-routing handler.
+thread_local std::chrono::steady_clock::time_point t_start{};
+thread_local std::uint64_t t_bytes_in = 0;
+} // namespace
+
+void note_bytes_in(std::uint64_t bytes) { t_bytes_in = bytes; }
+
+void register_health_routes(httplib::Server& http, Platform& p) {
+  http.Get(std::string(api::routes::k_healthz), [](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, api::Health{"ok", std::string(build::version())});
+  });
+  http.Get(std::string(api::routes::k_readyz), [&p](const httplib::Request&, httplib::Response& res) {
+    if (p.stopping.load()) {
+      send_error(res, 503, "unavailable", "shutting down");
+    } else if (!p.ready.load()) {
+      send_error(res, 503, "unavailable", "starting");
+    } else {
+      send_json(res, 200, api::Health{"ready", std::string(build::version())});
+    }
+  });
+}
+
+} // namespace detail
+
+namespace {
+
+using detail::Platform;
+
+std::string reason_code(int status) {
+  switch (status) {
+  case 400:
+    return "invalid_input";
+  case 401:
+    return std::string(api::k_code_unauthorized);
+  case 403:
+    return std::string(api::k_code_forbidden);
+  case 404:
+    return "not_found";
+  case 405:
+    return std::string(api::k_code_method_not_allowed);
+  case 409:
+    return "conflict";
+  case 413:
+    return std::string(api::k_code_too_large);
+  case 501:
+    return std::string(api::k_code_unsupported);
+  case 503:
+    return "unavailable";
+  default:
+    return status < 500 ? "invalid_input" : "internal";
+  }
+}
+
+std::string reason_message(const httplib::Request& req, int status) {
+  switch (status) {
+  case 404:
+    return "no route for " + req.method + " " + req.path;
+  case 413:
+    return "request body is too large";
+  case 414:
+    return "request URI is too long";
+  default:
+    return "request refused (HTTP " + std::to_string(status) + ")";
+  }
+}
+
+} // namespace
+
+void parse_listen(std::string_view text, ServerOptions& options) {
+  const auto bad = [&] {
+    return Error(ErrorKind::invalid_input, "--listen '" + std::string(text) + "': expected HOST:PORT, e.g. 127.0.0.1:9090");
+  };
+  const auto colon = text.rfind(':');
+  if (colon == std::string_view::npos) {
+    throw bad();
+  }
+  auto host = text.substr(0, colon);
+  const auto port_text = text.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string_view::npos) {
+    throw bad(); // IPv6 needs brackets
+  }
+  int port = -1;
+  const auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (port_text.empty() || ec != std::errc() || p != port_text.data() + port_text.size() || port < 0 || port > 65535) {
+    throw bad();
+  }
+  options.host = host.empty() ? "127.0.0.1" : std::string(host);
+  options.port = port;
+}
+
+bool is_loopback(std::string_view host) {
+  if (host == "localhost" || host == "::1") {
+    return true;
+  }
+  in_addr addr{};
+  const std::string h(host);
+  if (inet_pton(AF_INET, h.c_str(), &addr) == 1) {
+    return (ntohl(addr.s_addr) >> 24) == 127;
+  }
+  return false;
+}
+
+struct Server::Impl {
+  Platform platform;
+  std::unique_ptr<httplib::Server> http;
+  std::unique_ptr<AccessLog> access_log;
+  std::string token;
+  int port = 0;
+  std::vector<std::string> protected_prefixes{"/api/"};
+
+  std::mutex stop_mutex;
+  std::condition_variable stop_cv;
+  bool stop_requested = false;
+  bool listen_done = false;
+
+  // Returns the error to answer when `req` lacks the token, or nothing when it may pass.
+  std::optional<std::pair<int, std::string>> authorize(const httplib::Request& req) const {
+    if (token.empty()) {
+      return std::nullopt;
+    }
+    const bool is_protected = std::any_of(protected_prefixes.begin(), protected_prefixes.end(),
+                                          [&](const std::string& p) { return req.path.rfind(p, 0) == 0; });
+    if (!is_protected) {
+      return std::nullopt;
+    }
+    if (!req.has_header("Authorization")) {
+      return std::pair{401, std::string("missing bearer token (Authorization: Bearer <token>)")};
+    }
+    const std::string header = req.get_header_value("Authorization");
+    const auto presented = bearer_token(header);
+    if (!presented || !token_matches(*presented, token)) {
+      return std::pair{401, std::string("invalid bearer token")};
+    }
+    return std::nullopt;
+  }
+
+  void refuse_unauthorized(httplib::Response& res, const std::string& message) const {
+    res.set_header("WWW-Authenticate", "Bearer realm=\"mlctl\"");
+    res.set_header("Connection", "close");
+    detail::send_error(res, 401, api::k_code_unauthorized, message);
+  }
+
+  void configure() {
+    auto& p = platform;
+    const auto threads = static_cast<std::size_t>(std::max(1, p.options.threads));
+    http->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    http->set_keep_alive_max_count(std::numeric_limits<std::size_t>::max() / 2);
+    http->set_keep_alive_timeout(5);
+    http->set_tcp_nodelay(true);
+    // cpp-httplib's default also sets SO_REUSEPORT, which would let a second server bind the
+    // same port and silently take half the connections.
+    http->set_socket_options([](int sock) {
+      int yes = 1;
+      ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
+    http->set_read_timeout(10, 0);
+    http->set_write_timeout(10, 0);
+    http->set_payload_max_length(static_cast<std::size_t>(p.options.max_body_bytes));
+
+    http->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      detail::t_start = std::chrono::steady_clock::now();
+      detail::t_bytes_in = req.body.size();
+      res.set_header("traceparent", trace_from_header(req.get_header_value("traceparent")).traceparent());
+      if (const auto refusal = authorize(req)) {
+        refuse_unauthorized(res, refusal->second);
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
+    // Large uploads ask first (curl sends `Expect: 100-continue`): refuse before the body.
+    http->set_expect_100_continue_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (const auto refusal = authorize(req)) {
+        refuse_unauthorized(res, refusal->second);
+        return 401;
+      }
+      const auto length = req.get_header_value<std::uint64_t>("Content-Length");
+      if (length > platform.options.max_body_bytes) {
+        detail::send_error(res, 413, api::k_code_too_large,
+                           "request body is larger than the server's limit of " +
+                               std::to_string(platform.options.max_body_bytes >> 20) +
+                               " MiB (mlctl serve --max-body-mb)");
+        return 413;
+      }
+      return 100;
+    });
+    // Statuses cpp-httplib sets itself (404 no route, 413, 400 bad request line) get our JSON.
+    http->set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req,
+                                                                    httplib::Response& res) {
+      if (!res.body.empty() || res.content_length_ != 0) {
+        return httplib::Server::HandlerResponse::Unhandled;
+      }
+      detail::send_error(res, res.status, reason_code(res.status), reason_message(req, res.status));
+      return httplib::Server::HandlerResponse::Handled;
+    }));
+    http->set_exception_handler([this](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+      std::string what = "unknown exception";
+      try {
+        std::rethrow_exception(ep);
+      } catch (const std::exception& e) {
+        what = e.what();
+      } catch (...) { // NOLINT(bugprone-empty-catch): reported below
+      }
+      if (platform.log) {
+        platform.log("internal error in " + req.method + " " + req.path + ": " + what);
+      }
+      detail::send_error(res, 500, "internal", "internal error: " + what);
+    });
+    http->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+      AccessRecord r;
+      r.time = api::format_time(std::chrono::system_clock::now());
+      r.method = req.method;
+      r.path = req.path;
+      r.status = res.status;
+      if (detail::t_start != std::chrono::steady_clock::time_point{}) {
+        r.latency_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - detail::t_start).count();
+      }
+      const auto tp = res.get_header_value("traceparent");
+      r.trace_id = tp.size() >= 35 ? tp.substr(3, 32) : std::string();
+      r.remote = req.remote_addr;
+      r.bytes_in = std::max<std::uint64_t>(detail::t_bytes_in, req.body.size());
+      r.bytes_out = res.body.empty() ? res.content_length_ : res.body.size();
+      access_log->write(r);
+      detail::t_start = {};
+      detail::t_bytes_in = 0;
+    });
+
+    detail::register_health_routes(*http, p);
+    detail::register_registry_routes(*http, p);
+    // Issue 5 adds: register_application_routes, register_gateway_routes (and "/v2/" to
+    // protected_prefixes if the gateway is to require the token).
+  }
+};
+
+Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique<Impl>()) {
+  auto& impl = *m_impl;
+  auto& p = impl.platform;
+  p.options = std::move(options);
+  p.log = log ? std::move(log) : util::LogFn([](const std::string&) {});
+  const auto& o = p.options;
+  if (o.data_dir.empty()) {
+    throw Error(ErrorKind::invalid_input, "--data-dir: is required");
+  }
+  if (o.threads < 1 || o.threads > 1024) {
+    throw Error(ErrorKind::invalid_input, "--threads " + std::to_string(o.threads) + ": must be 1..1024");
+  }
+  if (o.max_body_bytes < (1u << 20)) {
+    throw Error(ErrorKind::invalid_input, "--max-body-mb: must be at least 1");
+  }
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    throw Error(ErrorKind::invalid_input, "--tls-cert and --tls-key go together");
+  }
+  if (!o.token_file.empty()) {
+    const auto loaded = load_token_file(o.token_file);
+    impl.token = loaded.token;
+    if (loaded.warning) {
+      p.log("warning: " + *loaded.warning);
+    }
+  }
+  if (!is_loopback(o.host)) {
+    if (impl.token.empty() && !o.insecure_listen_anywhere) {
+      throw Error(ErrorKind::invalid_input,
+                  "refusing to listen on " + o.host +
+                      " without --token-file: anyone who can reach it could change the registry "
+                      "(pass --token-file F, or --insecure-listen-anywhere on a trusted network)");
+    }
+    if (impl.token.empty()) {
+      p.log("warning: listening on " + o.host + " without authentication (--insecure-listen-anywhere)");
+    }
+  }
+  // A client that disconnects mid-response must not kill the server with SIGPIPE.
+  std::signal(SIGPIPE, SIG_IGN);
+  // Large responses (a 10,000-version listing is ~2 MB) would otherwise be fresh mmap()s
+  // whose page faults cost more than building them; keep freed memory for reuse instead, in
+  // a few arenas shared by the worker threads (bounded: the peak of one large response each).
+  mallopt(M_ARENA_MAX, 2);
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
+
+  impl.access_log = std::make_unique<AccessLog>(o.log_file);
+  p.artifact_limits.max_unpacked_bytes = std::max<std::uint64_t>(64ull << 20, 4 * o.max_body_bytes);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  p.registry = std::make_unique<Registry>(o.data_dir);
+  const auto recovery = p.registry->recover();
+  if (recovery.temporaries_removed + recovery.orphans_removed > 0) {
+    p.log("recovered from an interrupted run: removed " + std::to_string(recovery.temporaries_removed) +
+          " temporary file(s) and " + std::to_string(recovery.orphans_removed) + " unreferenced artifact(s)");
+  }
+  for (const auto& ref : recovery.missing_artifacts) {
+    p.log("warning: model " + ref + ": artifact bytes are missing from " + o.data_dir.string());
+  }
+  const auto storage_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+
+  if (!o.tls_cert.empty()) {
+    for (const auto& f : {o.tls_cert, o.tls_key}) {
+      std::error_code ec;
+      if (!std::filesystem::is_regular_file(f, ec)) {
+        throw Error(ErrorKind::not_found, f.string() + ": no such file");
+      }
+    }
+    impl.http = std::make_unique<httplib::SSLServer>(o.tls_cert.c_str(), o.tls_key.c_str());
+    if (!impl.http->is_valid()) {
+      throw Error(ErrorKind::invalid_input,
+                  o.tls_cert.string() + ", " + o.tls_key.string() + ": cannot load the TLS certificate and key (PEM)");
+    }
+  } else {
+    impl.http = std::make_unique<httplib::Server>();
+  }
+  impl.configure();
+  if (o.port == 0) {
+    impl.port = impl.http->bind_to_any_port(o.host);
+  } else {
+    impl.port = impl.http->bind_to_port(o.host, o.port) ? o.port : -1;
+  }
+  if (impl.port <= 0) {
+    throw Error(ErrorKind::io, "cannot listen on " + o.host + ":" + std::to_string(o.port) +
+                                   " (address in use, or not an address of this machine)");
+  }
+  p.log("storage ready in " + std::to_string(static_cast<int>(storage_ms)) + " ms (" + o.data_dir.string() + ")");
+}
+
+Server::~Server() = default;
+
+int Server::port() const noexcept { return m_impl->port; }
+
+std::string Server::url() const {
+  const auto& o = m_impl->platform.options;
+  const bool v6 = o.host.find(':') != std::string::npos;
+  return std::string(o.tls_cert.empty() ? "http" : "https") + "://" + (v6 ? "[" + o.host + "]" : o.host) + ":" +
+         std::to_string(m_impl->port);
+}
+
+void Server::run() {
+  auto& impl = *m_impl;
+  // httplib's stop() only works once its accept loop runs, and must be called once; this
+  // thread turns any number of stop() calls, at any time, into exactly that.
+  std::thread stopper([&impl] {
+    std::unique_lock lock(impl.stop_mutex);
+    impl.stop_cv.wait(lock, [&] { return impl.stop_requested || impl.listen_done; });
+    if (impl.listen_done) {
+      return;
+    }
+    while (!impl.http->is_running() && !impl.listen_done) {
+      impl.stop_cv.wait_for(lock, std::chrono::milliseconds(5));
+    }
+    if (!impl.listen_done) {
+      impl.http->stop();
+    }
+  });
+  impl.platform.ready = true;
+  impl.platform.log("listening on " + url());
+  const bool ok = impl.http->listen_after_bind();
+  {
+    const std::lock_guard lock(impl.stop_mutex);
+    impl.listen_done = true;
+  }
+  impl.stop_cv.notify_all();
+  stopper.join();
+  impl.platform.ready = false;
+  // The last connection to close checkpoints the WAL into the database file.
+  impl.platform.registry->pool().close_idle();
+  if (!ok && !impl.platform.stopping.load()) {
+    throw Error(ErrorKind::internal, "the HTTP listener stopped unexpectedly");
+  }
+}
+
+void Server::stop() {
+  auto& impl = *m_impl;
+  auto& p = impl.platform;
+  if (!p.stopping.exchange(true)) {
+    const auto deadline = std::chrono::steady_clock::now() + p.options.shutdown_grace;
+    p.stop_deadline_ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
+  }
+  {
+    const std::lock_guard lock(impl.stop_mutex);
+    impl.stop_requested = true;
+  }
+  impl.stop_cv.notify_all();
+}
+
+} // namespace mlctl::server

@@ -1,0 +1,289 @@
+"""`mlctl serve`: health, readiness, JSON errors, the access log, storage (SQLite WAL, schema
+migrations), limits, authentication, TLS, graceful stop on SIGTERM/SIGINT, and the client's
+retries and exit code 4 against servers that fail on purpose."""
+
+import http.server
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import ssl
+import subprocess
+import threading
+import time
+import unittest
+import urllib.request
+
+from harness import Server, TestCase, free_port, make_model_dir, mlctl
+from registry_fixtures import request, request_json, tar_gz, model_entries
+
+TOKEN = "s3cret-token-0123456789abcdef"
+
+
+class ServeTest(TestCase):
+    def test_health_readiness_and_json_errors(self):
+        with Server(self.tmp / "data") as s:
+            status, body = request_json(s, "GET", "/healthz")
+            self.assertEqual(status, 200)
+            self.assertEqual(body["status"], "ok")
+            status, body = request_json(s, "GET", "/readyz")
+            self.assertEqual((status, body["status"]), (200, "ready"))
+            status, headers, data = request(s, "GET", "/api/v1/no-such-route")
+            self.assertEqual(status, 404)
+            self.assertEqual(headers["content-type"], "application/json")
+            err = json.loads(data)["error"]
+            self.assertEqual(err["code"], "not_found")
+            self.assertIn("/api/v1/no-such-route", err["message"])
+            status, body = request_json(s, "GET", "/api/v1/models/Not_Valid/versions")
+            self.assertEqual(status, 400)
+            self.assertEqual(body["error"]["code"], "invalid_input")
+            self.assertIn("[a-z0-9][a-z0-9._-]{0,62}", body["error"]["message"])
+            status, body = request_json(s, "GET", "/api/v1/models/ghost/versions/1")
+            self.assertEqual((status, body["error"]["code"]), (404, "not_found"))
+            self.assertEqual(body["error"]["message"], "model ghost:1 not found")
+
+    def test_access_log_is_one_json_line_per_request_with_trace_id(self):
+        trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+        with Server(self.tmp / "data") as s:
+            _, headers, _ = request(s, "GET", "/healthz", headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
+            self.assertTrue(headers["traceparent"].startswith(f"00-{trace}-"), headers)
+            request(s, "GET", "/api/v1/models")
+            time.sleep(0.2)
+            lines = s.access_log()
+        by_path = {l["path"]: l for l in lines}
+        self.assertEqual(set(lines[0]), {"time", "method", "path", "status", "latency_ms", "trace_id", "remote",
+                                         "bytes_in", "bytes_out"})
+        self.assertEqual(by_path["/healthz"]["trace_id"], trace)
+        self.assertEqual(by_path["/api/v1/models"]["status"], 200)
+        self.assertEqual(len(by_path["/api/v1/models"]["trace_id"]), 32)
+        self.assertGreaterEqual(by_path["/api/v1/models"]["latency_ms"], 0)
+
+    def test_log_file_option(self):
+        log = self.tmp / "access.log"
+        with Server(self.tmp / "data", args=["--log-file", log]) as s:
+            request(s, "GET", "/healthz")
+        entries = [json.loads(l) for l in log.read_text().splitlines()]
+        self.assertIn("/healthz", [e["path"] for e in entries])
+
+    def test_storage_is_sqlite_wal_with_migrations_and_closes_cleanly(self):
+        data = self.tmp / "data"
+        with Server(data) as s:
+            db = sqlite3.connect(data / "registry.db")
+            self.assertEqual(db.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+            self.assertGreaterEqual(db.execute("PRAGMA user_version").fetchone()[0], 1)
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            self.assertTrue({"models", "versions", "aliases", "tags", "events", "version_usage"} <= tables)
+            db.close()
+        # A clean stop checkpoints the WAL: nothing is left in it.
+        wal = data / "registry.db-wal"
+        self.assertTrue(not wal.exists() or wal.stat().st_size == 0)
+        # A second start on the same directory migrates nothing and serves the same data.
+        with Server(data) as s:
+            self.assertEqual(request_json(s, "GET", "/api/v1/models")[0], 200)
+
+    def test_sigint_stops_gracefully_with_exit_0(self):
+        s = Server(self.tmp / "data", check_exit=False)
+        with s:
+            self.assertEqual(s.stop(signal.SIGINT), 0, s.stderr())
+        self.assertIn("stopped", s.stderr())
+
+    def test_sigterm_during_a_slow_upload_stops_within_the_grace_period(self):
+        with Server(self.tmp / "data", args=["--shutdown-grace", "1"]) as s:
+            import http.client
+            conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+            conn.putrequest("POST", "/api/v1/models/slow/versions")
+            conn.putheader("Content-Length", str(10 << 20))
+            conn.endheaders()
+            stop = threading.Event()
+
+            def trickle():
+                try:
+                    while not stop.is_set():
+                        conn.send(b"\0" * 4096)
+                        time.sleep(0.05)
+                except OSError:
+                    pass
+
+            t = threading.Thread(target=trickle)
+            t.start()
+            time.sleep(0.5)
+            started = time.monotonic()
+            code = s.stop()
+            elapsed = time.monotonic() - started
+            stop.set()
+            t.join()
+            conn.close()
+            self.assertEqual(code, 0, s.stderr())
+            self.assertLess(elapsed, 8, "the stop was not bounded by --shutdown-grace")
+        self.assertEqual(list((self.tmp / "data" / "tmp").iterdir()), [])
+
+    def test_body_over_max_body_mb_is_413(self):
+        with Server(self.tmp / "data", args=["--max-body-mb", "1"]) as s:
+            status, _, data = request(s, "POST", "/api/v1/models/big/versions", body=os.urandom(2 << 20))
+            self.assertEqual(status, 413)
+            self.assertEqual(json.loads(data)["error"]["code"], "too_large")
+            # chunked, without a Content-Length: counted while streaming
+            import http.client
+            conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+            conn.request("POST", "/api/v1/models/big/versions", body=iter([os.urandom(1 << 19)] * 4),
+                         encode_chunked=True)
+            r = conn.getresponse()
+            self.assertEqual(r.status, 413)
+            self.assertEqual(json.loads(r.read())["error"]["code"], "too_large")
+            conn.close()
+
+    def test_refuses_non_loopback_without_token(self):
+        r = mlctl("serve", "--data-dir", self.tmp / "data", "--listen", f"0.0.0.0:{free_port()}", timeout=30)
+        self.assertFails(r, 1, "without --token-file")
+
+    def test_bad_listen_and_busy_port(self):
+        self.assertFails(mlctl("serve", "--data-dir", self.tmp / "d", "--listen", "nonsense"), 1, "HOST:PORT")
+        with Server(self.tmp / "data") as s:
+            r = mlctl("serve", "--data-dir", self.tmp / "other", "--listen", f"127.0.0.1:{s.port}", timeout=30)
+            self.assertFails(r, 1, f"cannot listen on 127.0.0.1:{s.port}")
+
+    def test_starts_fast_on_a_1000_version_registry(self):
+        data = self.tmp / "data"
+        model = make_model_dir(self.tmp / "m")
+        with Server(data) as s:
+            self.assertOk(mlctl("catalog", "upload", model, env=s.env()))
+        db = sqlite3.connect(data / "registry.db")
+        row = db.execute("SELECT sha256, size, created_at, uploader FROM versions").fetchone()
+        doc = db.execute("SELECT card, files FROM version_documents").fetchone()
+        db.executemany("INSERT INTO versions VALUES ('tiny', ?, ?, ?, ?, ?)", [(v, *row) for v in range(2, 1001)])
+        db.executemany("INSERT INTO version_documents VALUES ('tiny', ?, ?, ?)", [(v, *doc) for v in range(2, 1001)])
+        db.execute("UPDATE models SET next_version = 1001")
+        db.commit()
+        db.close()
+        s = Server(data)
+        started = time.monotonic()
+        with s:
+            ready = time.monotonic() - started
+            status, body = request_json(s, "GET", "/api/v1/models/tiny")
+            self.assertEqual(body["version_count"], 1000)
+        print(f"\n  ready on a 1,000-version registry in {ready * 1000:.0f} ms", flush=True)
+        self.assertLess(ready, 1.0)
+
+
+class AuthTest(TestCase):
+    def token_file(self, mode=0o600):
+        path = self.tmp / "token"
+        path.write_text(TOKEN + "\n")
+        path.chmod(mode)
+        return path
+
+    def test_token_required_for_api_not_for_health(self):
+        with Server(self.tmp / "data", token_file=self.token_file()) as s:
+            status, headers, data = request(s, "GET", "/api/v1/models", token="")
+            self.assertEqual(status, 401)
+            self.assertEqual(json.loads(data)["error"]["code"], "unauthorized")
+            self.assertIn("bearer", headers["www-authenticate"].lower())
+            status, _, data = request(s, "GET", "/api/v1/models", token="wrong-token-0123456789")
+            self.assertEqual(status, 401)
+            self.assertIn("invalid bearer token", json.loads(data)["error"]["message"])
+            self.assertEqual(request(s, "GET", "/api/v1/models")[0], 200)
+            self.assertEqual(request(s, "GET", "/healthz", token="")[0], 200)
+            # An upload without the token is refused before its body is stored.
+            status, _, _ = request(s, "POST", "/api/v1/models/x/versions", body=b"\0" * 100000, token="")
+            self.assertEqual(status, 401)
+            # The CLI: no token -> exit 1 with the hint; wrong token -> exit 1; right token -> 0.
+            r = mlctl("catalog", "list", env={"MLCTL_SERVER": s.url})
+            self.assertFails(r, 1, "missing bearer token")
+            self.assertIn("--token", r.stderr)
+            self.assertFails(mlctl("catalog", "list", env={**s.env(), "MLCTL_TOKEN": "nope"}), 1, "invalid bearer token")
+            self.assertOk(mlctl("catalog", "list", env=s.env()))
+        self.assertNotIn("warning", s.stderr())
+
+    def test_token_file_readable_by_others_gives_a_warning(self):
+        with Server(self.tmp / "data", token_file=self.token_file(0o644)) as s:
+            pass
+        self.assertIn("warning", s.stderr())
+        self.assertIn("chmod 600", s.stderr())
+
+    def test_empty_token_file_is_refused(self):
+        path = self.tmp / "token"
+        path.write_text("\n")
+        r = mlctl("serve", "--data-dir", self.tmp / "data", "--listen", f"127.0.0.1:{free_port()}",
+                  "--token-file", path, timeout=30)
+        self.assertFails(r, 1, "empty")
+
+
+class TlsTest(TestCase):
+    def test_https_with_tls_cert_and_key(self):
+        if not shutil.which("openssl"):
+            self.skipTest("openssl is not installed")
+        cert, key = self.tmp / "cert.pem", self.tmp / "key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                        "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+        with Server(self.tmp / "data", args=["--tls-cert", cert, "--tls-key", key]) as s:
+            self.assertTrue(s.url.startswith("https://"))
+            context = ssl.create_default_context(cafile=str(cert))
+            context.check_hostname = False
+            with urllib.request.urlopen(s.url + "/api/v1/models", context=context, timeout=10) as r:
+                self.assertEqual(json.loads(r.read())["models"], [])
+
+
+class FlakyHandler(http.server.BaseHTTPRequestHandler):
+    """Answers 503 to the first `failures` requests, then a valid empty model list."""
+    failures = 2
+    seen = []
+
+    def do_GET(self):
+        type(self).seen.append(self.path)
+        if len(type(self).seen) <= type(self).failures:
+            body = b'{"error": {"code": "unavailable", "message": "warming up"}}'
+            self.send_response(503)
+        else:
+            body = b'{"models": [], "next_page_token": ""}'
+            self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class ClientRetryTest(TestCase):
+    def test_503_twice_then_200_is_retried(self):
+        FlakyHandler.seen = []
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyHandler)
+        t = threading.Thread(target=httpd.serve_forever, daemon=True)
+        t.start()
+        try:
+            r = mlctl("--server", f"http://127.0.0.1:{httpd.server_port}", "catalog", "list", "-o", "json", timeout=60)
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+        self.assertOk(r)
+        self.assertEqual(r.json()["models"], [])
+        self.assertEqual(len(FlakyHandler.seen), 3)
+        self.assertIn("retry", r.stderr)
+
+    def test_dead_port_exits_4_quickly(self):
+        port = free_port()
+        started = time.monotonic()
+        r = mlctl("--server", f"http://127.0.0.1:{port}", "catalog", "list", timeout=60)
+        elapsed = time.monotonic() - started
+        self.assertFails(r, 4, "connection refused")
+        self.assertIn(f"127.0.0.1:{port}", r.stderr)
+        self.assertLess(elapsed, 10)
+
+    def test_server_that_stays_503_gives_exit_4(self):
+        FlakyHandler.seen = []
+        FlakyHandler.failures = 100
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyHandler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        try:
+            r = mlctl("--server", f"http://127.0.0.1:{httpd.server_port}", "catalog", "list", timeout=60)
+        finally:
+            FlakyHandler.failures = 2
+            httpd.shutdown()
+            httpd.server_close()
+        self.assertFails(r, 4, "warming up")
+
+
+if __name__ == "__main__":
+    unittest.main()

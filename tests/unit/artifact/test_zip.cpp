@@ -1,0 +1,112 @@
+#include "artifact/zip.hpp"
+#include "data/test_support.hpp"
+#include "util/error.hpp"
+#include "util/fs.hpp"
+
+#include <cstdlib>
+#include <ctime>
+#include <doctest/doctest.h>
+#include <functional>
+
+namespace fs = std::filesystem;
+using mlctl::ErrorKind;
+using mlctl::artifact::encode_zip;
+using mlctl::artifact::read_zip;
+using mlctl::artifact::read_zip_memory;
+using mlctl::artifact::write_zip;
+using mlctl::artifact::ZipEntry;
+using mlctl::test::kind_of;
+using mlctl::util::TempDir;
+
+namespace {
+
+std::vector<ZipEntry> sample() {
+  std::string big(200000, 'a');
+  for (std::size_t i = 0; i < big.size(); i += 7) {
+    big[i] = static_cast<char>(i % 251);
+  }
+  return {{"b.npy", "second"}, {"a/inner.txt", ""}, {"big.bin", big}};
+}
+
+void set_tz(const char* tz) {
+  ::setenv("TZ", tz, 1);
+  ::tzset();
+}
+
+} // namespace
+
+TEST_CASE("write_zip then read_zip returns the entries in the given order") {
+  TempDir dir;
+  const auto path = dir.path() / "a.zip";
+  write_zip(path, sample());
+  const auto back = read_zip(path);
+  REQUIRE(back.size() == 3);
+  for (std::size_t i = 0; i < back.size(); ++i) {
+    CHECK(back[i].name == sample()[i].name);
+    CHECK(back[i].data == sample()[i].data);
+  }
+  // Deflated: the repetitive 200 kB entry shrinks.
+  CHECK(fs::file_size(path) < 100000);
+}
+
+TEST_CASE("encode_zip is deterministic across runs and time zones") {
+  const char* saved = std::getenv("TZ");
+  const std::string saved_tz = saved != nullptr ? saved : "";
+  set_tz("UTC");
+  const std::string a = encode_zip(sample());
+  const std::string b = encode_zip(sample());
+  set_tz("America/Los_Angeles");
+  const std::string c = encode_zip(sample());
+  set_tz("Asia/Kolkata");
+  const std::string d = encode_zip(sample());
+  if (saved != nullptr) {
+    set_tz(saved_tz.c_str());
+  } else {
+    ::unsetenv("TZ");
+    ::tzset();
+  }
+  CHECK(a == b);
+  CHECK(a == c);
+  CHECK(a == d);
+  // Local file header of the first entry: DOS time 00:00:00 and date 1980-01-01 (APPNOTE 4.4.6).
+  REQUIRE(a.size() > 14);
+  CHECK(a.substr(0, 4) == std::string("PK\x03\x04", 4));
+  CHECK(a.substr(10, 4) == std::string("\x00\x00\x21\x00", 4));
+}
+
+TEST_CASE("an empty zip round-trips") {
+  const std::string bytes = encode_zip({});
+  CHECK(bytes.size() == 22);
+  CHECK(read_zip_memory(bytes, "empty.zip").empty());
+}
+
+TEST_CASE("read_zip refuses bytes that are not a zip archive") {
+  CHECK_THROWS_WITH_AS(read_zip_memory("hello, this is plain text and no zip at all", "t.zip"),
+                       "t.zip: not a zip archive", mlctl::Error);
+  CHECK_THROWS_WITH_AS(read_zip_memory("", "e.zip"), "e.zip: not a zip archive", mlctl::Error);
+  CHECK(kind_of([] { read_zip_memory("abc", "x"); }) == ErrorKind::corrupt);
+}
+
+TEST_CASE("read_zip refuses a truncated or damaged archive") {
+  const std::string bytes = encode_zip(sample());
+  const std::string cut = bytes.substr(0, bytes.size() - 10);
+  CHECK(kind_of([&] { read_zip_memory(cut, "cut.zip"); }) == ErrorKind::corrupt);
+  // Flip a byte inside the deflated data of the big entry: CRC or inflate must fail.
+  std::string damaged = bytes;
+  damaged[bytes.size() / 2] ^= 0x55;
+  CHECK(kind_of([&] { read_zip_memory(damaged, "bad.zip"); }) == ErrorKind::corrupt);
+}
+
+TEST_CASE("read_zip of a missing file is not_found") {
+  TempDir dir;
+  CHECK(kind_of([&] { read_zip(dir.path() / "none.zip"); }) == ErrorKind::not_found);
+}
+
+TEST_CASE("write_zip refuses duplicate and empty names") {
+  TempDir dir;
+  const auto path = dir.path() / "d.zip";
+  CHECK_THROWS_WITH_AS(write_zip(path, {{"a", "1"}, {"a", "2"}}),
+                       (path.string() + ": zip: duplicate entry 'a'").c_str(), mlctl::Error);
+  CHECK(kind_of([&] { write_zip(path, {{"", "1"}}); }) == ErrorKind::invalid_input);
+  CHECK_FALSE(fs::exists(path));
+}

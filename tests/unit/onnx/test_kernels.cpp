@@ -1,0 +1,110 @@
+#include "onnx/kernels.hpp"
+#include "onnx_test_util.hpp"
+
+#include <doctest/doctest.h>
+
+namespace kernels = mlctl::onnx::kernels;
+using mlctl::onnx::test::noise;
+
+namespace {
+
+// Checks kernels::gemm against a double-precision product for an m×k times k×n problem.
+void check_gemm(std::int64_t m, std::int64_t k, std::int64_t n, bool transposed, bool with_bias,
+                bool relu) {
+  std::uint32_t seed = static_cast<std::uint32_t>(m * 1000003 + k * 1009 + n);
+  std::vector<float> x(static_cast<std::size_t>(m * k));
+  std::vector<float> b(static_cast<std::size_t>(k * n));
+  for (auto& v : x)
+    v = noise(seed, 1.0f);
+  for (auto& v : b)
+    v = noise(seed, 1.0f);
+  std::vector<float> packed;
+  kernels::pack(b.data(), k, n, transposed, 0.5f, packed);
+  CHECK(packed.size() == kernels::packed_size(k, n));
+  std::vector<float> bias(static_cast<std::size_t>((n + 15) / 16 * 16), 0.0f);
+  for (std::int64_t j = 0; j < n; ++j)
+    bias[static_cast<std::size_t>(j)] = noise(seed, 1.0f);
+  // Write into a wider output (row stride n + 3) to check that nothing spills past n columns.
+  const std::int64_t ldy = n + 3;
+  std::vector<float> y(static_cast<std::size_t>(m * ldy), 12345.0f);
+  kernels::gemm(x.data(), m, k, packed.data(), k, n, with_bias ? bias.data() : nullptr, relu,
+                y.data(), ldy);
+  for (std::int64_t i = 0; i < m; ++i) {
+    for (std::int64_t j = 0; j < n; ++j) {
+      double s = with_bias ? bias[static_cast<std::size_t>(j)] : 0.0;
+      for (std::int64_t kk = 0; kk < k; ++kk) {
+        const float bv = transposed ? b[static_cast<std::size_t>(j * k + kk)]
+                                    : b[static_cast<std::size_t>(kk * n + j)];
+        s += static_cast<double>(x[static_cast<std::size_t>(i * k + kk)]) * 0.5 * bv;
+      }
+      if (relu)
+        s = std::max(0.0, s);
+      REQUIRE(y[static_cast<std::size_t>(i * ldy + j)] ==
+              doctest::Approx(s).epsilon(1e-5).scale(1.0));
+    }
+    for (std::int64_t j = n; j < ldy; ++j) {
+      REQUIRE(y[static_cast<std::size_t>(i * ldy + j)] == 12345.0f);
+    }
+  }
+}
+
+} // namespace
+
+TEST_CASE("gemm matches a reference product for every row-block and panel tail on every kernel") {
+  // Each kernel this CPU has: portable, AVX2 and AVX-512 (m up to 25 covers the 12-row and
+  // 6-row blocks and all their tails; n covers odd panel counts and partial panels).
+  const auto best = kernels::isa();
+  for (const auto isa : {kernels::Isa::generic, kernels::Isa::avx2, kernels::Isa::avx512}) {
+    if (static_cast<int>(isa) > static_cast<int>(best)) {
+      continue;
+    }
+    kernels::limit_isa(isa);
+    REQUIRE(kernels::isa() == isa);
+    for (std::int64_t m : {1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 25}) {
+      for (std::int64_t n : {1, 10, 16, 17, 32, 33, 47}) {
+        for (std::int64_t k : {1, 5, 7, 64}) {
+          CAPTURE(static_cast<int>(isa));
+          CAPTURE(m);
+          CAPTURE(n);
+          CAPTURE(k);
+          check_gemm(m, k, n, /*transposed=*/true, /*with_bias=*/true, /*relu=*/false);
+          check_gemm(m, k, n, /*transposed=*/false, /*with_bias=*/false, /*relu=*/true);
+        }
+      }
+    }
+  }
+  kernels::limit_isa(kernels::Isa::avx512);
+  CHECK(kernels::isa() == best);
+}
+
+TEST_CASE("gemm on a dense-layer shape") {
+  check_gemm(256, 784, 256, true, true, true);
+  check_gemm(1, 784, 256, true, true, false);
+}
+
+TEST_CASE("softmax and log-softmax along the inner and a strided axis") {
+  const std::vector<float> x = {1.0f, 2.0f, 3.0f, -1.0f, 0.0f, 1000.0f};
+  std::vector<float> y(6);
+  kernels::softmax(x.data(), y.data(), 2, 3, 1, false);
+  CHECK(y[0] == doctest::Approx(0.0900306));
+  CHECK(y[2] == doctest::Approx(0.6652410));
+  CHECK(y[5] == doctest::Approx(1.0)); // no overflow for large logits
+  kernels::softmax(x.data(), y.data(), 2, 3, 1, true);
+  CHECK(y[0] == doctest::Approx(std::log(0.0900306)));
+  // The same array seen as 1 × 2 × 3, softmax over the middle axis of length 2.
+  kernels::softmax(x.data(), y.data(), 1, 2, 3, false);
+  CHECK(y[0] + y[3] == doctest::Approx(1.0));
+  CHECK(y[0] == doctest::Approx(1.0 / (1.0 + std::exp(-2.0))));
+}
+
+TEST_CASE("activations") {
+  const std::vector<float> x = {-2.0f, 0.0f, 3.0f};
+  std::vector<float> y(3);
+  kernels::relu(x.data(), y.data(), 3);
+  CHECK(y == std::vector<float>{0.0f, 0.0f, 3.0f});
+  kernels::sigmoid(x.data(), y.data(), 3);
+  CHECK(y[0] == doctest::Approx(1.0 / (1.0 + std::exp(2.0))));
+  CHECK(y[1] == doctest::Approx(0.5));
+  kernels::tanh(x.data(), y.data(), 3);
+  CHECK(y[2] == doctest::Approx(std::tanh(3.0)));
+}
