@@ -10,10 +10,11 @@ packages=(
   libboost-filesystem-dev doctest-dev libeigen3-dev libsqlite3-dev libyaml-cpp-dev
   libcpp-httplib-dev libsimdjson-dev libssl-dev libprotobuf-dev protobuf-compiler
   libpng-dev zlib1g-dev
-  python3 python3-numpy python3-onnx dataset-fashion-mnist man-db dpkg-dev
+  python3 python3-numpy python3-onnx python3-torch python3-yaml dataset-fashion-mnist man-db dpkg-dev
+  prometheus # promtool checks the /metrics exposition
 )
 if [[ "${1:-}" == "--with-bench" ]]; then
-  packages+=(python3-torch wrk nginx-light)
+  packages+=(wrk nginx-light libopenblas0-pthread)
 fi
 
 missing=()
