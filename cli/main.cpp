@@ -77,7 +77,19 @@ int main(int argc, char** argv) {
   mlctl::cli::register_predict(app, dispatch);
   mlctl::cli::register_serve(app, dispatch);
   mlctl::cli::register_catalog(app, dispatch);
+  mlctl::cli::register_apply(app, dispatch);
+  mlctl::cli::register_get(app, dispatch);
+  mlctl::cli::register_describe(app, dispatch);
+  mlctl::cli::register_delete(app, dispatch);
+  mlctl::cli::register_rollout(app, dispatch);
+  mlctl::cli::register_test(app, dispatch);
+  mlctl::cli::register_requests(app, dispatch);
+  mlctl::cli::register_feedback(app, dispatch);
+  mlctl::cli::register_monitor(app, dispatch);
+  mlctl::cli::register_explain(app, dispatch);
+  mlctl::cli::register_subsample(app, dispatch);
   mlctl::cli::register_cluster(app, dispatch);
+  mlctl::cli::register_reproduce(app, dispatch);
   mlctl::cli::register_completion(app, dispatch);
   mlctl::cli::register_version(app, dispatch);
 

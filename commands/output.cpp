@@ -1,5 +1,7 @@
 #include "commands/output.hpp"
 
+#include "util/yaml_json.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -90,35 +92,6 @@ private:
   std::chrono::steady_clock::time_point m_last_line{};
 };
 
-void emit_yaml(YAML::Emitter& out, const nlohmann::json& v) {
-  switch (v.type()) {
-  case nlohmann::json::value_t::object:
-    out << YAML::BeginMap;
-    for (const auto& [k, item] : v.items()) {
-      out << YAML::Key << k << YAML::Value;
-      emit_yaml(out, item);
-    }
-    out << YAML::EndMap;
-    break;
-  case nlohmann::json::value_t::array:
-    out << YAML::BeginSeq;
-    for (const auto& item : v) {
-      emit_yaml(out, item);
-    }
-    out << YAML::EndSeq;
-    break;
-  case nlohmann::json::value_t::string:
-    out << YAML::DoubleQuoted << v.get<std::string>();
-    break;
-  case nlohmann::json::value_t::null:
-    out << YAML::Null;
-    break;
-  default:
-    out << v.dump();
-    break;
-  }
-}
-
 } // namespace
 
 util::ProgressFn Context::progress() const {
@@ -144,7 +117,7 @@ void Context::debug(const std::string& message) const {
 
 std::string to_yaml(const nlohmann::json& value) {
   YAML::Emitter out;
-  emit_yaml(out, value);
+  util::emit_yaml(out, value);
   return std::string(out.c_str()) + "\n";
 }
 

@@ -1,9 +1,14 @@
 // mlctl predict: offline prediction with a model directory or a bare .onnx file, on a
-// labelled split (accuracy + confusion matrix) or on one PNG image (class + probabilities).
+// labelled split (accuracy + confusion matrix) or on one PNG image (class + probabilities);
+// or, with --app, through a live application's endpoint (class, probabilities, the version
+// that answered and the trace id of each image).
 
 #include "model/predict.hpp"
+#include "api/names.hpp"
+#include "client/inference_client.hpp"
 #include "commands/commands.hpp"
 #include "commands/output.hpp"
+#include "commands/remote.hpp"
 #include "data/dataset.hpp"
 #include "util/error.hpp"
 
@@ -18,6 +23,9 @@ namespace {
 
 struct PredictOptions {
   std::string model;
+  std::string app;   // a live application instead of --model
+  std::vector<std::size_t> indices;
+  std::size_t batch_size = 64;
   std::string data;  // a split .npz or a dataset directory (its test split)
   std::string image; // a PNG
   std::size_t limit = 0;
@@ -100,7 +108,119 @@ int run_predict_image(const PredictOptions& o, const model::Predictor& predictor
   return 0;
 }
 
+// Sends the chosen images to the application in batches; prints one row per image.
+int run_predict_remote(const PredictOptions& o, Context& ctx) {
+  api::validate_name(o.app, "application name");
+  client::InferenceClient inference(api_client_options(ctx));
+  std::vector<std::uint8_t> pixels;
+  std::vector<std::size_t> indices;
+  std::vector<int> labels; // -1: unknown
+  std::size_t per_image = 0;
+  std::string source;
+  if (!o.data.empty()) {
+    const auto split = read_labeled(o.data);
+    per_image = split.rows * split.cols;
+    source = o.data;
+    if (!o.indices.empty()) {
+      indices = o.indices;
+    } else {
+      const auto n = std::min(split.count, o.limit == 0 ? std::size_t{10} : o.limit);
+      for (std::size_t i = 0; i < n; ++i) {
+        indices.push_back(i);
+      }
+    }
+    for (const auto i : indices) {
+      if (i >= split.count) {
+        throw Error(ErrorKind::invalid_input, "--indices " + std::to_string(i) + ": " + o.data + " has " +
+                                                  std::to_string(split.count) + " images");
+      }
+      pixels.insert(pixels.end(), split.x.begin() + static_cast<std::ptrdiff_t>(i * per_image),
+                    split.x.begin() + static_cast<std::ptrdiff_t>((i + 1) * per_image));
+      labels.push_back(split.y[i]);
+    }
+  } else {
+    const std::filesystem::path path(o.image);
+    const auto image = model::read_png_gray(path);
+    per_image = image.pixels.size();
+    source = o.image;
+    pixels = image.pixels;
+    indices.push_back(0);
+    labels.push_back(-1);
+  }
+  nlohmann::json predictions = nlohmann::json::array();
+  std::size_t correct = 0;
+  std::size_t labelled = 0;
+  for (std::size_t start = 0; start < indices.size(); start += o.batch_size) {
+    const auto count = std::min(o.batch_size, indices.size() - start);
+    const auto reply = inference.predict(
+        o.app, std::span<const std::uint8_t>(pixels.data() + start * per_image, count * per_image), per_image);
+    if (reply.status != 200) {
+      throw Error(reply.status == 404 ? ErrorKind::not_found
+                  : reply.status >= 500 ? (reply.status == 503 ? ErrorKind::unavailable : ErrorKind::internal)
+                                       : ErrorKind::invalid_input,
+                  "application " + o.app + ": HTTP " + std::to_string(reply.status) +
+                      (reply.error.empty() ? "" : ": " + reply.error));
+    }
+    for (std::size_t k = 0; k < count; ++k) {
+      const auto label = labels[start + k];
+      nlohmann::json p = {{"index", indices[start + k]},
+                          {"class", reply.classes[k]},
+                          {"probabilities", reply.probabilities[k]},
+                          {"label", label >= 0 ? nlohmann::json(label) : nlohmann::json(nullptr)},
+                          {"model", reply.model},
+                          {"variant", reply.variant},
+                          {"trace_id", reply.trace_id}};
+      if (label >= 0) {
+        ++labelled;
+        correct += reply.classes[k] == label ? 1 : 0;
+      }
+      predictions.push_back(std::move(p));
+    }
+  }
+  nlohmann::json out = {{"application", o.app}, {"source", source}, {"predictions", predictions}};
+  if (labelled > 0) {
+    out["accuracy"] = static_cast<double>(correct) / static_cast<double>(labelled);
+  }
+  print_result(ctx, out, [&] {
+    if (!o.image.empty()) {
+      const auto& p = predictions.front();
+      print_fields({{"image", o.image},
+                    {"class", std::to_string(p["class"].get<std::int64_t>())},
+                    {"model", p["model"].get<std::string>()},
+                    {"trace id", p["trace_id"].get<std::string>()}});
+      std::cout << '\n';
+      Table table({"class", "probability"});
+      const auto probabilities = p["probabilities"].get<std::vector<float>>();
+      for (std::size_t i = 0; i < probabilities.size(); ++i) {
+        table.add({std::to_string(i), format_fixed(probabilities[i], 4)});
+      }
+      table.print();
+      return;
+    }
+    Table table({"INDEX", "CLASS", "PROBABILITY", "LABEL", "MODEL", "TRACE ID"});
+    for (const auto& p : predictions) {
+      const auto cls = p["class"].get<std::int64_t>();
+      const auto probabilities = p["probabilities"].get<std::vector<float>>();
+      const double prob = cls >= 0 && static_cast<std::size_t>(cls) < probabilities.size()
+                              ? probabilities[static_cast<std::size_t>(cls)]
+                              : 0.0;
+      table.add({std::to_string(p["index"].get<std::size_t>()), std::to_string(cls), format_fixed(prob, 4),
+                 p["label"].is_null() ? "-" : std::to_string(p["label"].get<int>()), p["model"].get<std::string>(),
+                 p["trace_id"].get<std::string>()});
+    }
+    table.print();
+    if (labelled > 0) {
+      std::cout << "\naccuracy " << format_fixed(static_cast<double>(correct) / static_cast<double>(labelled), 4)
+                << " (" << correct << "/" << labelled << ")\n";
+    }
+  });
+  return 0;
+}
+
 int run_predict(const PredictOptions& o, Context& ctx) {
+  if (!o.app.empty()) {
+    return run_predict_remote(o, ctx);
+  }
   const auto predictor = model::Predictor::open(o.model);
   ctx.debug("model " + predictor.model().name() + ": input '" + predictor.model().inputs()[0].name +
             "', " + std::to_string(predictor.pixels()) + " values per image, " +
@@ -116,11 +236,15 @@ int run_predict(const PredictOptions& o, Context& ctx) {
 void register_predict(CLI::App& parent, Dispatch& dispatch) {
   auto opts = std::make_shared<PredictOptions>();
   auto* cmd = parent.add_subcommand(
-      "predict", "Classify images offline with a model directory or an .onnx file (no server)");
-  cmd->add_option(
-         "--model", opts->model,
-         "Model directory (model.yaml + model.onnx) or a bare .onnx file exported elsewhere")
-      ->required();
+      "predict", "Classify images with a model directory or an .onnx file, or through a live application (--app)");
+  auto* model = cmd->add_option(
+      "--model", opts->model,
+      "Model directory (model.yaml + model.onnx) or a bare .onnx file exported elsewhere");
+  auto* app = cmd->add_option("--app", opts->app,
+                              "Instead of --model: a live application; prints class, probabilities, the "
+                              "version that answered and the trace id of each image")
+                  ->type_name("NAME");
+  model->excludes(app);
   auto* data = cmd->add_option(
       "--data", opts->data,
       "Labelled images: a split .npz (x, y) or a dataset directory (its test split); "
@@ -128,13 +252,26 @@ void register_predict(CLI::App& parent, Dispatch& dispatch) {
   auto* image = cmd->add_option("--image", opts->image,
                                 "A 28×28 grayscale PNG; prints its class and probabilities");
   data->excludes(image);
-  cmd->add_option("--limit", opts->limit, "Use only the first N images of --data (0: all)")
-      ->needs(data);
+  auto* limit = cmd->add_option("--limit", opts->limit,
+                                "Use only the first N images of --data (0: all; with --app: 10)")
+                    ->needs(data);
+  cmd->add_option("--indices", opts->indices, "With --app: these images of --data (0-based, comma separated)")
+      ->delimiter(',')
+      ->needs(data)
+      ->needs(app)
+      ->excludes(limit);
+  cmd->add_option("--batch-size", opts->batch_size, "With --app: images per request")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 16))
+      ->needs(app);
   cmd->footer("Example:\n  mlctl predict --model models/mnist --data data/mnist/test.npz --limit "
               "1000 -o json");
-  cmd->callback([opts, data, image, &dispatch] {
+  cmd->callback([opts, data, image, model, app, &dispatch] {
     if (data->count() == 0 && image->count() == 0) {
       throw CLI::RequiredError("--data or --image");
+    }
+    if (model->count() == 0 && app->count() == 0) {
+      throw CLI::RequiredError("--model or --app");
     }
     dispatch.run = [opts](Context& ctx) { return run_predict(*opts, ctx); };
   });

@@ -6,7 +6,9 @@
 
 namespace mlctl::cli {
 
-client::ApiClient api_client(const Context& ctx) {
+client::ApiClient api_client(const Context& ctx) { return client::ApiClient(api_client_options(ctx)); }
+
+client::ApiClientOptions api_client_options(const Context& ctx) {
   const auto config = client::load_cluster_config(client::default_config_path());
   const auto endpoint = client::resolve_endpoint(ctx.options().server, ctx.options().token, config);
   ctx.debug("server " + endpoint.server + " (from " + endpoint.source + ")");
@@ -18,7 +20,7 @@ client::ApiClient api_client(const Context& ctx) {
   }
   o.log = ctx.log();
   o.progress = ctx.progress();
-  return client::ApiClient(std::move(o));
+  return o;
 }
 
 } // namespace mlctl::cli

@@ -12,4 +12,8 @@ namespace mlctl::cli {
 // to the context. Throws `Error` for a malformed config or an unreadable token file.
 client::ApiClient api_client(const Context& ctx);
 
+// Returns the options `api_client` uses (resolved endpoint, token, user, log, progress), for
+// clients other than the REST one (the inference client). Throws as `api_client`.
+client::ApiClientOptions api_client_options(const Context& ctx);
+
 } // namespace mlctl::cli

@@ -24,6 +24,11 @@ struct ServeOptions {
   std::string log_file;
   bool insecure_listen_anywhere = false;
   int shutdown_grace_seconds = 10;
+  int max_batch = 256;
+  std::int64_t store_max_rows = 0;
+  std::size_t store_queue = 4096;
+  std::string webhook;
+  bool no_monitoring = false;
 };
 
 int run_serve(const ServeOptions& opts, Context& ctx) {
@@ -38,6 +43,11 @@ int run_serve(const ServeOptions& opts, Context& ctx) {
   o.log_file = opts.log_file;
   o.insecure_listen_anywhere = opts.insecure_listen_anywhere;
   o.shutdown_grace = std::chrono::seconds(opts.shutdown_grace_seconds);
+  o.max_batch = opts.max_batch;
+  o.store_max_rows = opts.store_max_rows;
+  o.store_queue_capacity = opts.store_queue;
+  o.webhook_url = opts.webhook;
+  o.monitoring = !opts.no_monitoring;
   const auto log = ctx.log();
   server::Server srv(std::move(o), log);
 
@@ -98,6 +108,26 @@ void register_serve(CLI::App& parent, Dispatch& dispatch) {
                   "Seconds in-flight transfers may take after SIGTERM/SIGINT")
       ->capture_default_str()
       ->check(CLI::Range(0, 3600));
+  cmd->add_option("--webhook", opts->webhook,
+                  "URL that receives every health change of a served version as a JSON POST")
+      ->envname("MLCTL_WEBHOOK")
+      ->type_name("URL");
+  cmd->add_flag("--no-monitoring", opts->no_monitoring,
+                "Run without the metrics and health monitors (for measuring their cost)");
+  cmd->add_option("--store-max-rows", opts->store_max_rows,
+                  "Request store retention: keep at most this many stored rows (one per image), "
+                  "deleting the oldest first (0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40));
+  cmd->add_option("--store-queue", opts->store_queue,
+                  "Images waiting to be written to the request store; when full, records are dropped "
+                  "and counted (inference never waits)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24));
+  cmd->add_option("--max-batch", opts->max_batch,
+                  "Largest batch (images or tensor rows) one inference request may carry; more: 400")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
   cmd->footer("Example:\n  mlctl serve --data-dir .mlctl --listen 127.0.0.1:9090");
   cmd->callback([opts, &dispatch] {
     dispatch.run = [opts](Context& ctx) { return run_serve(*opts, ctx); };

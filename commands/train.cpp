@@ -4,6 +4,9 @@
 #include "model/train.hpp"
 #include "commands/commands.hpp"
 #include "commands/output.hpp"
+#include "commands/step_cache.hpp"
+#include "data/dataset.hpp"
+#include "pipeline/steps.hpp"
 #include "util/error.hpp"
 
 #include <CLI/CLI.hpp>
@@ -17,6 +20,7 @@ namespace {
 
 struct TrainOptions {
   std::string data = "data/mnist";
+  std::vector<std::string> merge;
   std::string out = "models/mnist";
   std::string name = "mnist";
   std::vector<int> hidden = {256, 64};
@@ -29,6 +33,8 @@ struct TrainOptions {
   int threads = 1;
   bool no_autoencoder = false;
   std::uint64_t ae_epochs = 10;
+  std::string cache_dir;
+  bool no_cache = false;
 };
 
 constexpr std::uint64_t k_default_epochs = 5;
@@ -36,6 +42,7 @@ constexpr std::uint64_t k_default_epochs = 5;
 int run_train(const TrainOptions& o, Context& ctx) {
   model::TrainOptions options;
   options.data_dir = o.data;
+  options.merge_dirs.assign(o.merge.begin(), o.merge.end());
   options.out_dir = o.out;
   options.name = o.name;
   options.hidden = o.hidden;
@@ -53,37 +60,57 @@ int run_train(const TrainOptions& o, Context& ctx) {
   // A bar per epoch on a terminal; otherwise the per-epoch log lines are the progress.
   const bool tty = ::isatty(STDERR_FILENO) != 0;
   const util::ProgressFn progress = tty ? ctx.progress() : util::ProgressFn{};
-  const auto result = model::train_model(options, progress, ctx.log());
+  // The dataset's own errors first ("not a dataset directory"), before hashing it for the key.
+  data::read_dataset_info(options.data_dir);
+  const auto step = run_cached_step(
+      ctx, step_cache(o.cache_dir, o.no_cache), pipeline::train_step(options), [&] {
+        const auto result = model::train_model(options, progress, ctx.log());
+        const auto& card = result.card;
+        const auto& hp = *card.lineage.hyperparameters;
+        pipeline::StepOutcome outcome;
+        outcome.result = {
+            {"name", card.name},
+            {"model_dir", result.model_dir.string()},
+            {"digest", result.digest},
+            {"dataset",
+             {{"digest", card.lineage.dataset->digest}, {"path", card.lineage.dataset->path}}},
+            {"steps", hp.steps},
+            {"epochs", hp.epochs},
+            {"training_seconds", *card.lineage.training_seconds},
+            {"metrics", model::metrics_to_json(*card.metrics)},
+            {"monitoring",
+             card.monitoring ? model::monitoring_to_json(*card.monitoring) : nlohmann::json()},
+        };
+        outcome.outputs = {{"model", result.model_dir}};
+        return outcome;
+      });
 
-  const auto& card = result.card;
-  const auto& hp = *card.lineage.hyperparameters;
-  nlohmann::json out = {
-      {"name", card.name},
-      {"model_dir", result.model_dir.string()},
-      {"digest", result.digest},
-      {"dataset", {{"digest", card.lineage.dataset->digest}, {"path", card.lineage.dataset->path}}},
-      {"steps", hp.steps},
-      {"epochs", hp.epochs},
-      {"training_seconds", *card.lineage.training_seconds},
-      {"metrics", model::metrics_to_json(*card.metrics)},
-      {"monitoring",
-       card.monitoring ? model::monitoring_to_json(*card.monitoring) : nlohmann::json()},
-  };
+  nlohmann::json out = step.result;
+  out["cached"] = step.cached;
   print_result(ctx, out, [&] {
-    std::vector<std::pair<std::string, std::string>> fields = {
-        {"model", result.model_dir.string()},
-        {"digest", result.digest},
-        {"steps", std::to_string(hp.steps) + " (" + std::to_string(hp.epochs) + " epochs)"},
-        {"train accuracy", format_fixed(card.metrics->train_accuracy, 4)},
-        {"test accuracy", format_fixed(card.metrics->test_accuracy, 4)},
-        {"test loss", format_fixed(card.metrics->test_loss, 4)},
+    const auto& metrics = out.at("metrics");
+    const auto number = [](const nlohmann::json& j, const char* key) {
+      return j.is_object() && j.contains(key) && j.at(key).is_number() ? j.at(key).get<double>()
+                                                                       : 0.0;
     };
-    if (card.monitoring) {
+    std::vector<std::pair<std::string, std::string>> fields = {
+        {"model", out.value("model_dir", std::string())},
+        {"digest", out.value("digest", std::string())},
+        {"steps", std::to_string(out.value("steps", std::int64_t{0})) + " (" +
+                      std::to_string(out.value("epochs", std::int64_t{0})) + " epochs)"},
+        {"train accuracy", format_fixed(number(metrics, "train_accuracy"), 4)},
+        {"test accuracy", format_fixed(number(metrics, "test_accuracy"), 4)},
+        {"test loss", format_fixed(number(metrics, "test_loss"), 4)},
+    };
+    const auto& monitoring = out.at("monitoring");
+    if (monitoring.is_object() && monitoring.contains("reconstruction")) {
       fields.emplace_back("drift threshold",
-                          format_fixed(card.monitoring->reconstruction.threshold, 5) +
+                          format_fixed(number(monitoring.at("reconstruction"), "threshold"), 5) +
                               " (p99 of the training reconstruction error)");
     }
-    fields.emplace_back("training time", format_fixed(*card.lineage.training_seconds, 1) + " s");
+    fields.emplace_back("training time",
+                        format_fixed(number(out, "training_seconds"), 1) + " s" +
+                            (step.cached ? " (cached: not run again)" : ""));
     print_fields(fields);
   });
   return 0;
@@ -98,6 +125,11 @@ void register_train(CLI::App& parent, Dispatch& dispatch) {
   cmd->add_option("--data", opts->data, "Dataset directory (from fetch-mnist)")
       ->envname("MNIST_DATA_DIR")
       ->capture_default_str();
+  cmd->add_option("--merge", opts->merge,
+                  "Another dataset directory to join with --data (repeatable); the model's lineage "
+                  "records every dataset")
+      ->type_name("DIR")
+      ->allow_extra_args(false);
   cmd->add_option("--out", opts->out, "Model directory to write (replaced atomically)")
       ->envname("MNIST_MODELS_DIR")
       ->capture_default_str();
@@ -137,6 +169,8 @@ void register_train(CLI::App& parent, Dispatch& dispatch) {
                   "Autoencoder epochs (784-128-32-128-784, Adam 0.001)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  add_cache_dir_option(*cmd, opts->cache_dir);
+  add_no_cache_flag(*cmd, opts->no_cache);
   cmd->footer("Example:\n  mlctl train --data data/mnist --out models/mnist --epochs 5 -o json");
   cmd->callback([opts, steps, epochs, &dispatch] {
     const char* env_steps = std::getenv("LEARNING_STEPS");

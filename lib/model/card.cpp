@@ -3,6 +3,7 @@
 #include "onnx/runtime.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/yaml_json.hpp"
 
 #include <charconv>
 #include <cmath>
@@ -13,64 +14,8 @@ namespace mlctl::model {
 
 namespace {
 
-// Shortest round-trip text of `value`, always with a '.' or an exponent so that YAML 1.1
-// readers (PyYAML) see a float too: 0.01, 1.0, 1.0e-05.
-std::string format_double(double value) {
-  if (std::isnan(value)) {
-    return ".nan";
-  }
-  if (std::isinf(value)) {
-    return value > 0 ? ".inf" : "-.inf";
-  }
-  char buf[64];
-  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
-  std::string s(buf, ec == std::errc() ? end : buf);
-  const auto exponent = s.find('e');
-  if (s.find('.') == std::string::npos) {
-    s.insert(exponent == std::string::npos ? s.size() : exponent, ".0");
-  }
-  return s;
-}
-
-// --- writing ----------------------------------------------------------------------------
-
 void emit_double(YAML::Emitter& out, double value) {
-  out << format_double(value);
-}
-
-void emit_json(YAML::Emitter& out, const nlohmann::json& v) {
-  switch (v.type()) {
-  case nlohmann::json::value_t::object:
-    out << YAML::BeginMap;
-    for (const auto& [key, item] : v.items()) {
-      out << YAML::Key << key << YAML::Value;
-      emit_json(out, item);
-    }
-    out << YAML::EndMap;
-    break;
-  case nlohmann::json::value_t::array:
-    out << YAML::BeginSeq;
-    for (const auto& item : v) {
-      emit_json(out, item);
-    }
-    out << YAML::EndSeq;
-    break;
-  case nlohmann::json::value_t::string:
-    out << YAML::DoubleQuoted << v.get<std::string>();
-    break;
-  case nlohmann::json::value_t::null:
-    out << YAML::Null;
-    break;
-  case nlohmann::json::value_t::boolean:
-    out << (v.get<bool>() ? "true" : "false");
-    break;
-  case nlohmann::json::value_t::number_float:
-    emit_double(out, v.get<double>());
-    break;
-  default:
-    out << v.dump();
-    break;
-  }
+  out << util::format_yaml_double(value);
 }
 
 template <class T> void emit_flow_list(YAML::Emitter& out, const std::vector<T>& values) {
@@ -144,7 +89,7 @@ void emit_lineage(YAML::Emitter& out, const Lineage& l) {
     out << YAML::Key << "dataset" << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "digest" << YAML::Value << YAML::DoubleQuoted << l.dataset->digest;
     out << YAML::Key << "source" << YAML::Value;
-    emit_json(out, l.dataset->source);
+    util::emit_yaml(out, l.dataset->source);
     out << YAML::Key << "path" << YAML::Value << YAML::DoubleQuoted << l.dataset->path;
     out << YAML::EndMap;
   }
@@ -337,43 +282,7 @@ public:
     return node;
   }
 
-  nlohmann::json json(const YAML::Node& node) const {
-    if (node.IsMap()) {
-      auto object = nlohmann::json::object();
-      for (const auto& item : node) {
-        object[item.first.Scalar()] = json(item.second);
-      }
-      return object;
-    }
-    if (node.IsSequence()) {
-      auto array = nlohmann::json::array();
-      for (const auto& item : node) {
-        array.push_back(json(item));
-      }
-      return array;
-    }
-    if (!node.IsDefined() || node.IsNull()) {
-      return nullptr;
-    }
-    const std::string& s = node.Scalar();
-    if (node.Tag() == "!") {
-      return s;
-    }
-    if (s == "true" || s == "false") {
-      return s == "true";
-    }
-    std::int64_t i = 0;
-    if (const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), i);
-        ec == std::errc() && end == s.data() + s.size()) {
-      return i;
-    }
-    double d = 0;
-    if (const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
-        ec == std::errc() && end == s.data() + s.size()) {
-      return d;
-    }
-    return s;
-  }
+  nlohmann::json json(const YAML::Node& node) const { return util::yaml_to_json(node); }
 
 private:
   std::string m_name;

@@ -212,6 +212,42 @@ std::string dataset_label(const nlohmann::json& info, const std::string& key) {
   return it != info.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
+void append_split(data::LabeledImages& to, const data::LabeledImages& from, const std::filesystem::path& file) {
+  if (from.count > 0 && (from.rows != to.rows || from.cols != to.cols)) {
+    throw Error(ErrorKind::invalid_input, file.string() + ": images are " + std::to_string(from.rows) + "x" +
+                                              std::to_string(from.cols) + ", the other dataset's " +
+                                              std::to_string(to.rows) + "x" + std::to_string(to.cols));
+  }
+  to.x.insert(to.x.end(), from.x.begin(), from.x.end());
+  to.y.insert(to.y.end(), from.y.begin(), from.y.end());
+  to.count += from.count;
+}
+
+// Joins the `merge_dirs` datasets into the splits of `data_dir`, and makes `info` describe the
+// join: the digest of the joined content, the datasets it came from under `source.merged`.
+void merge_datasets(const TrainOptions& options, nlohmann::json& info, data::LabeledImages& train,
+                    data::LabeledImages& test) {
+  nlohmann::json merged = nlohmann::json::array();
+  const auto describe = [](const std::filesystem::path& dir, const nlohmann::json& dinfo,
+                           const data::LabeledImages& tr, const data::LabeledImages& te) {
+    return nlohmann::json{{"digest", dataset_label(dinfo, "digest")},
+                          {"source", dinfo.contains("source") ? dinfo.at("source") : nlohmann::json()},
+                          {"path", dir.string()},
+                          {"counts", {{"train", tr.count}, {"test", te.count}}}};
+  };
+  merged.push_back(describe(options.data_dir, info, train, test));
+  for (const auto& dir : options.merge_dirs) {
+    const auto dinfo = data::read_dataset_info(dir);
+    const auto tr = data::read_dataset_split(dir, "train");
+    const auto te = data::read_dataset_split(dir, "test");
+    merged.push_back(describe(dir, dinfo, tr, te));
+    append_split(train, tr, dir / "train.npz");
+    append_split(test, te, dir / "test.npz");
+  }
+  info["digest"] = data::dataset_digest(train, test);
+  info["source"] = {{"name", "merged"}, {"merged", std::move(merged)}};
+}
+
 } // namespace
 
 double quantile(const std::vector<float>& sorted, double p) {
@@ -226,9 +262,12 @@ double quantile(const std::vector<float>& sorted, double p) {
 TrainResult train_model(const TrainOptions& options, const util::ProgressFn& progress,
                         const util::LogFn& log) {
   check_options(options);
-  const auto info = data::read_dataset_info(options.data_dir);
-  const auto train_split = data::read_dataset_split(options.data_dir, "train");
-  const auto test_split = data::read_dataset_split(options.data_dir, "test");
+  auto info = data::read_dataset_info(options.data_dir);
+  auto train_split = data::read_dataset_split(options.data_dir, "train");
+  auto test_split = data::read_dataset_split(options.data_dir, "test");
+  if (!options.merge_dirs.empty()) {
+    merge_datasets(options, info, train_split, test_split);
+  }
   if (train_split.count == 0) {
     throw Error(ErrorKind::invalid_input,
                 (options.data_dir / "train.npz").string() + ": no images to train on");

@@ -15,6 +15,10 @@ namespace mlctl::model {
 
 struct TrainOptions {
   std::filesystem::path data_dir = "data/mnist";
+  // More dataset directories joined with `data_dir` (`mlctl train --merge`): their train and
+  // test splits are appended in order; the lineage records the joined content's digest and
+  // each dataset (digest, source, path) under `dataset.source.merged`.
+  std::vector<std::filesystem::path> merge_dirs;
   std::filesystem::path out_dir = "models/mnist";
   std::string name = "mnist";
   std::vector<int> hidden = {256, 64};

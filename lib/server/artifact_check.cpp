@@ -5,6 +5,7 @@
 #include "onnx/runtime.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/yaml_json.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -13,7 +14,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <charconv>
 #include <set>
 #include <yaml-cpp/yaml.h>
 
@@ -22,56 +22,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-// YAML 1.2 core schema for plain scalars.
-json plain_scalar(const std::string& s) {
-  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") {
-    return nullptr;
-  }
-  if (s == "true" || s == "True" || s == "TRUE") {
-    return true;
-  }
-  if (s == "false" || s == "False" || s == "FALSE") {
-    return false;
-  }
-  std::int64_t i = 0;
-  const char* begin = s.data() + (s.front() == '+' ? 1 : 0);
-  if (auto [p, ec] = std::from_chars(begin, s.data() + s.size(), i); ec == std::errc() && p == s.data() + s.size()) {
-    return i;
-  }
-  double d = 0;
-  if (auto [p, ec] = std::from_chars(begin, s.data() + s.size(), d); ec == std::errc() && p == s.data() + s.size()) {
-    return d;
-  }
-  if (s == ".inf" || s == ".Inf" || s == "+.inf") {
-    return std::numeric_limits<double>::infinity();
-  }
-  return s;
-}
-
-json convert(const YAML::Node& node) {
-  switch (node.Type()) {
-  case YAML::NodeType::Map: {
-    json obj = json::object();
-    for (const auto& kv : node) {
-      obj[kv.first.as<std::string>()] = convert(kv.second);
-    }
-    return obj;
-  }
-  case YAML::NodeType::Sequence: {
-    json arr = json::array();
-    for (const auto& item : node) {
-      arr.push_back(convert(item));
-    }
-    return arr;
-  }
-  case YAML::NodeType::Scalar:
-    // yaml-cpp tags quoted scalars "!" and plain ones "?".
-    return node.Tag() == "!" ? json(node.Scalar()) : plain_scalar(node.Scalar());
-  default:
-    return nullptr;
-  }
-}
 
 void check_tensor_names(const json& contract, const char* field, const std::vector<onnx::TensorInfo>& graph) {
   const auto it = contract.find(field);
@@ -160,7 +110,7 @@ onnx::Model load_onnx(const fs::path& path, const std::string& name) {
 
 json yaml_to_json(std::string_view yaml, std::string_view name) {
   try {
-    return convert(YAML::Load(std::string(yaml)));
+    return util::yaml_to_json(YAML::Load(std::string(yaml)));
   } catch (const YAML::Exception& e) {
     throw Error(ErrorKind::invalid_input, std::string(name) + ": " + e.what());
   }

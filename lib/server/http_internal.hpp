@@ -4,9 +4,15 @@
 // that turn `Error`s into JSON error responses. Each feature adds one
 // `register_<feature>_routes(httplib::Server&, Platform&)`, called from server.cpp.
 
+#include "server/applications.hpp"
 #include "server/artifact_check.hpp"
 #include "server/events.hpp"
+#include "server/gateway.hpp"
+#include "server/health.hpp"
+#include "server/inference.hpp"
+#include "server/metrics.hpp"
 #include "server/registry.hpp"
+#include "server/request_store.hpp"
 #include "server/server.hpp"
 #include "util/error.hpp"
 
@@ -31,6 +37,17 @@ struct Platform {
   std::atomic<bool> ready{false};
   std::atomic<bool> stopping{false};
   std::atomic<std::int64_t> stop_deadline_ns{0}; // steady_clock; meaningful once stopping
+  std::vector<InferenceSink*> inference_sinks;
+  std::unique_ptr<RequestStore> request_store; // requests.db; also one of `inference_sinks`
+  // The monitors (issue 6): metrics and health (one of `inference_sinks`), and the webhook that
+  // receives health changes (declared first: the monitors' worker posts to it).
+  std::unique_ptr<Webhook> webhook;
+  std::unique_ptr<Metrics> metrics;
+  // The gateway (issue 5): models loaded once, the live routing table, the applications
+  // API. Declared after the sinks so that its shadow worker stops before they go.
+  std::unique_ptr<ModelPool> model_pool;
+  std::unique_ptr<Gateway> gateway;
+  std::unique_ptr<Applications> applications;
 
   // Returns true once a stop was requested and the grace period is over: long transfers
   // give up then.
@@ -68,5 +85,13 @@ void note_bytes_in(std::uint64_t bytes);
 
 void register_health_routes(httplib::Server& http, Platform& platform);
 void register_registry_routes(httplib::Server& http, Platform& platform);
+void register_application_routes(httplib::Server& http, Platform& platform);
+void register_gateway_routes(httplib::Server& http, Platform& platform);
+void register_request_routes(httplib::Server& http, Platform& platform);
+void register_monitor_routes(httplib::Server& http, Platform& platform);
+// Starts the monitors (metrics, health, webhook) and adds them to `inference_sinks`; call
+// before the gateway starts. `stop_monitoring` stops their worker (after the gateway).
+void start_monitoring(Platform& platform);
+void stop_monitoring(Platform& platform);
 
 } // namespace mlctl::server::detail

@@ -81,8 +81,49 @@ CREATE INDEX events_by_time ON events(time);
 CREATE INDEX events_by_name ON events(name, id);
 )sql";
 
+// Applications and their numbered revisions (issue 5). A revision keeps the manifest as
+// applied and the versions its aliases resolved to, so a rollback serves exactly those.
+constexpr std::string_view k_applications = R"sql(
+CREATE TABLE applications (
+  name       TEXT PRIMARY KEY,
+  revision   INTEGER NOT NULL,     -- the current one
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE application_revisions (
+  name     TEXT NOT NULL,
+  revision INTEGER NOT NULL,
+  time     TEXT NOT NULL,
+  actor    TEXT NOT NULL,
+  cause    TEXT NOT NULL,          -- "apply", "rollback to revision N"
+  manifest TEXT NOT NULL,          -- the canonical Application document (JSON)
+  models   TEXT NOT NULL,          -- JSON [["mnist:3", ...], ...]: resolved versions per stage
+  PRIMARY KEY (name, revision)
+) WITHOUT ROWID;
+)sql";
+
+// Health changes of served versions (issue 6): one row per healthy <-> unhealthy transition.
+constexpr std::string_view k_health_events = R"sql(
+CREATE TABLE health_events (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  time        TEXT NOT NULL,
+  application TEXT NOT NULL,
+  model       TEXT NOT NULL,
+  version     INTEGER NOT NULL,
+  from_state  TEXT NOT NULL,       -- healthy | unhealthy | unknown
+  to_state    TEXT NOT NULL,
+  monitor     TEXT NOT NULL,       -- reconstruction | accuracy
+  value       REAL NOT NULL,       -- the rolling value at the change
+  threshold   REAL NOT NULL
+);
+CREATE INDEX health_events_by_application ON health_events(application, id);
+)sql";
+
 constexpr std::array k_migrations{
     Migration{1, "registry", k_registry},
+    Migration{2, "applications", k_applications},
+    Migration{3, "health_events", k_health_events},
 };
 
 } // namespace
@@ -97,17 +138,19 @@ int schema_version(sql::Database& db) {
   return static_cast<int>(stmt.int64(0));
 }
 
-int apply_migrations(sql::Database& db) {
+int apply_migrations(sql::Database& db) { return apply_migrations(db, k_migrations); }
+
+int apply_migrations(sql::Database& db, std::span<const Migration> list) {
   int applied = 0;
+  const int latest = list.empty() ? 0 : list.back().version;
   // IMMEDIATE: two processes starting on one data directory migrate one after the other.
   sql::Transaction probe(db, sql::TransactionMode::immediate);
   const int current = schema_version(db);
-  if (current > latest_schema_version()) {
+  if (current > latest) {
     throw Error(ErrorKind::conflict, db.path().string() + ": schema version " + std::to_string(current) +
-                                         " is newer than this mlctl (" +
-                                         std::to_string(latest_schema_version()) + ")");
+                                         " is newer than this mlctl (" + std::to_string(latest) + ")");
   }
-  for (const auto& m : k_migrations) {
+  for (const auto& m : list) {
     if (m.version <= current) {
       continue;
     }

@@ -27,6 +27,10 @@ int latest_schema_version();
 // database written by a newer mlctl, and SQLite errors as `sql::Database` does.
 int apply_migrations(sql::Database& db);
 
+// The same for a database with a schema of its own (e.g. the request store's `requests.db`):
+// applies the migrations of `list` (versions 1, 2, ... in order) newer than its `user_version`.
+int apply_migrations(sql::Database& db, std::span<const Migration> list);
+
 // Returns the database's current schema version.
 int schema_version(sql::Database& db);
 

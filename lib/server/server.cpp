@@ -135,7 +135,8 @@ struct Server::Impl {
   std::unique_ptr<AccessLog> access_log;
   std::string token;
   int port = 0;
-  std::vector<std::string> protected_prefixes{"/api/"};
+  // The V2 health and server metadata stay open (probes); models and inference need the token.
+  std::vector<std::string> protected_prefixes{"/api/", "/v2/models"};
 
   std::mutex stop_mutex;
   std::condition_variable stop_cv;
@@ -255,8 +256,10 @@ struct Server::Impl {
 
     detail::register_health_routes(*http, p);
     detail::register_registry_routes(*http, p);
-    // Issue 5 adds: register_application_routes, register_gateway_routes (and "/v2/" to
-    // protected_prefixes if the gateway is to require the token).
+    detail::register_request_routes(*http, p);
+    detail::register_application_routes(*http, p);
+    detail::register_gateway_routes(*http, p);
+    detail::register_monitor_routes(*http, p);
   }
 };
 
@@ -318,7 +321,24 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
   for (const auto& ref : recovery.missing_artifacts) {
     p.log("warning: model " + ref + ": artifact bytes are missing from " + o.data_dir.string());
   }
+  {
+    RequestStoreOptions store;
+    store.path = o.data_dir / "requests.db";
+    store.max_rows = o.store_max_rows;
+    store.queue_capacity = o.store_queue_capacity;
+    p.request_store = std::make_unique<RequestStore>(std::move(store), p.log);
+    p.inference_sinks.push_back(p.request_store.get());
+  }
+  detail::start_monitoring(p);
   const auto storage_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (o.max_batch < 1 || o.max_batch > 1'000'000) {
+    throw Error(ErrorKind::invalid_input, "--max-batch " + std::to_string(o.max_batch) + ": must be 1..1000000");
+  }
+  // Applications: their models load before the server answers (ready = every one served).
+  p.model_pool = std::make_unique<ModelPool>(*p.registry);
+  p.gateway = std::make_unique<Gateway>(p.inference_sinks);
+  p.applications = std::make_unique<Applications>(*p.registry, *p.model_pool, *p.gateway);
+  p.applications->load_all(p.log);
 
   if (!o.tls_cert.empty()) {
     for (const auto& f : {o.tls_cert, o.tls_key}) {
@@ -386,6 +406,10 @@ void Server::run() {
   impl.stop_cv.notify_all();
   stopper.join();
   impl.platform.ready = false;
+  impl.platform.gateway->stop();
+  detail::stop_monitoring(impl.platform);
+  // Requests answered before the stop are written before `run()` returns.
+  impl.platform.request_store->close();
   // The last connection to close checkpoints the WAL into the database file.
   impl.platform.registry->pool().close_idle();
   if (!ok && !impl.platform.stopping.load()) {

@@ -22,9 +22,14 @@ struct ServerOptions {
   std::filesystem::path tls_key;
   int threads = 32;                   // worker threads (each keep-alive connection holds one)
   std::uint64_t max_body_bytes = 256ull << 20;
+  int max_batch = 256;                // images (rows) per inference request; more: 400
   std::filesystem::path log_file;     // access log (JSON lines); empty = stderr
   bool insecure_listen_anywhere = false;
   std::chrono::seconds shutdown_grace{10}; // in-flight uploads are cut after this on stop
+  std::string webhook_url;            // health changes are POSTed here as JSON (empty: none)
+  bool monitoring = true;             // metrics and health monitors (off: /metrics answers 503)
+  std::int64_t store_max_rows = 0;         // request store retention (rows, oldest first; 0: no limit)
+  std::size_t store_queue_capacity = 4096; // images queued for the request store; more are dropped
 };
 
 // Parses `HOST:PORT` (`[::1]:9090` for IPv6; a bare `:9090` means 127.0.0.1). Throws

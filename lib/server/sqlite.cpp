@@ -128,6 +128,16 @@ Statement& Statement::bind(int index, std::string_view value) {
   return *this;
 }
 
+Statement& Statement::bind_blob(int index, std::span<const std::uint8_t> bytes) {
+  // A zero-length blob would bind as NULL with a null pointer; keep it a blob.
+  static constexpr std::uint8_t k_empty = 0;
+  const void* data = bytes.empty() ? &k_empty : bytes.data();
+  if (const int rc = sqlite3_bind_blob64(m_stmt, index, data, bytes.size(), SQLITE_TRANSIENT); rc != SQLITE_OK) {
+    m_db->fail(rc, "bind");
+  }
+  return *this;
+}
+
 Statement& Statement::bind(int index, std::nullptr_t) {
   if (const int rc = sqlite3_bind_null(m_stmt, index); rc != SQLITE_OK) {
     m_db->fail(rc, "bind");
@@ -167,6 +177,14 @@ std::string_view Statement::text_view(int column) const {
     return {};
   }
   return {reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(m_stmt, column))};
+}
+
+std::span<const std::uint8_t> Statement::blob(int column) const {
+  const auto* p = static_cast<const std::uint8_t*>(sqlite3_column_blob(m_stmt, column));
+  if (p == nullptr) {
+    return {};
+  }
+  return {p, static_cast<std::size_t>(sqlite3_column_bytes(m_stmt, column))};
 }
 
 std::string Statement::text(int column) const { return std::string(text_view(column)); }

@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,6 +39,8 @@ public:
   Statement& bind(int index, const std::string& value) { return bind(index, std::string_view(value)); }
   Statement& bind(int index, const char* value) { return bind(index, std::string_view(value)); }
   Statement& bind(int index, std::nullptr_t);
+  // Binds `bytes` as a BLOB (copied).
+  Statement& bind_blob(int index, std::span<const std::uint8_t> bytes);
   template <class T>
   Statement& bind(int index, const std::optional<T>& value) {
     return value ? bind(index, *value) : bind(index, nullptr);
@@ -64,6 +67,8 @@ public:
   std::string text(int column) const;
   // Returns a view valid until the next `step`/`reset` ("" for NULL).
   std::string_view text_view(int column) const;
+  // Returns the BLOB column as bytes, valid until the next `step`/`reset` (empty for NULL).
+  std::span<const std::uint8_t> blob(int column) const;
 
 private:
   friend class Database;

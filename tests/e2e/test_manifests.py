@@ -23,15 +23,11 @@ from harness import MLCTL, SOURCE_DIR, TestCase, mlctl
 # Remove an entry as each command lands: the test fails while a listed command exists, and
 # for any command that neither exists nor is listed here.
 PENDING_COMMANDS = {
-    "apply application",
-    "delete application",
-    "test",
-    "subsample",
     "rollout canary",
 }
 # Flags the manifests use on commands that exist, before the flag itself lands
 # ({"train": {"--merge"}}). Same rule: remove each as it lands.
-PENDING_FLAGS: dict[str, set[str]] = {"train": {"--merge"}}
+PENDING_FLAGS: dict[str, set[str]] = {}
 
 MANIFEST_DIRS = [SOURCE_DIR / "manifests" / "k8s", SOURCE_DIR / "manifests" / "argo"]
 PIPELINE_SCRIPTS = sorted((SOURCE_DIR / "manifests" / "pipelines").glob("*.sh"))

@@ -35,7 +35,7 @@ class TrainTest(TestCase):
         self.assertOk(r)
         j = r.json()
         self.assertEqual(set(j), {"name", "model_dir", "digest", "dataset", "steps", "epochs",
-                                  "training_seconds", "metrics", "monitoring"})
+                                  "training_seconds", "metrics", "monitoring", "cached"})
         self.assertEqual(j["name"], "fashion")
         self.assertEqual(Path(j["model_dir"]), out.resolve())
         self.assertRegex(j["digest"], r"^sha256:[0-9a-f]{64}$")

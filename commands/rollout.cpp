@@ -1,0 +1,101 @@
+// `mlctl rollout history APP` and `mlctl rollout undo APP [--to-revision N]`: the numbered
+// revisions of an application, and going back to one (which makes a new revision).
+#include "commands/rollout.hpp"
+
+#include "api/app_routes.hpp"
+#include "api/names.hpp"
+#include "commands/application_print.hpp"
+#include "commands/commands.hpp"
+#include "commands/output.hpp"
+#include "commands/remote.hpp"
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <memory>
+
+namespace mlctl::cli {
+
+namespace {
+
+struct RolloutHistoryOptions {
+  std::string name;
+};
+
+struct RolloutUndoOptions {
+  std::string name;
+  std::int64_t to_revision = 0; // 0: the revision before the current one
+};
+
+int run_rollout_history(const RolloutHistoryOptions& opts, Context& ctx) {
+  api::validate_name(opts.name, "application name");
+  auto client = api_client(ctx);
+  const auto h = client.call("GET", api::routes::application_revisions(opts.name));
+  print_result(ctx, h, [&] {
+    Table table({"REVISION", "TIME", "ACTOR", "CAUSE", "MODELS", "CURRENT"});
+    for (const auto& r : h.value("revisions", nlohmann::json::array())) {
+      table.add({std::to_string(r.value("revision", 0)), r.value("time", std::string("-")),
+                 r.value("actor", std::string("-")), r.value("cause", std::string("-")),
+                 models_summary(r), r.value("current", false) ? "*" : ""});
+    }
+    table.print();
+  });
+  return 0;
+}
+
+int run_rollout_undo(const RolloutUndoOptions& opts, Context& ctx) {
+  api::validate_name(opts.name, "application name");
+  auto client = api_client(ctx);
+  nlohmann::json body = nlohmann::json::object();
+  if (opts.to_revision > 0) {
+    body["revision"] = opts.to_revision;
+  }
+  const auto r = client.call("POST", api::routes::application_rollback(opts.name), body, false);
+  print_result(ctx, r, [&] {
+    std::cout << "application/" << opts.name << " rolled back to revision "
+              << r.value("rolled_back_to", 0);
+    if (r.value("result", std::string()) == "unchanged") {
+      std::cout << " (unchanged: it is the current spec)\n";
+    } else {
+      std::cout << " (now revision " << r.value("revision", 0) << ")\n";
+    }
+  });
+  return 0;
+}
+
+} // namespace
+
+void register_rollout_history(CLI::App& rollout, Dispatch& dispatch) {
+  auto opts = std::make_shared<RolloutHistoryOptions>();
+  auto* cmd = rollout.add_subcommand(
+      "history", "List an application's revisions: time, actor, versions, weights");
+  cmd->add_option("app", opts->name, "Application name")->required()->type_name("APP");
+  cmd->footer("Example:\n  mlctl rollout history mnist-app");
+  cmd->callback([opts, &dispatch] {
+    dispatch.run = [opts](Context& ctx) { return run_rollout_history(*opts, ctx); };
+  });
+}
+
+void register_rollout_undo(CLI::App& rollout, Dispatch& dispatch) {
+  auto opts = std::make_shared<RolloutUndoOptions>();
+  auto* cmd = rollout.add_subcommand("undo", "Go back to an earlier revision (as a new revision)");
+  cmd->add_option("app", opts->name, "Application name")->required()->type_name("APP");
+  cmd->add_option("--to-revision", opts->to_revision,
+                  "The revision to go back to (default: the one before the current)")
+      ->check(CLI::PositiveNumber)
+      ->type_name("N");
+  cmd->footer("Example:\n  mlctl rollout undo mnist-app --to-revision 1");
+  cmd->callback([opts, &dispatch] {
+    dispatch.run = [opts](Context& ctx) { return run_rollout_undo(*opts, ctx); };
+  });
+}
+
+void register_rollout(CLI::App& parent, Dispatch& dispatch) {
+  auto* rollout =
+      parent.add_subcommand("rollout", "Manage an application's rollout: history, undo");
+  rollout->require_subcommand(1);
+  rollout->footer("Example:\n  mlctl rollout history mnist-app");
+  register_rollout_history(*rollout, dispatch);
+  register_rollout_undo(*rollout, dispatch);
+}
+
+} // namespace mlctl::cli

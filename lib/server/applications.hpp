@@ -1,0 +1,80 @@
+#pragma once
+// Applications on the platform: their numbered revisions in SQLite (tables `applications`
+// and `application_revisions`), the model versions they pin in the registry (so a served
+// version cannot be deleted), the audit events of every change, and the hot swap: an apply
+// resolves aliases, loads and checks the new versions first, commits the revision, then
+// switches the gateway's routing table.
+//
+// JSON shapes (the platform API):
+//   application: {name, revision, created_at, updated_at, singular, manifest (canonical
+//     document as applied), stages: [{variants: [{model: "mnist:3", requested: "mnist@prod",
+//     role, weight, shadow?, requests, errors, mean_latency_ms}]}], capture: {sample},
+//     monitoring, endpoints: {v2_infer, v2_metadata, predict}, ready, health? (when a monitor
+//     provides one)}
+//   apply result: {name, result: created|configured|unchanged, revision, application}
+//   revision: {revision, time, actor, cause, manifest, models: ["mnist:3", ...] (stage order),
+//     current}
+
+#include "manifest/application.hpp"
+#include "server/events.hpp"
+#include "server/gateway.hpp"
+
+#include <functional>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+namespace mlctl::server {
+
+class Registry;
+
+class Applications {
+public:
+  Applications(Registry& registry, ModelPool& pool, Gateway& gateway)
+      : m_registry(registry), m_pool(pool), m_gateway(gateway) {}
+
+  // Loads every stored application into the gateway (at start). An application whose models
+  // cannot be loaded is reported through `log` and left out (its API entry stays).
+  void load_all(const std::function<void(const std::string&)>& log);
+
+  // Applies the Application document `doc` (validated with `manifest::application_from_json`;
+  // `name`, from the URL, must match metadata.name). Returns the apply result. Throws
+  // `Error{invalid_input}` naming the field ("spec.singular.model: mnist:9 does not exist")
+  // and the errors of loading the models (nothing changes then).
+  nlohmann::json apply(const nlohmann::json& doc, std::string_view name, const Actor& actor);
+  // Makes a new revision with the spec of revision `revision` (the one before the current
+  // when absent). Throws `Error{not_found}` for a missing application or revision.
+  nlohmann::json rollback(std::string_view name, std::optional<std::int64_t> revision,
+                          const Actor& actor);
+  // Deletes the application, its history and its pins. Throws `Error{not_found}`.
+  nlohmann::json remove(std::string_view name, const Actor& actor);
+
+  // Returns the application as JSON (see above). Throws `Error{not_found}`.
+  nlohmann::json get(std::string_view name);
+  // Returns `{"applications": [...]}`, by name.
+  nlohmann::json list();
+  // Returns `{"name", "current", "revisions": [...]}`, oldest first. Throws `Error{not_found}`.
+  nlohmann::json revisions(std::string_view name);
+
+  // When set, `get` adds `health` from it (a monitor fills it in; null = nothing to show).
+  std::function<nlohmann::json(const std::string& application)> health;
+
+private:
+  struct Resolved {
+    manifest::Application app;
+    nlohmann::json manifest;                      // canonical as written
+    std::vector<std::vector<std::string>> models; // resolved "name:version" per stage/variant
+  };
+  nlohmann::json commit(const Resolved& r, std::string_view cause, const Actor& actor,
+                        bool check_unchanged);
+  std::shared_ptr<Route> build_route(const Resolved& r, std::int64_t revision);
+  nlohmann::json describe(const nlohmann::json& row, const std::shared_ptr<const Route>& route);
+
+  Registry& m_registry;
+  ModelPool& m_pool;
+  Gateway& m_gateway;
+  std::mutex m_apply_mutex; // one change at a time: load, commit and switch in order
+};
+
+} // namespace mlctl::server

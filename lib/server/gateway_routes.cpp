@@ -1,0 +1,836 @@
+// The application routes (/api/v1/applications...) and the inference gateway: the Open
+// Inference Protocol (KServe V2, REST) under /v2 and the simple form
+// POST /api/v1/applications/{app}/predict. The inference routes are the hot path: bodies are
+// parsed with simdjson on-demand, answers are written by hand, and nothing touches SQLite
+// unless the application is unknown.
+
+#include "api/app_routes.hpp"
+#include "api/errors.hpp"
+#include "api/names.hpp"
+#include "server/applications.hpp"
+#include "server/gateway.hpp"
+#include "server/http_internal.hpp"
+#include "util/build_info.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <simdjson.h>
+
+namespace mlctl::server::detail {
+
+namespace {
+
+using httplib::Request;
+using httplib::Response;
+namespace od = simdjson::ondemand;
+namespace pattern = api::routes::pattern;
+
+// ---- JSON writing (the answers of the hot path) ----------------------------------------
+
+void put_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (const char c : s) {
+    switch (c) {
+    case '"':
+      out += "\\\"";
+      break;
+    case '\\':
+      out += "\\\\";
+      break;
+    case '\n':
+      out += "\\n";
+      break;
+    case '\r':
+      out += "\\r";
+      break;
+    case '\t':
+      out += "\\t";
+      break;
+    default:
+      if (static_cast<unsigned char>(c) < 0x20) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\u%04x",
+                      static_cast<unsigned>(static_cast<unsigned char>(c)));
+        out += buf;
+      } else {
+        out += c;
+      }
+    }
+  }
+  out += '"';
+}
+
+void put_float(std::string& out, float v) {
+  char buf[32];
+  if (!std::isfinite(v)) {
+    out += "null"; // JSON has no NaN/inf
+    return;
+  }
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, ec == std::errc() ? end : buf);
+}
+
+void put_int(std::string& out, std::int64_t v) {
+  char buf[24];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, end);
+}
+
+void send_raw_json(Response& res, int status, std::string body) {
+  res.status = status;
+  res.set_content(std::move(body), "application/json");
+}
+
+std::string trace_id_of(const Response& res) {
+  const auto tp = res.get_header_value("traceparent");
+  return tp.size() >= 35 ? tp.substr(3, 32) : std::string();
+}
+
+// ---- Parsing ---------------------------------------------------------------------------
+
+struct BadRequest {
+  int status;
+  std::string message;
+};
+
+[[noreturn]] void refuse(std::string message, int status = 400) {
+  throw BadRequest{status, std::move(message)};
+}
+
+// A body in a thread-local buffer with simdjson's padding, parsed by a thread-local parser.
+od::document& parse_body(const std::string& body) {
+  thread_local std::string buffer;
+  thread_local od::parser parser;
+  thread_local od::document doc;
+  buffer.assign(body);
+  buffer.resize(body.size() + simdjson::SIMDJSON_PADDING);
+  if (parser.iterate(buffer.data(), body.size(), buffer.size()).get(doc) != simdjson::SUCCESS) {
+    refuse("request body: not valid JSON");
+  }
+  return doc;
+}
+
+// Flattens a (nested) array of numbers into `out` row-major and returns its shape; refuses
+// ragged arrays, non-numbers, NaN/inf (JSON cannot carry them; numbers out of range).
+void flatten(od::value value, std::vector<double>& out, std::vector<std::int64_t>& shape,
+             std::size_t depth, std::size_t& leaf_depth, const std::string& what,
+             std::size_t limit) {
+  od::json_type type;
+  if (value.type().get(type) != simdjson::SUCCESS) {
+    refuse(what + ": not valid JSON");
+  }
+  if (type == od::json_type::number) {
+    if (leaf_depth == SIZE_MAX) {
+      leaf_depth = depth;
+    } else if (leaf_depth != depth) {
+      refuse(what + ": ragged array (numbers and lists mixed at one level)");
+    }
+    double d = 0;
+    if (value.get_double().get(d) != simdjson::SUCCESS || !std::isfinite(d)) {
+      refuse(what + ": a value is not a finite number");
+    }
+    if (out.size() >= limit) {
+      refuse(what + ": more than " + std::to_string(limit) + " values");
+    }
+    out.push_back(d);
+    return;
+  }
+  if (type != od::json_type::array) {
+    refuse(what + ": expected numbers, got " +
+           (type == od::json_type::string    ? std::string("a string")
+            : type == od::json_type::null    ? std::string("null")
+            : type == od::json_type::boolean ? std::string("a boolean")
+                                             : std::string("an object")));
+  }
+  if (depth >= 8) {
+    refuse(what + ": nested too deeply");
+  }
+  od::array array;
+  if (value.get_array().get(array) != simdjson::SUCCESS) {
+    refuse(what + ": not valid JSON");
+  }
+  std::int64_t n = 0;
+  for (auto element : array) {
+    od::value v;
+    if (element.get(v) != simdjson::SUCCESS) {
+      refuse(what + ": not valid JSON");
+    }
+    flatten(v, out, shape, depth + 1, leaf_depth, what, limit);
+    ++n;
+  }
+  if (n == 0 && leaf_depth == SIZE_MAX) {
+    leaf_depth = depth + 1;
+  }
+  if (shape.size() <= depth) {
+    shape.resize(depth + 1, -1);
+  }
+  if (shape[depth] == -1) {
+    shape[depth] = n;
+  } else if (shape[depth] != n) {
+    refuse(what + ": ragged array (rows of different lengths)");
+  }
+}
+
+std::string shape_text(const std::vector<std::int64_t>& shape) {
+  std::string s;
+  for (const auto d : shape) {
+    s += (s.empty() ? "" : "×") + std::to_string(d);
+  }
+  return s.empty() ? "a scalar" : s;
+}
+
+// ---- The simple form -------------------------------------------------------------------
+
+// Decodes `{"images": [...]}` for `model` into `call`: each image a flat list of `pixels`
+// values or nested (28×28), floats in [0, 1] or integers 0-255.
+void decode_images(const std::string& body, const LoadedModel& model, std::size_t max_batch,
+                   bool keep_images, InferCall& call) {
+  if (model.image_input.empty()) {
+    refuse("this application's model does not take images (inputs: " +
+           model.model.inputs().at(0).name +
+           "); use the Open Inference Protocol endpoint /v2/models/{name}/infer");
+  }
+  auto& doc = parse_body(body);
+  od::object obj;
+  if (const auto err = doc.get_object().get(obj); err != simdjson::SUCCESS) {
+    refuse(err == simdjson::INCORRECT_TYPE
+               ? "request body: expected a JSON object {\"images\": [...]}"
+               : "request body: not valid JSON");
+  }
+  bool seen = false;
+  onnx::Tensor tensor;
+  tensor.name = model.image_input;
+  tensor.datatype = "FP32";
+  tensor.f32.reserve(model.pixels);
+  if (keep_images) {
+    call.images.reserve(model.pixels);
+  }
+  thread_local std::vector<double> values; // keeps its capacity: no allocation per request
+  std::vector<std::int64_t> shape;
+  std::size_t batch = 0;
+  for (auto field : obj) {
+    std::string_view key;
+    if (field.unescaped_key().get(key) != simdjson::SUCCESS) {
+      refuse("request body: not valid JSON");
+    }
+    if (key != "images") {
+      refuse("request body: unknown field '" + std::string(key.substr(0, 40)) +
+             "' (expected {\"images\": [...]})");
+    }
+    seen = true;
+    od::array images;
+    if (field.value().get_array().get(images) != simdjson::SUCCESS) {
+      refuse("images: expected a list of images");
+    }
+    for (auto item : images) {
+      od::value image;
+      if (item.get(image) != simdjson::SUCCESS) {
+        refuse("request body: not valid JSON");
+      }
+      if (batch >= max_batch) {
+        refuse("images: a batch of more than " + std::to_string(max_batch) +
+               " images is over the server's limit (mlctl serve --max-batch)");
+      }
+      const auto what = "images[" + std::to_string(batch) + "]";
+      values.clear();
+      shape.clear();
+      std::size_t leaf_depth = SIZE_MAX;
+      flatten(image, values, shape, 0, leaf_depth, what, model.pixels);
+      if (values.size() != model.pixels || shape.empty() || shape.size() > 3) {
+        std::string expected = std::to_string(model.pixels) + " values (flat";
+        auto rows =
+            static_cast<std::int64_t>(std::lround(std::sqrt(static_cast<double>(model.pixels))));
+        auto cols = rows;
+        if (model.image_dims.size() >= 2) {
+          rows = model.image_dims[model.image_dims.size() - 2];
+          cols = model.image_dims.back();
+        }
+        if (static_cast<std::size_t>(rows * cols) == model.pixels) {
+          expected += ", or " + std::to_string(rows) + "×" + std::to_string(cols) + " nested";
+        }
+        refuse(what + ": expected " + expected + "), got " + shape_text(shape));
+      }
+      double max = 0;
+      double min = 0;
+      for (const double v : values) {
+        max = std::max(max, v);
+        min = std::min(min, v);
+      }
+      // Integers 0-255 when any value is over 1; floats in [0, 1] otherwise.
+      const bool bytes = max > 1.0;
+      if (bytes) {
+        for (const double v : values) {
+          if (v < 0 || v > 255 || v != std::floor(v)) {
+            refuse(what + ": values must be floats in [0, 1] or integers 0-255, got " +
+                   std::to_string(v));
+          }
+        }
+      } else if (min < 0) {
+        refuse(what + ": values must be floats in [0, 1] or integers 0-255, got a negative value");
+      }
+      const double to_unit = bytes ? 1.0 / 255.0 : 1.0;
+      const double to_model = to_unit * 255.0 * model.input_scale;
+      for (const double v : values) {
+        tensor.f32.push_back(static_cast<float>(v * to_model));
+        if (keep_images) {
+          call.images.push_back(static_cast<float>(v * to_unit));
+        }
+      }
+      ++batch;
+    }
+  }
+  if (!seen) {
+    refuse("request body: expected {\"images\": [...]}");
+  }
+  if (batch == 0) {
+    refuse("images: the batch is empty");
+  }
+  tensor.shape.push_back(static_cast<std::int64_t>(batch));
+  tensor.shape.insert(tensor.shape.end(), model.image_dims.begin(), model.image_dims.end());
+  call.batch = batch;
+  call.inputs.push_back(std::move(tensor));
+}
+
+// ---- The Open Inference Protocol -------------------------------------------------------
+
+struct V2Request {
+  std::string id;
+  bool has_id = false;
+  std::vector<std::string> outputs; // requested names; empty = all
+};
+
+// Decodes a V2 inference request for the models of stage 0 (`model`).
+V2Request decode_v2(const std::string& body, const LoadedModel& model, std::size_t max_batch,
+                    bool keep_images, InferCall& call) {
+  V2Request req;
+  auto& doc = parse_body(body);
+  od::object obj;
+  if (const auto err = doc.get_object().get(obj); err != simdjson::SUCCESS) {
+    refuse(err == simdjson::INCORRECT_TYPE ? "request body: expected a JSON object with 'inputs'"
+                                           : "request body: not valid JSON");
+  }
+  bool seen_inputs = false;
+  const auto& infos = model.model.inputs();
+  for (auto field : obj) {
+    std::string_view key;
+    if (field.unescaped_key().get(key) != simdjson::SUCCESS) {
+      refuse("request body: not valid JSON");
+    }
+    if (key == "id") {
+      std::string_view id;
+      if (field.value().get_string().get(id) != simdjson::SUCCESS) {
+        refuse("id: expected a string");
+      }
+      req.id = std::string(id);
+      req.has_id = true;
+    } else if (key == "parameters") {
+      od::object params;
+      if (field.value().get_object().get(params) != simdjson::SUCCESS) {
+        refuse("parameters: expected an object");
+      }
+    } else if (key == "outputs") {
+      od::array list;
+      if (field.value().get_array().get(list) != simdjson::SUCCESS) {
+        refuse("outputs: expected a list of {\"name\": ...}");
+      }
+      for (auto item : list) {
+        od::object o;
+        if (item.get_object().get(o) != simdjson::SUCCESS) {
+          refuse("outputs: expected a list of {\"name\": ...}");
+        }
+        std::string_view name;
+        bool named = false;
+        for (auto f : o) {
+          std::string_view k;
+          if (f.unescaped_key().get(k) != simdjson::SUCCESS) {
+            refuse("request body: not valid JSON");
+          }
+          if (k == "name") {
+            if (f.value().get_string().get(name) != simdjson::SUCCESS) {
+              refuse("outputs[].name: expected a string");
+            }
+            named = true;
+          }
+        }
+        if (!named) {
+          refuse("outputs[" + std::to_string(req.outputs.size()) + "]: 'name' is required");
+        }
+        req.outputs.emplace_back(name);
+      }
+    } else if (key == "inputs") {
+      seen_inputs = true;
+      od::array list;
+      if (field.value().get_array().get(list) != simdjson::SUCCESS) {
+        refuse("inputs: expected a list of tensors");
+      }
+      std::size_t index = 0;
+      for (auto item : list) {
+        const auto what = "inputs[" + std::to_string(index++) + "]";
+        od::object t;
+        if (item.get_object().get(t) != simdjson::SUCCESS) {
+          refuse(what + ": expected an object {name, shape, datatype, data}");
+        }
+        onnx::Tensor tensor;
+        std::vector<std::int64_t> shape;
+        thread_local std::vector<double> data; // keeps its capacity: no allocation per request
+        data.clear();
+        std::vector<std::int64_t> data_shape;
+        bool has_name = false, has_shape = false, has_type = false, has_data = false;
+        for (auto f : t) {
+          std::string_view k;
+          if (f.unescaped_key().get(k) != simdjson::SUCCESS) {
+            refuse("request body: not valid JSON");
+          }
+          if (k == "name") {
+            std::string_view n;
+            if (f.value().get_string().get(n) != simdjson::SUCCESS) {
+              refuse(what + ".name: expected a string");
+            }
+            tensor.name = std::string(n);
+            has_name = true;
+          } else if (k == "shape") {
+            od::array dims;
+            if (f.value().get_array().get(dims) != simdjson::SUCCESS) {
+              refuse(what + ".shape: expected a list of integers");
+            }
+            for (auto d : dims) {
+              std::int64_t v = 0;
+              if (d.get_int64().get(v) != simdjson::SUCCESS || v < 0) {
+                refuse(what + ".shape: expected a list of integers >= 0");
+              }
+              shape.push_back(v);
+            }
+            has_shape = true;
+          } else if (k == "datatype") {
+            std::string_view dt;
+            if (f.value().get_string().get(dt) != simdjson::SUCCESS) {
+              refuse(what + ".datatype: expected a string such as \"FP32\"");
+            }
+            tensor.datatype = std::string(dt);
+            has_type = true;
+          } else if (k == "data") {
+            od::value v;
+            if (f.value().get(v) != simdjson::SUCCESS) {
+              refuse(what + ".data: not valid JSON");
+            }
+            std::size_t leaf = SIZE_MAX;
+            flatten(v, data, data_shape, 0, leaf, what + ".data", max_batch * 1'000'000);
+            has_data = true;
+          } else if (k == "parameters") {
+            od::object params;
+            if (f.value().get_object().get(params) != simdjson::SUCCESS) {
+              refuse(what + ".parameters: expected an object");
+            }
+          }
+        }
+        if (!has_name || !has_shape || !has_type || !has_data) {
+          refuse(what + ": '" +
+                 std::string(!has_name    ? "name"
+                             : !has_shape ? "shape"
+                             : !has_type  ? "datatype"
+                                          : "data") +
+                 "' is required");
+        }
+        const auto info = std::find_if(infos.begin(), infos.end(),
+                                       [&](const auto& i) { return i.name == tensor.name; });
+        if (info == infos.end()) {
+          std::string names;
+          for (const auto& i : infos) {
+            names += (names.empty() ? "" : ", ") + i.name;
+          }
+          refuse(what + ": the model has no input '" + tensor.name.substr(0, 80) +
+                 "' (its inputs: " + names + ")");
+        }
+        if (tensor.datatype != info->datatype) {
+          refuse("input '" + tensor.name + "': datatype " + tensor.datatype.substr(0, 20) +
+                 " does not match the model's " + info->datatype);
+        }
+        std::size_t count = 1;
+        for (const auto d : shape) {
+          count *= static_cast<std::size_t>(d);
+        }
+        if (shape.size() != info->shape.size()) {
+          refuse("input '" + tensor.name + "': shape [" + shape_text(shape) +
+                 "] does not match the model's [" + shape_text(info->shape) + "]");
+        }
+        for (std::size_t i = 0; i < shape.size(); ++i) {
+          if (info->shape[i] >= 0 && shape[i] != info->shape[i]) {
+            refuse("input '" + tensor.name + "': shape [" + shape_text(shape) +
+                   "] does not match the model's [" + shape_text(info->shape) + "]");
+          }
+        }
+        if (count != data.size()) {
+          refuse("input '" + tensor.name + "': data holds " + std::to_string(data.size()) +
+                 " values; shape [" + shape_text(shape) + "] needs " + std::to_string(count));
+        }
+        const auto batch = shape.empty() ? 0 : static_cast<std::size_t>(shape[0]);
+        if (batch == 0 || count == 0) {
+          refuse("input '" + tensor.name + "': the batch is empty");
+        }
+        if (batch > max_batch) {
+          refuse("input '" + tensor.name + "': a batch of " + std::to_string(batch) +
+                 " is over the server's limit of " + std::to_string(max_batch) +
+                 " (mlctl serve --max-batch)");
+        }
+        if (call.batch != 0 && call.batch != batch) {
+          refuse("input '" + tensor.name + "': batch " + std::to_string(batch) +
+                 " differs from the other inputs' " + std::to_string(call.batch));
+        }
+        call.batch = batch;
+        if (tensor.datatype == "FP32") {
+          tensor.f32.reserve(data.size());
+          for (const double d : data) {
+            tensor.f32.push_back(static_cast<float>(d));
+          }
+          if (keep_images && tensor.name == model.image_input &&
+              std::fabs(model.input_scale * 255.0 - 1.0) < 1e-6) {
+            call.images = tensor.f32;
+          }
+        } else if (tensor.datatype == "INT64") {
+          for (const double d : data) {
+            if (d != std::floor(d)) {
+              refuse("input '" + tensor.name + "': INT64 data holds a non-integer");
+            }
+            tensor.i64.push_back(static_cast<std::int64_t>(d));
+          }
+        } else {
+          refuse("input '" + tensor.name + "': datatype " + tensor.datatype + " is not supported");
+        }
+        tensor.shape = std::move(shape);
+        call.inputs.push_back(std::move(tensor));
+      }
+    }
+  }
+  if (!seen_inputs || call.inputs.empty()) {
+    refuse("inputs: at least one input tensor is required");
+  }
+  return req;
+}
+
+void put_tensor(std::string& out, const onnx::Tensor& t) {
+  out += "{\"name\":";
+  put_string(out, t.name);
+  out += ",\"datatype\":";
+  put_string(out, t.datatype);
+  out += ",\"shape\":[";
+  for (std::size_t i = 0; i < t.shape.size(); ++i) {
+    if (i) {
+      out += ',';
+    }
+    put_int(out, t.shape[i]);
+  }
+  out += "],\"data\":[";
+  if (t.datatype == "FP32") {
+    for (std::size_t i = 0; i < t.f32.size(); ++i) {
+      if (i) {
+        out += ',';
+      }
+      put_float(out, t.f32[i]);
+    }
+  } else {
+    for (std::size_t i = 0; i < t.i64.size(); ++i) {
+      if (i) {
+        out += ',';
+      }
+      put_int(out, t.i64[i]);
+    }
+  }
+  out += "]}";
+}
+
+std::string v2_error(std::string_view message) {
+  std::string out = "{\"error\":";
+  put_string(out, message);
+  out += '}';
+  return out;
+}
+
+// The route of `name`, or the refusal: 404 for an unknown application, 503 for one that is
+// stored but not served (its models failed to load), 400 for a malformed name.
+std::shared_ptr<const Route> route_of(Platform& p, const std::string& name) {
+  if (auto route = p.gateway->find(name)) {
+    return route;
+  }
+  if (!api::is_valid_name(name)) {
+    refuse("application name '" + name.substr(0, 80) + "': must match " +
+               std::string(api::k_name_pattern),
+           404);
+  }
+  try {
+    (void)p.applications->get(name);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::not_found) {
+      refuse(e.what(), 404);
+    }
+    throw;
+  }
+  refuse("application '" + name + "' is not ready (its models did not load; see the server log)",
+         503);
+}
+
+// Turns `/versions/{v}` into a pinned variant.
+std::string pin_of(const Route& route, const Request& req) {
+  auto pinned = req.get_header_value(api::routes::k_variant_header);
+  if (req.matches.size() > 2 && req.matches[2].matched) {
+    const auto v = api::parse_version_number(req.matches[2].str());
+    if (v) {
+      for (const auto& stage : route.stages) {
+        for (const auto& slot : stage.variants) {
+          if (slot->model->version == *v) {
+            return slot->model->ref();
+          }
+        }
+      }
+    }
+    refuse("application '" + route.name + "' does not serve version '" +
+               req.matches[2].str().substr(0, 40) + "'",
+           404);
+  }
+  return pinned;
+}
+
+template <class Fn> void v2_guard(Platform& p, const Request& req, Response& res, Fn&& fn) {
+  try {
+    fn();
+  } catch (const BadRequest& e) {
+    send_raw_json(res, e.status, v2_error(e.message));
+  } catch (const Error& e) {
+    send_raw_json(res, api::http_status(e.kind()), v2_error(e.what()));
+  } catch (const std::exception& e) {
+    p.log(std::string("internal error in ") + req.method + " " + req.path + ": " + e.what());
+    send_raw_json(res, 500, v2_error(std::string("internal error: ") + e.what()));
+  }
+}
+
+void v2_infer(Platform& p, const Request& req, Response& res) {
+  const auto name = req.matches[1].str();
+  const auto route = route_of(p, name);
+  InferCall call;
+  call.trace_id = trace_id_of(res);
+  call.pinned = pin_of(*route, req);
+  const auto& first = *route->stages.front().variants.front()->model;
+  const auto request = decode_v2(req.body, first, static_cast<std::size_t>(p.options.max_batch),
+                                 !p.inference_sinks.empty(), call);
+  const auto answer = p.gateway->infer(route, call);
+  std::string out;
+  out.reserve(256 + answer.outputs.size() * 64 * call.batch);
+  out += "{\"model_name\":";
+  put_string(out, name);
+  out += ",\"model_version\":\"";
+  put_int(out, answer.model->version);
+  out += '"';
+  if (request.has_id) {
+    out += ",\"id\":";
+    put_string(out, request.id);
+  }
+  out += ",\"parameters\":{\"trace_id\":";
+  put_string(out, call.trace_id);
+  out += ",\"model\":";
+  put_string(out, answer.model->ref());
+  out += ",\"variant\":";
+  put_string(out, answer.role);
+  out += "},\"outputs\":[";
+  bool any = false;
+  if (request.outputs.empty()) {
+    for (const auto& t : answer.outputs) {
+      out += any ? "," : "";
+      put_tensor(out, t);
+      any = true;
+    }
+  } else {
+    for (const auto& wanted : request.outputs) {
+      const auto it = std::find_if(answer.outputs.begin(), answer.outputs.end(),
+                                   [&](const auto& t) { return t.name == wanted; });
+      if (it == answer.outputs.end()) {
+        std::string names;
+        for (const auto& t : answer.outputs) {
+          names += (names.empty() ? "" : ", ") + t.name;
+        }
+        refuse("output '" + wanted.substr(0, 80) +
+               "': the model has no such output (its outputs: " + names + ")");
+      }
+      out += any ? "," : "";
+      put_tensor(out, *it);
+      any = true;
+    }
+  }
+  out += "]}";
+  send_raw_json(res, 200, std::move(out));
+}
+
+void predict(Platform& p, const Request& req, Response& res) {
+  const auto name = req.matches[1].str();
+  const auto route = route_of(p, name);
+  InferCall call;
+  call.trace_id = trace_id_of(res);
+  call.pinned = pin_of(*route, req);
+  const auto& first = *route->stages.front().variants.front()->model;
+  decode_images(req.body, first, static_cast<std::size_t>(p.options.max_batch),
+                !p.inference_sinks.empty(), call);
+  const auto answer = p.gateway->infer(route, call);
+  std::vector<std::int64_t> classes;
+  std::vector<float> probabilities;
+  std::size_t n = 0;
+  if (!classify(answer.outputs, call.batch, classes, probabilities, n)) {
+    throw Error(ErrorKind::invalid_input,
+                "application '" + name + "': " + answer.model->ref() +
+                    " gives no class scores (an FP32 output [N, classes]); use /v2/models/" + name +
+                    "/infer");
+  }
+  std::string out;
+  out.reserve(64 + call.batch * (40 + n * 14));
+  out += "{\"predictions\":[";
+  for (std::size_t i = 0; i < call.batch; ++i) {
+    out += i ? ",{\"class\":" : "{\"class\":";
+    put_int(out, classes[i]);
+    out += ",\"probabilities\":[";
+    for (std::size_t k = 0; k < n; ++k) {
+      if (k) {
+        out += ',';
+      }
+      put_float(out, probabilities[i * n + k]);
+    }
+    out += "]}";
+  }
+  out += "],\"model\":";
+  put_string(out, answer.model->ref());
+  out += ",\"variant\":";
+  put_string(out, answer.role);
+  out += ",\"trace_id\":";
+  put_string(out, call.trace_id);
+  out += '}';
+  send_raw_json(res, 200, std::move(out));
+}
+
+nlohmann::json body_json(const Request& req) {
+  auto json = nlohmann::json::parse(req.body, nullptr, false);
+  if (json.is_discarded()) {
+    throw Error(ErrorKind::invalid_input, "request body: not valid JSON");
+  }
+  return json;
+}
+
+std::string app_name(const Request& req) {
+  auto name = req.matches[1].str();
+  api::validate_name(name, "application name");
+  return name;
+}
+
+} // namespace
+
+void register_application_routes(httplib::Server& http, Platform& p) {
+  const auto& log = p.log;
+  // The hot path first: cpp-httplib tries the patterns in order.
+  http.Post(pattern::k_application_predict, [&p](const Request& req, Response& res) {
+    try {
+      predict(p, req, res);
+    } catch (const BadRequest& e) {
+      send_error(res, e.status,
+                 e.status == 404   ? "not_found"
+                 : e.status == 503 ? "unavailable"
+                                   : "invalid_input",
+                 e.message);
+    } catch (const Error& e) {
+      send_error(res, e);
+    } catch (const std::exception& e) {
+      p.log(std::string("internal error in ") + req.method + " " + req.path + ": " + e.what());
+      send_error(res, 500, "internal", std::string("internal error: ") + e.what());
+    }
+  });
+  http.Get(pattern::k_applications, guarded(log, [&p](const Request&, Response& res) {
+             send_json(res, 200, p.applications->list());
+           }));
+  http.Get(pattern::k_application, guarded(log, [&p](const Request& req, Response& res) {
+             send_json(res, 200, p.applications->get(app_name(req)));
+           }));
+  http.Put(pattern::k_application, guarded(log, [&p](const Request& req, Response& res) {
+             const auto name = app_name(req);
+             auto result = p.applications->apply(body_json(req), name, actor_of(req));
+             send_json(res, result["result"] == "created" ? 201 : 200, result);
+           }));
+  http.Delete(pattern::k_application, guarded(log, [&p](const Request& req, Response& res) {
+                send_json(res, 200, p.applications->remove(app_name(req), actor_of(req)));
+              }));
+  http.Get(pattern::k_application_revisions, guarded(log, [&p](const Request& req, Response& res) {
+             send_json(res, 200, p.applications->revisions(app_name(req)));
+           }));
+  http.Post(pattern::k_application_rollback, guarded(log, [&p](const Request& req, Response& res) {
+              const auto name = app_name(req);
+              std::optional<std::int64_t> revision;
+              if (!req.body.empty()) {
+                const auto body = body_json(req);
+                if (!body.is_object()) {
+                  throw Error(ErrorKind::invalid_input, "request body: expected {\"revision\": N}");
+                }
+                if (body.contains("revision") && !body["revision"].is_null()) {
+                  if (!body["revision"].is_number_integer() ||
+                      body["revision"].get<std::int64_t>() < 1) {
+                    throw Error(ErrorKind::invalid_input, "revision: must be an integer >= 1");
+                  }
+                  revision = body["revision"].get<std::int64_t>();
+                }
+              }
+              send_json(res, 200, p.applications->rollback(name, revision, actor_of(req)));
+            }));
+}
+
+void register_gateway_routes(httplib::Server& http, Platform& p) {
+  http.Post(pattern::k_v2_infer, [&p](const Request& req, Response& res) {
+    v2_guard(p, req, res, [&] { v2_infer(p, req, res); });
+  });
+  http.Get(pattern::k_v2, [](const Request&, Response& res) {
+    std::string out = "{\"name\":\"mlctl\",\"version\":";
+    put_string(out, build::version());
+    out += ",\"extensions\":[]}";
+    send_raw_json(res, 200, std::move(out));
+  });
+  http.Get(pattern::k_v2_live, [](const Request&, Response& res) { res.status = 200; });
+  http.Get(pattern::k_v2_ready, [&p](const Request&, Response& res) {
+    if (p.ready.load() && !p.stopping.load()) {
+      res.status = 200;
+    } else {
+      send_raw_json(res, 503, v2_error(p.stopping.load() ? "shutting down" : "starting"));
+    }
+  });
+  http.Get(pattern::k_v2_model_ready, [&p](const Request& req, Response& res) {
+    v2_guard(p, req, res, [&] {
+      const auto route = route_of(p, req.matches[1].str());
+      (void)pin_of(*route, req);
+      res.status = 200; // the status alone answers (the protocol's readiness probes)
+    });
+  });
+  http.Get(pattern::k_v2_model, [&p](const Request& req, Response& res) {
+    v2_guard(p, req, res, [&] {
+      const auto name = req.matches[1].str();
+      const auto route = route_of(p, name);
+      const auto pinned = pin_of(*route, req);
+      const auto tensors = [](const std::vector<onnx::TensorInfo>& list) {
+        nlohmann::json out = nlohmann::json::array();
+        for (const auto& t : list) {
+          out.push_back({{"name", t.name}, {"datatype", t.datatype}, {"shape", t.shape}});
+        }
+        return out;
+      };
+      nlohmann::json versions = nlohmann::json::array();
+      const auto& last = route->stages.back();
+      for (const auto& slot : last.variants) {
+        const auto v = std::to_string(slot->model->version);
+        if (!slot->shadow && std::find(versions.begin(), versions.end(), v) == versions.end() &&
+            (pinned.empty() || slot->model->ref() == pinned)) {
+          versions.push_back(v);
+        }
+      }
+      const auto& first = *route->stages.front().variants.front()->model;
+      const auto& answering =
+          *last.variants.at(manifest::primary_variant(route->application.stages.back()))->model;
+      send_json(res, 200,
+                {{"name", name},
+                 {"versions", versions},
+                 {"platform", "onnx_onnxv1"},
+                 {"inputs", tensors(first.model.inputs())},
+                 {"outputs", tensors(answering.model.outputs())}});
+    });
+  });
+}
+
+} // namespace mlctl::server::detail

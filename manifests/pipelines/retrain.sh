@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The maintenance loop (manifests/argo/retrain-cron.yaml runs the same flow monthly):
+#   subsample labelled production traffic -> train on it merged with the original dataset
+#   -> catalog upload -> mlctl rollout canary (gated) -> promoted or rolled back
+# Exit 0 when the canary was promoted, 3 when it was rolled back (the application is back on
+# its previous revision), anything else on failure. Steps are cached like mnist.sh's.
+#
+# Parameters (environment, with defaults): MLCTL_SERVER, APP_NAME (mnist-app), MODEL_NAME
+# (mnist), DATA_DIR (the original dataset), RETRAIN_DIR, MODELS_DIR, SUBSAMPLE_SIZE (1000),
+# LEARNING_RATE (0.01), LEARNING_STEPS (5000), BATCH_SIZE (256), CANARY_WEIGHT (10),
+# CANARY_GATE (accuracy>=0.95), CANARY_MIN_REQUESTS (500), CANARY_TIMEOUT (10m), WORK_DIR, MLCTL.
+set -euo pipefail
+
+MLCTL=${MLCTL:-mlctl}
+mlctl=$MLCTL
+WORK_DIR=${WORK_DIR:-.mlctl}
+export MLCTL_SERVER=${MLCTL_SERVER:-http://127.0.0.1:9090}
+export MLCTL_CACHE_DIR=${MLCTL_CACHE_DIR:-$WORK_DIR/cache}
+APP_NAME=${APP_NAME:-mnist-app}
+MODEL_NAME=${MODEL_NAME:-mnist}
+DATA_DIR=${DATA_DIR:-${MNIST_DATA_DIR:-$WORK_DIR/data/mnist}}
+RETRAIN_DIR=${RETRAIN_DIR:-$WORK_DIR/data/retrain}
+MODELS_DIR=${MODELS_DIR:-${MNIST_MODELS_DIR:-$WORK_DIR/models}}
+SUBSAMPLE_SIZE=${SUBSAMPLE_SIZE:-1000}
+LEARNING_RATE=${LEARNING_RATE:-0.01}
+LEARNING_STEPS=${LEARNING_STEPS:-5000}
+BATCH_SIZE=${BATCH_SIZE:-256}
+CANARY_WEIGHT=${CANARY_WEIGHT:-10}
+CANARY_GATE=${CANARY_GATE:-accuracy>=0.95}
+CANARY_MIN_REQUESTS=${CANARY_MIN_REQUESTS:-500}
+CANARY_TIMEOUT=${CANARY_TIMEOUT:-10m}
+RUN_DIR=${RUN_DIR:-$WORK_DIR/runs/retrain}
+MODEL_DIR=$MODELS_DIR/$MODEL_NAME-retrained
+unset MNIST_DATA_DIR MNIST_MODELS_DIR
+mkdir -p "$RUN_DIR"
+
+now() { date +%s.%N; }
+has_command() { local bin=$MLCTL; "$bin" "$@" --help >/dev/null 2>&1; }
+step() { # N NAME -- COMMAND...
+  local n=$1 name=$2 start rc=0
+  shift 3
+  printf '\n== [%s/4] %s\n' "$n" "$name" >&2
+  start=$(now)
+  "$@" || rc=$?
+  printf '   %s: exit %s in %s s\n' "$name" "$rc" \
+    "$(awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }')" >&2
+  return "$rc"
+}
+
+step 1 subsample -- \
+  "$mlctl" subsample --app "$APP_NAME" -n "$SUBSAMPLE_SIZE" --out "$RETRAIN_DIR"
+step 2 train -- \
+  "$mlctl" -o json train --data "$RETRAIN_DIR" --merge "$DATA_DIR" --out "$MODEL_DIR" \
+  --name "$MODEL_NAME" --learning-rate "$LEARNING_RATE" --steps "$LEARNING_STEPS" \
+  --batch-size "$BATCH_SIZE" >"$RUN_DIR/train.json"
+step 3 "catalog upload" -- \
+  "$mlctl" -o json catalog upload "$MODEL_DIR" --name "$MODEL_NAME" \
+  --version-file "$RUN_DIR/model_version.txt" >"$RUN_DIR/upload.json"
+version=$(cat "$RUN_DIR/model_version.txt")
+
+if ! has_command rollout canary; then
+  printf '\n== [4/4] rollout canary\n   not available in this mlctl: %s:%s is registered, not deployed\n' \
+    "$MODEL_NAME" "$version" >&2
+  exit 1
+fi
+rc=0
+step 4 "rollout canary" -- \
+  "$mlctl" rollout canary "$APP_NAME" --model "$MODEL_NAME:$version" --weight "$CANARY_WEIGHT" \
+  --gate "$CANARY_GATE" --min-requests "$CANARY_MIN_REQUESTS" --timeout "$CANARY_TIMEOUT" --wait || rc=$?
+case $rc in
+  0) echo "retrain: $MODEL_NAME:$version promoted on $APP_NAME" >&2 ;;
+  3) echo "retrain: $MODEL_NAME:$version rolled back; $APP_NAME is on its previous revision" >&2 ;;
+  *) echo "retrain: rollout canary failed (exit $rc)" >&2 ;;
+esac
+exit "$rc"

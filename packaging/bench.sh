@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs the benchmarks (tests/bench/bench_*.py) against the Release build: each measures mlctl
+# and its baseline (numpy, PyTorch, nginx, a Python server) in the same run and prints ratios.
+# Peers that are not installed are skipped with a message; `packaging/install-deps.sh
+# --with-bench` installs them. Benchmarks are not tests: they never run in CI.
+# Usage: packaging/bench.sh [NAME...]     e.g. packaging/bench.sh train infer
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cmake --preset release >/dev/null
+cmake --build --preset release -j"$(nproc)" --target mlctl mlctl_bench_infer >/dev/null
+export MLCTL_BIN=$PWD/build/release/mlctl
+
+names=("$@")
+if ((${#names[@]} == 0)); then
+  for f in tests/bench/bench_*.py; do
+    n=${f##*/bench_}
+    names+=("${n%.py}")
+  done
+fi
+status=0
+for n in "${names[@]}"; do
+  script=tests/bench/bench_$n.py
+  [[ -f $script ]] || { echo "bench: no such benchmark: $n (tests/bench/bench_$n.py)" >&2; exit 2; }
+  printf '\n== bench %s\n' "$n"
+  /usr/bin/python3 "$script" || { echo "bench: $n failed" >&2; status=1; }
+done
+exit "$status"

@@ -1,0 +1,445 @@
+"""The inference gateway of `mlctl serve` on loopback: the Open Inference Protocol (KServe V2)
+checked field by field (health, metadata, inference, error bodies), the simple form
+`/api/v1/applications/{app}/predict`, input validation (400, never a crash), trace ids,
+weighted routing (a 30/30/40 split), pinned variants, shadow variants (measured, never
+returned), stage chaining, and a version swap under load from 8 client threads without a
+single failed request."""
+
+import concurrent.futures
+import http.client
+import json
+import threading
+import time
+import unittest
+from pathlib import Path
+
+import numpy as np
+
+from harness import Server, TestCase, make_model_dir, mlctl
+from registry_fixtures import request
+
+V2_KEYS = {"model_name", "model_version", "id", "parameters", "outputs"}
+
+
+class Client:
+    """One keep-alive HTTP connection to the server."""
+
+    def __init__(self, server):
+        self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+
+    def post(self, path, body, headers=None):
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        self.conn.request("POST", path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
+        r = self.conn.getresponse()
+        raw = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, (json.loads(raw) if raw else None)
+
+    def get(self, path):
+        self.conn.request("GET", path)
+        r = self.conn.getresponse()
+        raw = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, raw
+
+    def close(self):
+        self.conn.close()
+
+
+def load_weights(model_dir):
+    import onnx
+    from onnx import numpy_helper
+    inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(Path(model_dir) / "model.onnx")).graph.initializer}
+    return inits["W"], inits["b"]
+
+
+def softmax_rows(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def make_permutation_model(directory, name="perm"):
+    """A second stage: takes `probabilities` [N, 10] and answers `scores` = softmax(reversed * 50),
+    so its class is 9 - the class of the first stage."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    w = np.eye(10, dtype=np.float32)[::-1] * 50
+    nodes = [helper.make_node("Gemm", ["probabilities", "W", "b"], ["logits"], transB=1),
+             helper.make_node("Softmax", ["logits"], ["scores"], axis=1)]
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 10])],
+        [numpy_helper.from_array(np.ascontiguousarray(w), "W"), numpy_helper.from_array(np.zeros(10, np.float32), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="test")
+    model.ir_version = 8
+    onnx.save(model, str(directory / "model.onnx"))
+    labels = ", ".join(f'"{i}"' for i in range(10))
+    (directory / "model.yaml").write_text(
+        "apiVersion: mlctl/v1\nkind: Model\n"
+        f"metadata: {{name: {name}}}\n"
+        "spec:\n  contract:\n"
+        "    inputs: [{name: probabilities, datatype: FP32, shape: [-1, 10]}]\n"
+        "    outputs: [{name: scores, datatype: FP32, shape: [-1, 10]}]\n"
+        f"    labels: [{labels}]\n"
+        "  lineage: {imported: false, seed: 0}\n")
+    return directory
+
+
+class GatewayTest(TestCase):
+    @classmethod
+    def setUpClass(cls):
+        import tempfile
+        cls._dir = tempfile.TemporaryDirectory(prefix="mlctl-e2e-gateway-")
+        root = Path(cls._dir.name)
+        cls.server = Server(root / "data", args=["--max-batch", "8"]).__enter__()
+        cls.env = {**cls.server.env(), "XDG_CONFIG_HOME": str(root / "config")}
+        cls.weights = {}
+        for seed in (1, 2, 3):
+            d = make_model_dir(root / f"m{seed}", name="mnist", seed=seed)
+            cls.weights[seed] = load_weights(d)
+            r = mlctl("catalog", "upload", d, env=cls.env)
+            assert r.code == 0, r
+        r = mlctl("catalog", "upload", make_permutation_model(root / "perm"), env=cls.env)
+        assert r.code == 0, r
+        cls.apply("single", "  singular: {model: mnist:1}\n")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__(None, None, None)
+        cls._dir.cleanup()
+
+    @classmethod
+    def apply(cls, name, spec):
+        text = f"apiVersion: mlctl/v1\nkind: Application\nmetadata: {{name: {name}}}\nspec:\n{spec}"
+        r = mlctl("apply", "-f", "-", input=text, env=cls.env)
+        assert r.code == 0, r
+        return r.stdout
+
+    def setUp(self):
+        super().setUp()
+        self.client = Client(self.server)
+
+    def tearDown(self):
+        self.client.close()
+        super().tearDown()
+
+    def expected(self, seed, x):
+        w, b = self.weights[seed]
+        return softmax_rows(np.asarray(x, dtype=np.float32) @ w.T + b)
+
+    def assertV2Error(self, status, body, want_status, contains):
+        self.assertEqual(status, want_status, body)
+        self.assertEqual(set(body), {"error"}, body)
+        self.assertIsInstance(body["error"], str)
+        self.assertIn(contains, body["error"])
+
+    # ---- Open Inference Protocol: health and metadata ------------------------------------
+
+    def test_v2_health_and_metadata(self):
+        status, _, raw = self.client.get("/v2")
+        meta = json.loads(raw)
+        self.assertEqual(status, 200)
+        self.assertEqual(set(meta), {"name", "version", "extensions"})
+        self.assertEqual(meta["name"], "mlctl")
+        self.assertIsInstance(meta["extensions"], list)
+        for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/single/ready",
+                     "/v2/models/single/versions/1/ready"):
+            status, _, raw = self.client.get(path)
+            self.assertEqual((path, status, raw), (path, 200, b""))
+        # Not ready (4xx) for what is not served; the body says why.
+        for path, why in (("/v2/models/single/versions/2/ready", "does not serve version '2'"),
+                          ("/v2/models/nope/ready", "application 'nope' not found")):
+            status, _, raw = self.client.get(path)
+            self.assertV2Error(status, json.loads(raw), 404, why)
+        status, _, raw = self.client.get("/v2/models/single")
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(raw), {
+            "name": "single", "versions": ["1"], "platform": "onnx_onnxv1",
+            "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 784]}],
+            "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}]})
+        status, _, raw = self.client.get("/v2/models/nope")
+        self.assertV2Error(status, json.loads(raw), 404, "application 'nope' not found")
+
+    # ---- Open Inference Protocol: inference ----------------------------------------------
+
+    def test_v2_infer_shapes_field_by_field(self):
+        rng = np.random.default_rng(0)
+        x = rng.random((2, 784), dtype=np.float32)
+        traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        status, headers, body = self.client.post("/v2/models/single/infer", {
+            "id": "req-42", "parameters": {"note": "x"},
+            "inputs": [{"name": "input", "shape": [2, 784], "datatype": "FP32", "data": x.ravel().tolist()}]},
+            headers={"traceparent": traceparent})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(set(body), V2_KEYS)
+        self.assertEqual((body["model_name"], body["model_version"], body["id"]), ("single", "1", "req-42"))
+        self.assertEqual(body["parameters"], {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "model": "mnist:1",
+                                              "variant": "primary"})
+        self.assertEqual(headers["traceparent"][3:35], "4bf92f3577b34da6a3ce929d0e0e4736")
+        self.assertEqual(len(body["outputs"]), 1)
+        out = body["outputs"][0]
+        self.assertEqual(set(out), {"name", "datatype", "shape", "data"})
+        self.assertEqual((out["name"], out["datatype"], out["shape"]), ("probabilities", "FP32", [2, 10]))
+        np.testing.assert_allclose(np.array(out["data"]).reshape(2, 10), self.expected(1, x), rtol=1e-4, atol=1e-6)
+
+        # Nested data, no id (none echoed), a fresh trace id in the body and the header,
+        # and the outputs list choosing what comes back.
+        status, headers, body = self.client.post("/v2/models/single/infer", {
+            "inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [x[0].tolist()]}],
+            "outputs": [{"name": "probabilities"}]})
+        self.assertEqual(status, 200, body)
+        self.assertNotIn("id", body)
+        self.assertEqual(body["parameters"]["trace_id"], headers["traceparent"][3:35])
+        self.assertRegex(body["parameters"]["trace_id"], "^[0-9a-f]{32}$")
+        np.testing.assert_allclose(body["outputs"][0]["data"], self.expected(1, x[:1])[0], rtol=1e-4, atol=1e-6)
+        # The version segment of the protocol pins a served version.
+        status, _, body = self.client.post("/v2/models/single/versions/1/infer", {
+            "inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": x[0].tolist()}]})
+        self.assertEqual((status, body["model_version"]), (200, "1"))
+
+    def test_v2_errors_are_400_404_with_an_error_string(self):
+        row = [0.5] * 784
+        good = {"name": "input", "shape": [1, 784], "datatype": "FP32", "data": row}
+        cases = [
+            ({"inputs": [{**good, "datatype": "INT32"}]}, 400, "input 'input': datatype INT32 does not match the model's FP32"),
+            ({"inputs": [{**good, "shape": [1, 783], "data": row[:783]}]}, 400, "shape [1×783] does not match the model's [-1×784]"),
+            ({"inputs": [{**good, "shape": [2, 784]}]}, 400, "data holds 784 values; shape [2×784] needs 1568"),
+            ({"inputs": [{**good, "name": "pixels"}]}, 400, "the model has no input 'pixels'"),
+            ({"inputs": []}, 400, "at least one input tensor is required"),
+            ({}, 400, "at least one input tensor is required"),
+            ({"inputs": [{**good, "shape": [0, 784], "data": []}]}, 400, "the batch is empty"),
+            ({"inputs": [{**good, "shape": [9, 784], "data": row * 9}]}, 400, "over the server's limit of 8"),
+            ({"inputs": [{**good, "data": ["a"] * 784}]}, 400, "expected numbers, got a string"),
+            ({"inputs": [{"name": "input", "datatype": "FP32", "data": row}]}, 400, "'shape' is required"),
+            ({"inputs": [good], "outputs": [{"name": "logits"}]}, 400, "output 'logits': the model has no such output"),
+            (b'{"inputs": [', 400, "not valid JSON"),
+            ('{"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [NaN'
+             + ", 0" * 783 + "]}]}", 400, "not valid JSON"),
+            ('{"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [1e999'
+             + ", 0" * 783 + "]}]}", 400, ""),
+        ]
+        for body, want, contains in cases:
+            with self.subTest(body=str(body)[:80]):
+                status, _, reply = self.client.post("/v2/models/single/infer", body)
+                self.assertV2Error(status, reply, want, contains)
+        status, _, reply = self.client.post("/v2/models/nope/infer", {"inputs": [good]})
+        self.assertV2Error(status, reply, 404, "application 'nope' not found")
+        status, _, reply = self.client.post("/v2/models/single/versions/7/infer", {"inputs": [good]})
+        self.assertV2Error(status, reply, 404, "does not serve version '7'")
+        # The server is still fine.
+        status, _, _ = self.client.post("/v2/models/single/infer", {"inputs": [good]})
+        self.assertEqual(status, 200)
+
+    # ---- The simple form -----------------------------------------------------------------
+
+    def test_simple_form(self):
+        rng = np.random.default_rng(1)
+        pixels = rng.integers(0, 256, (3, 28, 28), dtype=np.uint8)
+        x = pixels.reshape(3, 784).astype(np.float32) / 255
+        want = self.expected(1, x)
+        for images in (x.tolist(),                       # flat floats in [0, 1]
+                       (x.reshape(3, 28, 28)).tolist(),  # 28×28 nested
+                       pixels.reshape(3, 784).tolist(),  # integers 0-255
+                       pixels.tolist()):
+            status, headers, body = self.client.post("/api/v1/applications/single/predict", {"images": images})
+            self.assertEqual(status, 200, body)
+            self.assertEqual(set(body), {"predictions", "model", "variant", "trace_id"})
+            self.assertEqual(body["model"], "mnist:1")
+            self.assertEqual(body["trace_id"], headers["traceparent"][3:35])
+            self.assertEqual([p["class"] for p in body["predictions"]], want.argmax(1).tolist())
+            got = np.array([p["probabilities"] for p in body["predictions"]])
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(got.sum(1), 1, rtol=1e-5)
+
+    def test_simple_form_refuses_bad_input_with_400(self):
+        cases = [
+            ({"images": [[0.5] * 783]}, "images[0]: expected 784 values (flat, or 28×28 nested), got 783"),
+            ({"images": [[[0.5] * 28] * 27]}, "expected 784 values"),
+            ({"images": [[0.5] * 784, [0.5] * 10]}, "images[1]: expected 784 values"),
+            ({"images": []}, "images: the batch is empty"),
+            ({"images": [[0.5] * 784] * 9}, "over the server's limit (mlctl serve --max-batch)"),
+            ({"images": [[1.5] + [0] * 783]}, "values must be floats in [0, 1] or integers 0-255"),
+            ({"images": [[256] + [0] * 783]}, "values must be floats in [0, 1] or integers 0-255"),
+            ({"images": [[-0.5] + [0] * 783]}, "values must be floats in [0, 1] or integers 0-255"),
+            ({"images": [["a"] * 784]}, "expected numbers, got a string"),
+            ({"images": [[[0.5] * 28, 0.5] + [[0.5] * 28] * 26]}, "ragged array"),
+            ({"pictures": []}, "unknown field 'pictures'"),
+            ({}, "expected {\"images\": [...]}"),
+            ("[NaN]", "expected a JSON object"),
+            ('{"images": [[NaN' + ", 0" * 783 + "]]}", "not valid JSON"),
+            ("", "not valid JSON"),
+        ]
+        for body, contains in cases:
+            with self.subTest(body=str(body)[:60]):
+                status, _, reply = self.client.post("/api/v1/applications/single/predict", body)
+                self.assertEqual(status, 400, reply)
+                self.assertEqual(reply["error"]["code"], "invalid_input")
+                self.assertIn(contains, reply["error"]["message"])
+        status, _, reply = self.client.post("/api/v1/applications/nope/predict", {"images": [[0] * 784]})
+        self.assertEqual((status, reply["error"]["code"]), (404, "not_found"))
+        status, _, reply = self.client.post("/api/v1/applications/single/predict", {"images": [[0] * 784]},
+                                            headers={"x-mlctl-variant": "mnist:3"})
+        self.assertEqual(status, 400)
+        self.assertIn("x-mlctl-variant 'mnist:3': application 'single' does not serve it", reply["error"]["message"])
+        # All-zero and all-one images answer.
+        for v in (0, 1):
+            status, _, reply = self.client.post("/api/v1/applications/single/predict", {"images": [[v] * 784]})
+            self.assertEqual(status, 200, reply)
+
+    # ---- Routing -------------------------------------------------------------------------
+
+    def test_weighted_split_30_30_40(self):
+        # 10,000 requests: the standard deviation of an observed share is at most
+        # sqrt(0.4 * 0.6 / 10000) = 0.49 pp, so ±3 pp is over 6 sd (a false failure has a
+        # probability below 1e-9). Routing draws from a seeded sequence, one draw per request.
+        self.apply("split", "  stages:\n    - variants:\n"
+                            "        - {model: mnist:1, weight: 30}\n"
+                            "        - {model: mnist:2, weight: 30}\n"
+                            "        - {model: mnist:3, weight: 40}\n")
+        n, threads = 10000, 4
+        body = json.dumps({"images": [[0.25] * 784]})
+
+        def worker(count):
+            c = Client(self.server)
+            seen = {}
+            try:
+                for _ in range(count):
+                    status, _, reply = c.post("/api/v1/applications/split/predict", body)
+                    assert status == 200, reply
+                    seen[reply["model"]] = seen.get(reply["model"], 0) + 1
+            finally:
+                c.close()
+            return seen
+
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            parts = list(pool.map(worker, [n // threads] * threads))
+        counts = {m: sum(p.get(m, 0) for p in parts) for m in ("mnist:1", "mnist:2", "mnist:3")}
+        self.assertEqual(sum(counts.values()), n)
+        for model, share in (("mnist:1", 0.30), ("mnist:2", 0.30), ("mnist:3", 0.40)):
+            self.assertLess(abs(counts[model] / n - share), 0.03, counts)
+        d = mlctl("describe", "application", "split", "-o", "json", env=self.env).json()
+        roles = [(v["model"], v["role"], v["requests"]) for v in d["stages"][0]["variants"]]
+        self.assertEqual(roles, [("mnist:1", "canary", counts["mnist:1"]), ("mnist:2", "canary", counts["mnist:2"]),
+                                 ("mnist:3", "primary", counts["mnist:3"])])
+        # A pinned variant takes every request.
+        for _ in range(20):
+            status, _, reply = self.client.post("/api/v1/applications/split/predict", body,
+                                                headers={"x-mlctl-variant": "mnist:2"})
+            self.assertEqual((status, reply["model"], reply["variant"]), (200, "mnist:2", "canary"))
+
+    def test_shadow_answers_are_measured_never_returned(self):
+        self.apply("shadowed", "  stages:\n    - variants:\n"
+                               "        - {model: mnist:1, weight: 100}\n"
+                               "        - {model: mnist:2, shadow: 100}\n")
+        x = [0.75] * 784
+        for _ in range(50):
+            status, _, reply = self.client.post("/api/v1/applications/shadowed/predict", {"images": [x]})
+            self.assertEqual((status, reply["model"]), (200, "mnist:1"))
+            status, _, reply = self.client.post("/v2/models/shadowed/infer", {
+                "inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": x}]})
+            self.assertEqual((status, reply["model_version"], reply["parameters"]["model"]), (200, "1", "mnist:1"))
+        # The shadow runs off the request path: wait for its 100 calls to be counted.
+        deadline = time.monotonic() + 10
+        while True:
+            d = mlctl("describe", "application", "shadowed", "-o", "json", env=self.env).json()
+            shadow = d["stages"][0]["variants"][1]
+            if shadow["requests"] >= 100 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual((shadow["model"], shadow["role"], shadow["shadow"]), ("mnist:2", "shadow", 100.0))
+        self.assertEqual((shadow["requests"], shadow["errors"]), (100, 0))
+        self.assertEqual(d["stages"][0]["variants"][0]["requests"], 100)
+        # Pinned, the shadow answers (to check it by hand).
+        status, _, reply = self.client.post("/api/v1/applications/shadowed/predict", {"images": [x]},
+                                            headers={"x-mlctl-variant": "mnist:2"})
+        self.assertEqual((status, reply["model"], reply["variant"]), (200, "mnist:2", "shadow"))
+
+    def test_stages_chain_outputs_to_inputs_by_name(self):
+        self.apply("chain", "  stages:\n    - variants: [{model: mnist:1, weight: 100}]\n"
+                            "    - variants: [{model: perm:1, weight: 100}]\n")
+        x = np.random.default_rng(2).random((4, 784), dtype=np.float32)
+        status, _, reply = self.client.post("/api/v1/applications/chain/predict", {"images": x.tolist()})
+        self.assertEqual(status, 200, reply)
+        self.assertEqual(reply["model"], "perm:1")
+        self.assertEqual([p["class"] for p in reply["predictions"]], (9 - self.expected(1, x).argmax(1)).tolist())
+        status, _, raw = self.client.get("/v2/models/chain")
+        meta = json.loads(raw)
+        self.assertEqual((meta["inputs"][0]["name"], meta["outputs"][0]["name"]), ("input", "scores"))
+        # A stage whose inputs the stage before does not produce is refused at apply time.
+        text = ("apiVersion: mlctl/v1\nkind: Application\nmetadata: {name: broken}\nspec:\n  stages:\n"
+                "    - variants: [{model: perm:1, weight: 100}]\n    - variants: [{model: mnist:1, weight: 100}]\n")
+        r = mlctl("apply", "-f", "-", input=text, env=self.env)
+        self.assertFails(r, 1, "spec.stages[1].variants[0].model: mnist:1 takes input 'input' (FP32), which perm:1 "
+                               "in stage 0 does not produce")
+
+    def test_version_swap_under_load_loses_no_request(self):
+        self.apply("swap", "  singular: {model: mnist:1}\n")
+        stop = threading.Event()
+        failures, answers = [], []
+        lock = threading.Lock()
+        body = json.dumps({"images": [[0.5] * 784]})
+
+        def load():
+            c = Client(self.server)
+            local = []
+            try:
+                while not stop.is_set():
+                    try:
+                        status, _, reply = c.post("/api/v1/applications/swap/predict", body)
+                        if status != 200:
+                            failures.append((status, reply))
+                        else:
+                            local.append(reply["model"])
+                    except Exception as e:  # a dropped connection is a failure too
+                        failures.append(repr(e))
+                        c.close()
+                        c = Client(self.server)
+            finally:
+                c.close()
+                with lock:
+                    answers.extend(local)
+
+        threads = [threading.Thread(target=load) for _ in range(8)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.3)
+            for v in (2, 3, 1, 2):
+                self.assertIn("configured", self.apply("swap", f"  singular: {{model: mnist:{v}}}\n"))
+                time.sleep(0.3)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        self.assertEqual(failures, [])
+        self.assertGreater(len(answers), 200)
+        self.assertEqual(set(answers), {"mnist:1", "mnist:2", "mnist:3"})
+        status, _, reply = self.client.post("/api/v1/applications/swap/predict", body)
+        self.assertEqual((status, reply["model"]), (200, "mnist:2"))
+
+
+class GatewayTokenTest(TestCase):
+    def test_inference_needs_the_token_probes_do_not(self):
+        token = self.tmp / "token"
+        token.write_text("s3cret-token-for-the-gateway-test\n")
+        token.chmod(0o600)
+        with Server(self.tmp / "data", token_file=token) as server:
+            env = {**server.env(), "XDG_CONFIG_HOME": str(self.tmp / "config")}
+            self.assertOk(mlctl("catalog", "upload", make_model_dir(self.tmp / "m", name="mnist"), env=env))
+            self.assertOk(mlctl("apply", "application", "demo", "--model", "mnist:1", env=env))
+            body = {"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.5] * 784}]}
+            for path, payload in (("/v2/models/demo/infer", body), ("/api/v1/applications/demo/predict",
+                                                                     {"images": [[0.5] * 784]})):
+                status, _, _ = request(server, "POST", path, payload, token="")
+                self.assertEqual(status, 401, path)
+                status, _, _ = request(server, "POST", path, payload)
+                self.assertEqual(status, 200, path)
+            status, _, _ = request(server, "GET", "/v2/models/demo", token="")
+            self.assertEqual(status, 401)
+            for path in ("/v2", "/v2/health/live", "/v2/health/ready"):
+                status, _, _ = request(server, "GET", path, token="")
+                self.assertEqual(status, 200, path)
+
+
+if __name__ == "__main__":
+    unittest.main()

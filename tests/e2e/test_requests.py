@@ -1,0 +1,199 @@
+"""The request store on a real `mlctl serve`: every answered trace id is stored (one row per
+image, with the input bytes), labels join by trace id (`POST /api/v1/feedback`, `mlctl
+feedback`), `mlctl requests` lists them, sampled capture keeps exactly the trace ids whose
+FNV-1a hash falls under the share, retention keeps the newest rows, and a SIGTERM writes what
+was queued before the process exits."""
+
+import csv
+import json
+import os
+import unittest
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from harness import Server, TestCase, make_model_dir, mlctl
+
+
+def fnv_fraction(trace_id: str) -> float:
+    """The documented capture rule: FNV-1a 64 of the trace id, top 53 bits as a fraction."""
+    h = 14695981039346656037
+    for c in trace_id.encode():
+        h ^= c
+        h = (h * 1099511628211) % 2 ** 64
+    return (h >> 11) * 2.0 ** -53
+
+
+def http(server, method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(server.url + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read() or b"null"), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null"), dict(e.headers)
+
+
+def images(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, 784), dtype=np.uint8)
+
+
+class RequestStoreTest(TestCase):
+    def deploy(self, server, app="store-app", extra=()):
+        model = make_model_dir(self.tmp / "model", name="tiny")
+        r = mlctl("catalog", "upload", model, "--name", "tiny", env=server.env())
+        self.assertOk(r)
+        r = mlctl("apply", "application", app, "--model", "tiny:1", *extra, env=server.env())
+        self.assertOk(r)
+
+    def predict(self, server, app, batch):
+        """POSTs one request of `batch` (uint8 rows) as floats; returns (status, body)."""
+        status, body, _ = http(server, "POST", f"/api/v1/applications/{app}/predict",
+                               {"images": (batch / 255.0).round(6).tolist()})
+        return status, body
+
+    def send_all(self, server, app, x, batch=1):
+        chunks = [x[i:i + batch] for i in range(0, len(x), batch)]
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda c: self.predict(server, app, c), chunks))
+        for status, body in answers:
+            self.assertEqual(status, 200, body)
+        return answers
+
+    def list_all(self, server, app, extra=""):
+        rows, token = [], ""
+        while True:
+            status, page, _ = http(server, "GET", f"/api/v1/applications/{app}/requests?limit=1000"
+                                                  f"&page_token={urllib.request.quote(token)}{extra}")
+            self.assertEqual(status, 200, page)
+            rows += page["requests"]
+            token = page["next_page_token"]
+            if not token:
+                return rows
+
+    def test_every_trace_id_is_stored_and_feedback_joins(self):
+        with Server(self.tmp / "data") as server:
+            self.deploy(server)
+            x = images(400)
+            answers = self.send_all(server, "store-app", x[:300])
+            # and 50 requests of 2 images
+            answers2 = self.send_all(server, "store-app", x[300:400], batch=2)
+            trace_ids = [b["trace_id"] for _, b in answers]
+            trace_ids2 = [b["trace_id"] for _, b in answers2]
+            self.assertEqual(len(set(trace_ids + trace_ids2)), 350)
+
+            rows = self.list_all(server, "store-app")
+            self.assertEqual(len(rows), 400)
+            stored = {(r["trace_id"], r["index"]) for r in rows}
+            for t in trace_ids:
+                self.assertIn((t, 0), stored)
+            for t in trace_ids2:
+                self.assertIn((t, 0), stored)
+                self.assertIn((t, 1), stored)
+            row = rows[0]
+            for key in ("time", "model", "version", "variant", "latency_seconds", "status", "class",
+                        "probabilities", "label", "stage", "application"):
+                self.assertIn(key, row)
+            self.assertEqual((row["model"], row["version"], row["variant"], row["status"]),
+                             ("tiny", 1, "primary", 200))
+            self.assertNotIn("input", row)
+            times = [r["time"] for r in rows]
+            self.assertEqual(times, sorted(times, reverse=True))
+
+            # One trace, with its input bytes: round(x * 255) of what was sent.
+            status, one, _ = http(server, "GET", f"/api/v1/requests/{trace_ids[7]}?include=input")
+            self.assertEqual(status, 200, one)
+            self.assertEqual(len(one["requests"]), 1)
+            self.assertEqual(one["requests"][0]["input"], x[7].tolist())
+            self.assertEqual(one["requests"][0]["class"], answers[7][1]["predictions"][0]["class"])
+            status, missing, _ = http(server, "GET", "/api/v1/requests/" + "ab" * 16)
+            self.assertEqual((status, missing["error"]["code"]), (404, "not_found"))
+            status, bad, _ = http(server, "GET", "/api/v1/requests/nothex")
+            self.assertEqual(status, 400, bad)
+
+            # Feedback over HTTP: 100 labels, one unknown trace id, one label of the 2nd image.
+            labels = [{"trace_id": t, "label": int(i % 10)} for i, t in enumerate(trace_ids[:100])]
+            labels.append({"trace_id": trace_ids2[0], "label": 4, "index": 1})
+            labels.append({"trace_id": "cd" * 16, "label": 1})
+            status, result, _ = http(server, "POST", "/api/v1/feedback?application=store-app", labels)
+            self.assertEqual(status, 200, result)
+            self.assertEqual(result["received"], 102)
+            self.assertEqual(result["matched"], 101)
+            self.assertEqual(result["rows_labelled"], 101)
+            self.assertEqual(result["unknown"], 1)
+            self.assertEqual(result["unknown_trace_ids"], ["cd" * 16])
+            status, one, _ = http(server, "GET", f"/api/v1/requests/{trace_ids2[0]}")
+            self.assertEqual([r["label"] for r in one["requests"]], [None, 4])
+            status, bad, _ = http(server, "POST", "/api/v1/feedback", [{"trace_id": "x", "label": 1}])
+            self.assertEqual(status, 400)
+            self.assertEqual(bad["error"]["message"], "feedback[0].trace_id: must be 32 lowercase hex digits")
+
+            # The CLI: a CSV with a header, and one label by flag.
+            with open(self.tmp / "labels.csv", "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["trace_id", "label", "index"])
+                for t in trace_ids[100:150]:
+                    w.writerow([t, 3, 0])
+            r = mlctl("feedback", "--app", "store-app", "--file", self.tmp / "labels.csv", "-o", "json",
+                      env=server.env())
+            self.assertOk(r)
+            self.assertEqual(r.json()["matched"], 50)
+            r = mlctl("feedback", "--trace-id", trace_ids[150], "--label", "2", "-o", "json", env=server.env())
+            self.assertOk(r)
+            self.assertEqual(r.json()["matched"], 1)
+            labelled = [row for row in self.list_all(server, "store-app") if row["label"] is not None]
+            self.assertEqual(len(labelled), 152)
+
+            r = mlctl("requests", "--app", "store-app", "--since", "10m", "--limit", "5", "-o", "json",
+                      env=server.env())
+            self.assertOk(r)
+            self.assertEqual(len(r.json()["requests"]), 5)
+            self.assertTrue(r.json()["next_page_token"])
+            r = mlctl("requests", "--app", "store-app", "--limit", "3", env=server.env())
+            self.assertOk(r)
+            self.assertIn("TRACE ID", r.stdout)
+            self.assertEqual(len(r.stdout.strip().splitlines()), 4)
+            r = mlctl("requests", "--trace-id", trace_ids[0], "-o", "json", env=server.env())
+            self.assertOk(r)
+            self.assertEqual(r.json()["requests"][0]["label"], 0)
+            r = mlctl("requests", "--app", "store-app", "--since", "yesterday", env=server.env())
+            self.assertFails(r, 1, "since 'yesterday': expected an RFC 3339 time or an age like 10m")
+            r = mlctl("feedback", "--app", "store-app", "--trace-id", "nothex", "--label", "1", env=server.env())
+            self.assertFails(r, 1, "must be 32 lowercase hex digits")
+
+    def test_sampled_capture_retention_and_flush_on_shutdown(self):
+        data = self.tmp / "data"
+        with Server(data, args=["--store-max-rows", "150"]) as server:
+            self.deploy(server, app="sampled", extra=["--capture-sample", "0.5"])
+            answers = self.send_all(server, "sampled", images(200, seed=1))
+            trace_ids = [b["trace_id"] for _, b in answers]
+            expected = {t for t in trace_ids if fnv_fraction(t) < 0.5}
+            self.assertTrue(60 < len(expected) < 140, len(expected))
+            stored = {r["trace_id"] for r in self.list_all(server, "sampled")}
+            self.assertEqual(stored, expected)
+
+            # Retention: at most 150 rows, the newest kept.
+            r = mlctl("apply", "application", "sampled", "--model", "tiny:1", "--capture-sample", "1",
+                      env=server.env())
+            self.assertOk(r)
+            answers = self.send_all(server, "sampled", images(200, seed=2))
+            rows = self.list_all(server, "sampled")
+            self.assertEqual(len(rows), 150)
+            newest = {b["trace_id"] for _, b in answers[-50:]}
+            self.assertTrue(newest <= {r["trace_id"] for r in rows})
+
+            # Requests answered right before SIGTERM are written before the process exits.
+            last = self.send_all(server, "sampled", images(20, seed=3))
+        with Server(data, args=["--store-max-rows", "150"]) as server:
+            stored = {r["trace_id"] for r in self.list_all(server, "sampled")}
+            for _, b in last:
+                self.assertIn(b["trace_id"], stored)
+        self.assertTrue((data / "requests.db").exists())
+
+
+if __name__ == "__main__":
+    unittest.main()

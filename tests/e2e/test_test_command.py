@@ -1,0 +1,98 @@
+"""`mlctl test` against a real `mlctl serve`: it passes (exit 0, JUnit XML without failures)
+for an application serving a trained model, and exits 3 for one serving an untrained
+(random) model — with ACCEPTABLE_ACCURACY setting the threshold as in the original
+tutorial. `mlctl predict --app` prints class, probabilities, version and trace id."""
+
+import unittest
+import xml.etree.ElementTree as ET
+
+from harness import Server, TestCase, make_dataset, make_model_dir, mlctl
+
+
+class TestCommandTest(TestCase):
+    def test_good_model_passes_and_random_model_exits_3(self):
+        data = make_dataset(self.tmp / "fashion", n_train=3000, n_test=300)
+        good = self.tmp / "good"
+        r = mlctl("train", "--data", data, "--out", good, "--name", "good", "--epochs", "2",
+                  "--hidden", "64", "--no-autoencoder", "--seed", "1")
+        self.assertOk(r)
+        bad = make_model_dir(self.tmp / "bad", name="bad", seed=5)  # random weights: ~10% accuracy
+
+        with Server(self.tmp / "srv") as server:
+            env = server.env()
+            for name, path in (("good", good), ("bad", bad)):
+                self.assertOk(mlctl("catalog", "upload", path, "--name", name, env=env))
+                self.assertOk(mlctl("apply", "application", f"{name}-app", "--model", f"{name}:1", env=env))
+
+            junit = self.tmp / "good.xml"
+            r = mlctl("test", "--app", "good-app", "--data", data / "test.npz", "--samples", "200",
+                      "--batch-size", "4", "--min-accuracy", "0.6", "--junit", junit, "-o", "json", env=env)
+            self.assertOk(r)
+            report = r.json()
+            self.assertTrue(report["passed"], report)
+            self.assertGreaterEqual(report["accuracy"], 0.6)
+            self.assertEqual(report["images"], 200)
+            self.assertEqual(report["requests"], 50)
+            self.assertEqual(report["answered_by"], {"good:1": 200})
+            self.assertGreater(report["latency_p99_ms"], 0)
+            self.assertGreaterEqual(report["latency_p99_ms"], report["latency_p50_ms"])
+            names = [c["name"] for c in report["cases"]]
+            for expected in ("golden set accuracy", "all-zero image is answered", "all-one image is answered",
+                             "wrong shape is refused", "NaN is refused", "empty batch is refused"):
+                self.assertIn(expected, names)
+            self.assertTrue(any(n.startswith("batch over the limit") for n in names))
+            suite = ET.parse(junit).getroot()
+            self.assertEqual(suite.tag, "testsuites")
+            self.assertEqual(suite.get("failures"), "0")
+            self.assertEqual(len(suite.findall(".//testcase")), len(names))
+            self.assertEqual(suite.findall(".//failure"), [])
+
+            # The table form; the data directory works as well as its test.npz.
+            r = mlctl("test", "--app", "good-app", "--data", data, "--samples", "50", "--min-accuracy", "0.5",
+                      env=env)
+            self.assertOk(r)
+            self.assertIn("latency p99", r.stdout)
+            self.assertIn("passed", r.stdout)
+
+            junit_bad = self.tmp / "bad.xml"
+            r = mlctl("test", "--app", "bad-app", "--data", data / "test.npz", "--samples", "200",
+                      "--batch-size", "8", "--junit", junit_bad, env={**env, "ACCEPTABLE_ACCURACY": "0.6"})
+            self.assertFails(r, 3, "application bad-app: 1 of 7 check(s) failed")
+            self.assertIn("under the minimum", r.stdout)
+            suite = ET.parse(junit_bad).getroot()
+            self.assertEqual(suite.get("failures"), "1")
+            failure = suite.find(".//testcase[@name='golden set accuracy']/failure")
+            self.assertIsNotNone(failure)
+            self.assertIn("minimum 0.6000", failure.get("message"))
+
+            # An application that does not exist: every request fails, still exit 3 (checks failed).
+            r = mlctl("test", "--app", "nope", "--data", data / "test.npz", "--samples", "5",
+                      "--no-edge-cases", env=env)
+            self.assertFails(r, 3)
+            self.assertIn("HTTP 404", r.stdout)
+
+            # predict through the endpoint: class, probabilities, version, trace id per image.
+            r = mlctl("predict", "--app", "good-app", "--data", data / "test.npz", "--indices", "0,5,7",
+                      "-o", "json", env=env)
+            self.assertOk(r)
+            out = r.json()
+            self.assertEqual([p["index"] for p in out["predictions"]], [0, 5, 7])
+            for p in out["predictions"]:
+                self.assertEqual(p["model"], "good:1")
+                self.assertEqual(len(p["trace_id"]), 32)
+                self.assertEqual(len(p["probabilities"]), 10)
+                self.assertIn(p["class"], range(10))
+                self.assertIn(p["label"], range(10))
+            r = mlctl("predict", "--app", "good-app", "--data", data / "test.npz", "--limit", "2", env=env)
+            self.assertOk(r)
+            self.assertIn("TRACE ID", r.stdout)
+            # The offline form still works.
+            r = mlctl("predict", "--model", good, "--data", data / "test.npz", "--limit", "50", "-o", "json")
+            self.assertOk(r)
+            self.assertEqual(r.json()["count"], 50)
+            r = mlctl("predict", "--data", data / "test.npz")
+            self.assertFails(r, 2)
+
+
+if __name__ == "__main__":
+    unittest.main()

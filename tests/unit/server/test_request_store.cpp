@@ -1,0 +1,340 @@
+#include "api/requests.hpp"
+#include "server/request_store.hpp"
+#include "util/error.hpp"
+#include "util/fs.hpp"
+
+#include <cstdio>
+#include <doctest/doctest.h>
+#include <set>
+
+using mlctl::Error;
+using mlctl::ErrorKind;
+using mlctl::server::InferenceRecord;
+using mlctl::server::RequestStore;
+using mlctl::server::RequestStoreOptions;
+namespace api = mlctl::api;
+namespace server = mlctl::server;
+
+namespace {
+
+std::string trace_id(int n) {
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%032x", n + 1);
+  return buf;
+}
+
+// A record of `batch` images whose pixels are `value` and whose predicted class is `n % 10`.
+std::shared_ptr<InferenceRecord> record(int n, std::size_t batch = 1, float value = 0.5F,
+                                        const std::string& app = "app",
+                                        const std::string& time = {}) {
+  auto r = std::make_shared<InferenceRecord>();
+  r->trace_id = trace_id(n);
+  r->application = app;
+  r->model = "mnist";
+  r->version = 3;
+  r->variant = "primary";
+  char t[40];
+  std::snprintf(t, sizeof t, "2026-11-28T12:%02d:%02d.%03dZ", (n / 60000) % 60, (n / 1000) % 60,
+                n % 1000);
+  r->time = time.empty() ? std::string(t) : time;
+  r->latency_seconds = 0.001;
+  r->batch = batch;
+  r->input.assign(batch * 784, value);
+  for (std::size_t i = 0; i < batch; ++i) {
+    r->classes.push_back((n + static_cast<int>(i)) % 10);
+    for (int c = 0; c < 10; ++c) {
+      r->probabilities.push_back(c == r->classes.back() ? 0.91F : 0.01F);
+    }
+  }
+  return r;
+}
+
+RequestStoreOptions options(const mlctl::util::TempDir& dir) {
+  RequestStoreOptions o;
+  o.path = dir.path() / "requests.db";
+  return o;
+}
+
+} // namespace
+
+TEST_CASE("capture sampling is a deterministic hash of the trace id") {
+  CHECK(server::capture_keeps("0af7651916cd43dd8448eb211c80319c", 1.0));
+  CHECK_FALSE(server::capture_keeps("0af7651916cd43dd8448eb211c80319c", 0.0));
+  // FNV-1a 64 of this id, top 53 bits as a fraction: 0.85488... (pinned: the rule is documented).
+  CHECK(server::capture_keeps("0af7651916cd43dd8448eb211c80319c", 0.855));
+  CHECK_FALSE(server::capture_keeps("0af7651916cd43dd8448eb211c80319c", 0.854));
+  int kept = 0;
+  for (int i = 0; i < 20000; ++i) {
+    const bool k = server::capture_keeps(trace_id(i * 7919), 0.1);
+    CHECK(k == server::capture_keeps(trace_id(i * 7919), 0.1));
+    kept += k ? 1 : 0;
+  }
+  CHECK(kept > 1700);
+  CHECK(kept < 2300);
+}
+
+TEST_CASE("the request store keeps one row per image with pixels, class and probabilities") {
+  mlctl::util::TempDir dir;
+  RequestStore store(options(dir), {});
+  auto r = record(7, 2, 0.5F);
+  r->input[784 + 3] = 1.0F; // second image, pixel 3
+  store.on_inference(r);
+  auto refused = std::make_shared<InferenceRecord>();
+  refused->trace_id = trace_id(8);
+  refused->application = "app";
+  refused->model = "mnist";
+  refused->version = 3;
+  refused->variant = "primary";
+  refused->time = "2026-11-28T13:00:00.000Z";
+  refused->status = 400;
+  refused->error = "images[0]: expected 784 values, got 783";
+  store.on_inference(refused);
+  REQUIRE(store.flush(std::chrono::seconds(10)));
+
+  const auto t = store.trace(trace_id(7), true);
+  REQUIRE(t.requests.size() == 2);
+  CHECK(t.requests[0].index == 0);
+  CHECK(t.requests[1].index == 1);
+  CHECK(t.requests[0].input.size() == 784);
+  CHECK(t.requests[0].input[0] == 128); // round(0.5 * 255)
+  CHECK(t.requests[1].input[3] == 255);
+  CHECK(t.requests[0].predicted == 7);
+  CHECK(t.requests[1].predicted == 8);
+  REQUIRE(t.requests[1].probabilities.size() == 10);
+  CHECK(t.requests[1].probabilities[8] == doctest::Approx(0.91));
+  CHECK(t.requests[0].model_ref() == "mnist:3");
+  CHECK_FALSE(t.requests[0].label.has_value());
+  CHECK(store.trace(trace_id(7), false).requests[0].input.empty());
+
+  const auto e = store.trace(trace_id(8), true);
+  REQUIRE(e.requests.size() == 1);
+  CHECK(e.requests[0].status == 400);
+  CHECK(e.requests[0].error == "images[0]: expected 784 values, got 783");
+  CHECK_FALSE(e.requests[0].predicted.has_value());
+  CHECK(e.requests[0].input.empty());
+
+  const auto s = store.stats();
+  CHECK(s.records_stored == 2);
+  CHECK(s.rows_stored == 3);
+  CHECK(s.records_dropped == 0);
+  CHECK(s.queue_records == 0);
+}
+
+TEST_CASE("a full queue drops and counts instead of blocking") {
+  mlctl::util::TempDir dir;
+  auto o = options(dir);
+  o.queue_capacity = 4;
+  o.batch_size = 1000;
+  o.flush_interval = std::chrono::seconds(30); // the writer waits: the queue stays full
+  RequestStore store(o, {});
+  for (int i = 0; i < 10; ++i) {
+    store.on_inference(record(i));
+  }
+  auto s = store.stats();
+  CHECK(s.records_received == 10);
+  CHECK(s.records_dropped == 6);
+  CHECK(s.queue_records == 4);
+  CHECK(s.queue_images == 4);
+  REQUIRE(store.flush(std::chrono::seconds(10)));
+  s = store.stats();
+  CHECK(s.records_stored == 4);
+  CHECK(s.queue_records == 0);
+  CHECK(store.trace(trace_id(3), false).requests.size() == 1);
+  CHECK(store.trace(trace_id(4), false).requests.empty());
+}
+
+TEST_CASE("the writer drains the queue in batches, one transaction each") {
+  mlctl::util::TempDir dir;
+  auto o = options(dir);
+  o.queue_capacity = 100000;
+  o.batch_size = 1000;
+  o.flush_interval = std::chrono::seconds(30); // only a full batch or a flush wakes the writer
+  RequestStore store(o, {});
+  for (int i = 0; i < 2500; ++i) {
+    store.on_inference(record(i));
+  }
+  REQUIRE(store.flush(std::chrono::seconds(30)));
+  const auto s = store.stats();
+  CHECK(s.records_stored == 2500);
+  CHECK(s.batches >= 1);
+  CHECK(s.batches <= 3);
+  server::RowQuery q;
+  q.application = "app";
+  CHECK(store.count_rows(q) == 2500);
+}
+
+TEST_CASE("sampled capture stores the records whose trace id hashes under the share") {
+  mlctl::util::TempDir dir;
+  RequestStore store(options(dir), {});
+  int expected = 0;
+  for (int i = 0; i < 1000; ++i) {
+    auto r = record(i);
+    r->capture_sample = 0.25;
+    expected += server::capture_keeps(r->trace_id, 0.25) ? 1 : 0;
+    store.on_inference(r);
+  }
+  REQUIRE(store.flush(std::chrono::seconds(10)));
+  const auto s = store.stats();
+  CHECK(s.records_stored == static_cast<std::uint64_t>(expected));
+  CHECK(s.records_sampled_out == static_cast<std::uint64_t>(1000 - expected));
+  server::RowQuery q;
+  q.application = "app";
+  CHECK(store.count_rows(q) == expected);
+}
+
+TEST_CASE("retention keeps the newest rows") {
+  mlctl::util::TempDir dir;
+  auto o = options(dir);
+  o.max_rows = 100;
+  o.batch_size = 64;
+  {
+    RequestStore store(o, {});
+    for (int i = 0; i < 250; ++i) {
+      store.on_inference(record(i));
+    }
+    REQUIRE(store.flush(std::chrono::seconds(10)));
+    server::RowQuery q;
+    q.application = "app";
+    CHECK(store.count_rows(q) == 100);
+    CHECK(store.stats().rows_deleted == 150);
+    CHECK(store.trace(trace_id(149), false).requests.empty());
+    CHECK(store.trace(trace_id(150), false).requests.size() == 1);
+    CHECK(store.trace(trace_id(249), false).requests.size() == 1);
+  }
+  // Reopened: the rows persisted, retention still counts them.
+  RequestStore store(o, {});
+  store.on_inference(record(250));
+  REQUIRE(store.flush(std::chrono::seconds(10)));
+  server::RowQuery q;
+  q.application = "app";
+  CHECK(store.count_rows(q) == 100);
+  CHECK(store.trace(trace_id(150), false).requests.empty());
+}
+
+TEST_CASE("feedback joins labels by trace id and index; accuracy counts labelled rows") {
+  mlctl::util::TempDir dir;
+  RequestStore store(options(dir), {});
+  store.on_inference(record(1));    // predicts 1
+  store.on_inference(record(2, 2)); // predicts 2, 3
+  auto shadow = record(1);          // the same trace answered by a shadow variant
+  shadow->version = 4;
+  shadow->variant = "shadow";
+  shadow->classes = {5};
+  store.on_inference(shadow);
+  store.on_inference(record(9)); // never labelled
+  // No flush: add_feedback waits for the queued records itself.
+  const auto result = store.add_feedback({{trace_id(1), 1, std::nullopt},
+                                          {trace_id(2), 2, 0},
+                                          {trace_id(2), 9, 1},
+                                          {trace_id(2), 0, 5},
+                                          {trace_id(77), 3, std::nullopt}},
+                                         "app", "2026-11-28T14:00:00.000Z");
+  CHECK(result.received == 5);
+  CHECK(result.matched == 3);
+  CHECK(result.rows_labelled == 4); // trace 1 has a primary and a shadow row
+  CHECK(result.unknown == 2);
+  CHECK(result.unknown_trace_ids == std::vector<std::string>{trace_id(2), trace_id(77)});
+
+  const auto other_app =
+      store.add_feedback({{trace_id(1), 1, std::nullopt}}, "other", "2026-11-28T14:00:00.000Z");
+  CHECK(other_app.matched == 0);
+
+  const auto acc = store.accuracy("app");
+  REQUIRE(acc.size() == 2);
+  CHECK(acc[0].version == 3);
+  CHECK(acc[0].labelled == 3);
+  CHECK(acc[0].correct == 2); // 1 right, 2 right, 3 wrong (label 9)
+  CHECK(acc[0].accuracy == doctest::Approx(2.0 / 3));
+  CHECK(acc[1].version == 4);
+  CHECK(acc[1].labelled == 1);
+  CHECK(acc[1].correct == 0);
+
+  server::RowQuery q;
+  q.application = "app";
+  q.labelled_only = true;
+  std::set<std::string> seen;
+  const auto n = store.for_each_row(q, [&](const api::StoredRequest& row) {
+    CHECK(row.label.has_value());
+    CHECK(row.input.size() == 784);
+    CHECK(row.labelled_at == "2026-11-28T14:00:00.000Z");
+    seen.insert(row.trace_id + "/" + std::to_string(row.index) + "/" + row.variant);
+    return true;
+  });
+  CHECK(n == 4);
+  CHECK(seen.size() == 4);
+  q.labelled_only = false;
+  int visited = 0;
+  store.for_each_row(q, [&](const api::StoredRequest&) { return ++visited < 2; });
+  CHECK(visited == 2);
+}
+
+TEST_CASE("listing pages through an application's rows newest first within a time range") {
+  mlctl::util::TempDir dir;
+  RequestStore store(options(dir), {});
+  for (int i = 0; i < 25; ++i) {
+    store.on_inference(record(i * 1000)); // one second apart
+  }
+  store.on_inference(record(99, 1, 0.5F, "other"));
+  REQUIRE(store.flush(std::chrono::seconds(10)));
+  server::RequestListQuery q;
+  q.application = "app";
+  q.limit = 10;
+  std::vector<std::string> times;
+  int pages = 0;
+  do {
+    const auto page = store.list(q);
+    ++pages;
+    for (const auto& r : page.requests) {
+      times.push_back(r.time);
+      CHECK(r.input.empty());
+    }
+    q.page_token = page.next_page_token;
+  } while (!q.page_token.empty());
+  CHECK(pages == 3);
+  REQUIRE(times.size() == 25);
+  CHECK(times.front() == "2026-11-28T12:00:24.000Z");
+  CHECK(times.back() == "2026-11-28T12:00:00.000Z");
+  CHECK(std::is_sorted(times.rbegin(), times.rend()));
+
+  server::RequestListQuery range;
+  range.application = "app";
+  range.since = "2026-11-28T12:00:10Z";
+  range.until = "2026-11-28T12:00:15Z";
+  range.ascending = true;
+  range.include_input = true;
+  const auto page = store.list(range);
+  REQUIRE(page.requests.size() == 5);
+  CHECK(page.requests[0].time == "2026-11-28T12:00:10.000Z");
+  CHECK(page.requests[0].input.size() == 784);
+  CHECK(page.next_page_token.empty());
+
+  range.page_token = "garbage";
+  CHECK_THROWS_WITH_AS(store.list(range), "page_token 'garbage': not a token of this listing",
+                       Error);
+  range.page_token.clear();
+  range.since = "yesterday";
+  CHECK_THROWS_WITH_AS(store.list(range),
+                       "since 'yesterday': expected an RFC 3339 time or an age like 10m", Error);
+}
+
+TEST_CASE("feedback bodies are validated with the item's path") {
+  using nlohmann::json;
+  const auto items = api::parse_feedback(json::parse(
+      R"([{"trace_id": "0af7651916cd43dd8448eb211c80319c", "label": 7}, {"trace_id": "0af7651916cd43dd8448eb211c80319d", "label": 3, "index": 2}])"));
+  REQUIRE(items.size() == 2);
+  CHECK(items[0].label == 7);
+  CHECK_FALSE(items[0].index.has_value());
+  CHECK(items[1].index == 2);
+  CHECK_THROWS_WITH_AS(api::parse_feedback(json::parse(R"([{"trace_id": "xyz", "label": 1}])")),
+                       "feedback[0].trace_id: must be 32 lowercase hex digits", Error);
+  CHECK_THROWS_WITH_AS(api::parse_feedback(json::parse(
+                           R"([{"trace_id": "0af7651916cd43dd8448eb211c80319c", "label": -1}])")),
+                       "feedback[0].label: must be an integer >= 0", Error);
+  CHECK_THROWS_WITH_AS(api::parse_feedback(json::parse(
+                           R"([{"trace_id": "0af7651916cd43dd8448eb211c80319c", "labl": 1}])")),
+                       "feedback[0].labl: unknown field", Error);
+  CHECK(
+      api::parse_time_or_age("10m", std::chrono::system_clock::time_point(std::chrono::hours(1))) ==
+      std::chrono::system_clock::time_point(std::chrono::minutes(50)));
+  CHECK_FALSE(api::parse_time_or_age("10x", std::chrono::system_clock::now()).has_value());
+}
