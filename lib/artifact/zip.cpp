@@ -194,7 +194,7 @@ std::string encode_zip(const std::vector<ZipEntry>& entries) {
       throw fail(e.name + ": " + zip_error_strerror(zip_get_error(za.get())));
     }
     const auto index = static_cast<zip_uint64_t>(idx);
-    if (zip_set_file_compression(za.get(), index, ZIP_CM_DEFLATE, 6) != 0 ||
+    if (zip_set_file_compression(za.get(), index, ZIP_CM_STORE, 0) != 0 ||
         zip_file_set_mtime(za.get(), index, mtime, 0) != 0 ||
         zip_file_set_external_attributes(za.get(), index, 0, ZIP_OPSYS_UNIX, 0100644u << 16) != 0) {
       throw fail(e.name + ": " + zip_error_strerror(zip_get_error(za.get())));

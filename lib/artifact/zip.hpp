@@ -27,7 +27,8 @@ std::vector<ZipEntry> read_zip(const std::filesystem::path& path);
 // Same as `read_zip` for an archive held in memory; `name` is used in error messages.
 std::vector<ZipEntry> read_zip_memory(std::string_view bytes, std::string_view name);
 
-// Writes `entries` (in the given order, deflated, mtime 1980-01-01, no extra fields) to
+// Writes `entries` (in the given order, stored uncompressed as `numpy.savez` does: datasets
+// are read far more often than written; mtime 1980-01-01, no extra fields) to
 // `path` atomically: the same entries always give the same bytes. Duplicate or empty
 // names throw `Error{invalid_input}`; write failures `Error{io}` naming `path`.
 void write_zip(const std::filesystem::path& path, const std::vector<ZipEntry>& entries);

@@ -45,8 +45,12 @@ TEST_CASE("write_zip then read_zip returns the entries in the given order") {
     CHECK(back[i].name == sample()[i].name);
     CHECK(back[i].data == sample()[i].data);
   }
-  // Deflated: the repetitive 200 kB entry shrinks.
-  CHECK(fs::file_size(path) < 100000);
+  // Stored as numpy.savez does (no compression): the archive holds the bytes as they are.
+  std::size_t total = 0;
+  for (const auto& e : sample()) {
+    total += e.data.size();
+  }
+  CHECK(fs::file_size(path) > total);
 }
 
 TEST_CASE("encode_zip is deterministic across runs and time zones") {
