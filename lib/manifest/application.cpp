@@ -1,4 +1,5 @@
 #include "manifest/application.hpp"
+#include "util/yaml_json.hpp"
 
 #include "util/error.hpp"
 #include "util/fs.hpp"
@@ -202,64 +203,6 @@ json monitoring_from_json(const json& v, const std::string& path) {
   return out;
 }
 
-// YAML 1.2 core schema for plain scalars.
-json plain_scalar(const std::string& s) {
-  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") {
-    return nullptr;
-  }
-  if (s == "true" || s == "True" || s == "TRUE") {
-    return true;
-  }
-  if (s == "false" || s == "False" || s == "FALSE") {
-    return false;
-  }
-  const char* begin = s.data() + (s.front() == '+' ? 1 : 0);
-  const char* end = s.data() + s.size();
-  std::int64_t i = 0;
-  if (auto [p, ec] = std::from_chars(begin, end, i); ec == std::errc() && p == end) {
-    return i;
-  }
-  double d = 0;
-  if (auto [p, ec] = std::from_chars(begin, end, d, std::chars_format::general);
-      ec == std::errc() && p == end) {
-    return d;
-  }
-  if (s == ".inf" || s == ".Inf" || s == ".INF" || s == "+.inf") {
-    return std::numeric_limits<double>::infinity();
-  }
-  if (s == "-.inf" || s == "-.Inf" || s == "-.INF") {
-    return -std::numeric_limits<double>::infinity();
-  }
-  if (s == ".nan" || s == ".NaN" || s == ".NAN") {
-    return std::numeric_limits<double>::quiet_NaN();
-  }
-  return s;
-}
-
-json convert(const YAML::Node& node) {
-  switch (node.Type()) {
-  case YAML::NodeType::Map: {
-    json obj = json::object();
-    for (const auto& kv : node) {
-      obj[kv.first.as<std::string>()] = convert(kv.second);
-    }
-    return obj;
-  }
-  case YAML::NodeType::Sequence: {
-    json arr = json::array();
-    for (const auto& item : node) {
-      arr.push_back(convert(item));
-    }
-    return arr;
-  }
-  case YAML::NodeType::Scalar:
-    // yaml-cpp tags quoted scalars "!" and plain ones "?".
-    return node.Tag() == "!" ? json(node.Scalar()) : plain_scalar(node.Scalar());
-  default:
-    return nullptr;
-  }
-}
-
 std::string yaml_message(const YAML::Exception& e) {
   // yaml-cpp: "yaml-cpp: error at line 3, column 5: illegal map value"
   std::string what = e.what();
@@ -414,7 +357,7 @@ std::string_view variant_role(const Stage& stage, std::size_t index) {
 
 json yaml_to_json(std::string_view yaml, std::string_view name) {
   try {
-    return convert(YAML::Load(std::string(yaml)));
+    return util::yaml_to_json(YAML::Load(std::string(yaml)));
   } catch (const YAML::Exception& e) {
     throw Error(ErrorKind::invalid_input, std::string(name) + ": " + yaml_message(e));
   }
@@ -436,7 +379,7 @@ std::vector<Document> parse_manifests(std::string_view text, std::string_view na
                                : std::string(name) + " (document " + std::to_string(i + 1) + ")";
     json doc;
     try {
-      doc = convert(nodes[i]);
+      doc = util::yaml_to_json(nodes[i]);
     } catch (const YAML::Exception& e) {
       throw Error(ErrorKind::invalid_input, source + ": " + yaml_message(e));
     }

@@ -31,13 +31,13 @@ json plain_scalar(const std::string& s) {
   if (auto [p, ec] = std::from_chars(begin, end, d); ec == std::errc() && p == end) {
     return d;
   }
-  if (s == ".inf" || s == ".Inf" || s == "+.inf") {
+  if (s == ".inf" || s == ".Inf" || s == ".INF" || s == "+.inf") {
     return std::numeric_limits<double>::infinity();
   }
-  if (s == "-.inf" || s == "-.Inf") {
+  if (s == "-.inf" || s == "-.Inf" || s == "-.INF") {
     return -std::numeric_limits<double>::infinity();
   }
-  if (s == ".nan" || s == ".NaN") {
+  if (s == ".nan" || s == ".NaN" || s == ".NAN") {
     return std::numeric_limits<double>::quiet_NaN();
   }
   return s;
