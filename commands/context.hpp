@@ -10,6 +10,10 @@ namespace mlctl::cli {
 
 enum class OutputFormat { table, json, yaml };
 
+// What a command returns when the check it ran failed (a test under its threshold, a model that
+// does not reproduce, a canary rolled back); `main` passes it through as the exit code.
+inline constexpr int k_exit_check_failed = 3;
+
 struct GlobalOptions {
   std::string output = "table";
   bool verbose = false;

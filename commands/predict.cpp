@@ -5,6 +5,8 @@
 
 #include "model/predict.hpp"
 #include "api/names.hpp"
+#include "api/requests.hpp"
+#include "api/routes.hpp"
 #include "client/inference_client.hpp"
 #include "commands/commands.hpp"
 #include "commands/output.hpp"
@@ -15,6 +17,7 @@
 #include <CLI/CLI.hpp>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <unistd.h>
 
 namespace mlctl::cli {
@@ -29,6 +32,7 @@ struct PredictOptions {
   std::string data;  // a split .npz or a dataset directory (its test split)
   std::string image; // a PNG
   std::size_t limit = 0;
+  bool feedback = false; // with --app and --data: send the labels as ground truth
 };
 
 data::LabeledImages read_labeled(const std::filesystem::path& path) {
@@ -150,6 +154,27 @@ int run_predict_remote(const PredictOptions& o, Context& ctx) {
   nlohmann::json predictions = nlohmann::json::array();
   std::size_t correct = 0;
   std::size_t labelled = 0;
+  // --feedback: the labels join the stored requests by trace id, as production ground truth
+  // would (mlctl feedback), sent in batches as the answers come.
+  std::optional<client::ApiClient> feedback_client;
+  std::vector<api::FeedbackItem> pending;
+  api::FeedbackResult sent;
+  const auto feedback_path =
+      api::routes::feedback() + api::routes::query({{"application", o.app}});
+  const auto send_feedback = [&] {
+    if (pending.empty()) {
+      return;
+    }
+    if (!feedback_client) {
+      feedback_client.emplace(api_client(ctx));
+    }
+    const auto part = api::from_json_value<api::FeedbackResult>(
+        feedback_client->call("POST", feedback_path, nlohmann::json(pending), true),
+        feedback_path, ErrorKind::corrupt);
+    sent.received += part.received;
+    sent.matched += part.matched;
+    pending.clear();
+  };
   for (std::size_t start = 0; start < indices.size(); start += o.batch_size) {
     const auto count = std::min(o.batch_size, indices.size() - start);
     const auto reply = inference.predict(
@@ -173,13 +198,23 @@ int run_predict_remote(const PredictOptions& o, Context& ctx) {
       if (label >= 0) {
         ++labelled;
         correct += reply.classes[k] == label ? 1 : 0;
+        if (o.feedback) {
+          pending.push_back({reply.trace_id, label, static_cast<std::int64_t>(k)});
+        }
       }
       predictions.push_back(std::move(p));
     }
+    if (pending.size() >= 256) {
+      send_feedback();
+    }
   }
+  send_feedback();
   nlohmann::json out = {{"application", o.app}, {"source", source}, {"predictions", predictions}};
   if (labelled > 0) {
     out["accuracy"] = static_cast<double>(correct) / static_cast<double>(labelled);
+  }
+  if (o.feedback) {
+    out["feedback"] = {{"sent", sent.received}, {"matched", sent.matched}};
   }
   print_result(ctx, out, [&] {
     if (!o.image.empty()) {
@@ -212,6 +247,10 @@ int run_predict_remote(const PredictOptions& o, Context& ctx) {
     if (labelled > 0) {
       std::cout << "\naccuracy " << format_fixed(static_cast<double>(correct) / static_cast<double>(labelled), 4)
                 << " (" << correct << "/" << labelled << ")\n";
+    }
+    if (o.feedback) {
+      std::cout << "feedback: " << sent.received << " labels sent, " << sent.matched
+                << " joined stored requests\n";
     }
   });
   return 0;
@@ -264,6 +303,11 @@ void register_predict(CLI::App& parent, Dispatch& dispatch) {
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 16))
       ->needs(app);
+  cmd->add_flag("--feedback", opts->feedback,
+                "With --app and --data: also send each image's label as ground truth (as mlctl "
+                "feedback does), so the platform measures accuracy on this traffic")
+      ->needs(app)
+      ->needs(data);
   cmd->footer("Example:\n  mlctl predict --model models/mnist --data data/mnist/test.npz --limit "
               "1000 -o json");
   cmd->callback([opts, data, image, model, app, &dispatch] {

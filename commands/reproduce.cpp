@@ -29,8 +29,6 @@ namespace mlctl::cli {
 namespace {
 namespace fs = std::filesystem;
 
-constexpr int k_exit_not_reproduced = 3;
-
 struct ReproduceOptions {
   std::string ref;
   std::string data_dir;
@@ -173,7 +171,7 @@ int run_reproduce(const ReproduceOptions& opts, Context& ctx) {
     }
     log(model_ref + ": not reproduced: " +
         (what.empty() ? "model.onnx differs and no recorded difference explains it" : what));
-    return k_exit_not_reproduced;
+    return k_exit_check_failed;
   }
   log(model_ref + ": reproduced (model.onnx sha256 " + registered_sha + ")");
   return 0;

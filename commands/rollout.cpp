@@ -91,9 +91,12 @@ void register_rollout_undo(CLI::App& rollout, Dispatch& dispatch) {
 
 void register_rollout(CLI::App& parent, Dispatch& dispatch) {
   auto* rollout =
-      parent.add_subcommand("rollout", "Manage an application's rollout: history, undo");
+      parent.add_subcommand("rollout", "Roll out versions: canary analysis, status, history, undo");
   rollout->require_subcommand(1);
-  rollout->footer("Example:\n  mlctl rollout history mnist-app");
+  rollout->footer("Example:\n  mlctl rollout canary mnist-app --model mnist:2 --gate 'accuracy>=0.95' --wait");
+  register_rollout_canary(*rollout, dispatch);
+  register_rollout_status(*rollout, dispatch);
+  register_rollout_abort(*rollout, dispatch);
   register_rollout_history(*rollout, dispatch);
   register_rollout_undo(*rollout, dispatch);
 }

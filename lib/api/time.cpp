@@ -1,5 +1,6 @@
 #include "api/time.hpp"
 
+#include <charconv>
 #include <cstdio>
 #include <ctime>
 
@@ -100,6 +101,34 @@ std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view
   tm.tm_sec = second;
   const std::time_t t = timegm(&tm);
   return std::chrono::system_clock::from_time_t(t - offset_seconds) + std::chrono::milliseconds(millis);
+}
+
+std::optional<std::chrono::seconds> parse_duration(std::string_view text, bool bare_seconds) {
+  if (text.empty() || text.size() > 12) {
+    return std::nullopt;
+  }
+  const bool has_unit = text.back() < '0' || text.back() > '9';
+  if (!has_unit && !bare_seconds) {
+    return std::nullopt;
+  }
+  std::int64_t n = 0;
+  const auto* end = text.data() + text.size() - (has_unit ? 1 : 0);
+  const auto [p, ec] = std::from_chars(text.data(), end, n);
+  if (ec != std::errc() || p != end || p == text.data() || n < 0 || n > 100'000'000) {
+    return std::nullopt;
+  }
+  switch (has_unit ? text.back() : 's') {
+  case 's':
+    return std::chrono::seconds(n);
+  case 'm':
+    return std::chrono::minutes(n);
+  case 'h':
+    return std::chrono::hours(n);
+  case 'd':
+    return std::chrono::hours(24 * n);
+  default:
+    return std::nullopt;
+  }
 }
 
 } // namespace mlctl::api

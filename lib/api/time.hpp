@@ -16,4 +16,9 @@ std::string format_time(std::chrono::system_clock::time_point tp);
 // (none means UTC); returns nothing for anything else.
 std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view text);
 
+// Parses a duration: a whole number with a unit `s`, `m`, `h` or `d` ("90s", "10m"), or, when
+// `bare_seconds`, a plain number of seconds; returns nothing for anything else (negative, over
+// 100,000,000 units, another unit).
+std::optional<std::chrono::seconds> parse_duration(std::string_view text, bool bare_seconds = false);
+
 } // namespace mlctl::api

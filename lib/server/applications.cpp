@@ -125,7 +125,8 @@ void Applications::load_all(const std::function<void(const std::string&)>& log) 
   }
 }
 
-json Applications::apply(const json& doc, std::string_view name, const Actor& actor) {
+json Applications::apply(const json& doc, std::string_view name, const Actor& actor,
+                         std::string_view cause) {
   Resolved r;
   r.app = manifest::application_from_json(doc);
   if (r.app.name != name) {
@@ -165,7 +166,7 @@ json Applications::apply(const json& doc, std::string_view name, const Actor& ac
       }
     }
   }
-  return commit(r, "apply", actor, true);
+  return commit(r, cause, actor, true);
 }
 
 json Applications::commit(const Resolved& r, std::string_view cause, const Actor& actor,
@@ -227,7 +228,9 @@ json Applications::commit(const Resolved& r, std::string_view cause, const Actor
     set_version_usage(*db, holder_of(name), pins);
     api::Event e;
     e.time = time;
-    e.action = cause == "apply" ? "application.applied" : "application.rolled_back";
+    e.action = cause.starts_with("rollout") ? "application.rollout"
+               : cause.starts_with("rollback") ? "application.rolled_back"
+                                               : "application.applied";
     e.name = name;
     e.detail = {
         {"application", name}, {"revision", revision}, {"models", models_json}, {"cause", cause}};
@@ -244,7 +247,7 @@ json Applications::commit(const Resolved& r, std::string_view cause, const Actor
 }
 
 json Applications::rollback(std::string_view name, std::optional<std::int64_t> revision,
-                            const Actor& actor) {
+                            const Actor& actor, std::string_view cause) {
   api::validate_name(name, "application name");
   const std::lock_guard apply_lock(m_apply_mutex);
   Resolved r;
@@ -280,7 +283,8 @@ json Applications::rollback(std::string_view name, std::optional<std::int64_t> r
     r.models = json::parse(stmt.text_view(1)).get<std::vector<std::vector<std::string>>>();
   }
   r.app = manifest::application_from_json(r.manifest);
-  auto out = commit(r, "rollback to revision " + std::to_string(target), actor, true);
+  auto out = commit(r, cause.empty() ? "rollback to revision " + std::to_string(target) : std::string(cause),
+                    actor, true);
   out["rolled_back_to"] = target;
   return out;
 }

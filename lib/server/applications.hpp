@@ -41,12 +41,16 @@ public:
   // Applies the Application document `doc` (validated with `manifest::application_from_json`;
   // `name`, from the URL, must match metadata.name). Returns the apply result. Throws
   // `Error{invalid_input}` naming the field ("spec.singular.model: mnist:9 does not exist")
-  // and the errors of loading the models (nothing changes then).
-  nlohmann::json apply(const nlohmann::json& doc, std::string_view name, const Actor& actor);
+  // and the errors of loading the models (nothing changes then). `cause` is recorded with the
+  // revision; one starting with "rollout" (a canary analysis) makes an `application.rollout`
+  // audit event instead of `application.applied`.
+  nlohmann::json apply(const nlohmann::json& doc, std::string_view name, const Actor& actor,
+                       std::string_view cause = "apply");
   // Makes a new revision with the spec of revision `revision` (the one before the current
-  // when absent). Throws `Error{not_found}` for a missing application or revision.
+  // when absent); `cause` defaults to "rollback to revision N". Throws `Error{not_found}` for a
+  // missing application or revision.
   nlohmann::json rollback(std::string_view name, std::optional<std::int64_t> revision,
-                          const Actor& actor);
+                          const Actor& actor, std::string_view cause = {});
   // Deletes the application, its history and its pins. Throws `Error{not_found}`.
   nlohmann::json remove(std::string_view name, const Actor& actor);
 

@@ -702,20 +702,6 @@ void predict(Platform& p, const Request& req, Response& res) {
   send_raw_json(res, 200, std::move(out));
 }
 
-nlohmann::json body_json(const Request& req) {
-  auto json = nlohmann::json::parse(req.body, nullptr, false);
-  if (json.is_discarded()) {
-    throw Error(ErrorKind::invalid_input, "request body: not valid JSON");
-  }
-  return json;
-}
-
-std::string app_name(const Request& req) {
-  auto name = req.matches[1].str();
-  api::validate_name(name, "application name");
-  return name;
-}
-
 } // namespace
 
 void register_application_routes(httplib::Server& http, Platform& p) {
@@ -741,21 +727,21 @@ void register_application_routes(httplib::Server& http, Platform& p) {
              send_json(res, 200, p.applications->list());
            }));
   http.Get(pattern::k_application, guarded(log, [&p](const Request& req, Response& res) {
-             send_json(res, 200, p.applications->get(app_name(req)));
+             send_json(res, 200, p.applications->get(application_of(req)));
            }));
   http.Put(pattern::k_application, guarded(log, [&p](const Request& req, Response& res) {
-             const auto name = app_name(req);
+             const auto name = application_of(req);
              auto result = p.applications->apply(body_json(req), name, actor_of(req));
              send_json(res, result["result"] == "created" ? 201 : 200, result);
            }));
   http.Delete(pattern::k_application, guarded(log, [&p](const Request& req, Response& res) {
-                send_json(res, 200, p.applications->remove(app_name(req), actor_of(req)));
+                send_json(res, 200, p.applications->remove(application_of(req), actor_of(req)));
               }));
   http.Get(pattern::k_application_revisions, guarded(log, [&p](const Request& req, Response& res) {
-             send_json(res, 200, p.applications->revisions(app_name(req)));
+             send_json(res, 200, p.applications->revisions(application_of(req)));
            }));
   http.Post(pattern::k_application_rollback, guarded(log, [&p](const Request& req, Response& res) {
-              const auto name = app_name(req);
+              const auto name = application_of(req);
               std::optional<std::int64_t> revision;
               if (!req.body.empty()) {
                 const auto body = body_json(req);

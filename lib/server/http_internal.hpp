@@ -13,6 +13,7 @@
 #include "server/metrics.hpp"
 #include "server/registry.hpp"
 #include "server/request_store.hpp"
+#include "server/rollouts.hpp"
 #include "server/server.hpp"
 #include "util/error.hpp"
 
@@ -48,6 +49,9 @@ struct Platform {
   std::unique_ptr<ModelPool> model_pool;
   std::unique_ptr<Gateway> gateway;
   std::unique_ptr<Applications> applications;
+  // Canary analyses (issue 7): its worker acts on the applications, so it is declared after
+  // them (and stops first).
+  std::unique_ptr<Rollouts> rollouts;
 
   // Returns true once a stop was requested and the grace period is over: long transfers
   // give up then.
@@ -80,6 +84,13 @@ std::int64_t int_param(const httplib::Request& req, const char* key, std::int64_
 // Returns true for `?key=true|1|yes`, false for absent or `false|0|no`; throws otherwise.
 bool bool_param(const httplib::Request& req, const char* key);
 
+// Returns the request body parsed as JSON. Throws `Error{invalid_input}` "request body: not
+// valid JSON".
+nlohmann::json body_json(const httplib::Request& req);
+// Returns the application name of the route's first capture group. Throws
+// `Error{invalid_input}` for an invalid name.
+std::string application_of(const httplib::Request& req);
+
 // Records how many body bytes this request read (for the access log of streamed bodies).
 void note_bytes_in(std::uint64_t bytes);
 
@@ -89,6 +100,7 @@ void register_application_routes(httplib::Server& http, Platform& platform);
 void register_gateway_routes(httplib::Server& http, Platform& platform);
 void register_request_routes(httplib::Server& http, Platform& platform);
 void register_monitor_routes(httplib::Server& http, Platform& platform);
+void register_rollout_routes(httplib::Server& http, Platform& platform);
 // Starts the monitors (metrics, health, webhook) and adds them to `inference_sinks`; call
 // before the gateway starts. `stop_monitoring` stops their worker (after the gateway).
 void start_monitoring(Platform& platform);

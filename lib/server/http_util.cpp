@@ -1,4 +1,5 @@
 #include "api/errors.hpp"
+#include "api/names.hpp"
 #include "server/http_internal.hpp"
 
 #include <algorithm>
@@ -103,6 +104,20 @@ bool bool_param(const httplib::Request& req, const char* key) {
     return false;
   }
   throw Error(ErrorKind::invalid_input, std::string(key) + " '" + v.substr(0, 20) + "': expected true or false");
+}
+
+nlohmann::json body_json(const httplib::Request& req) {
+  auto json = nlohmann::json::parse(req.body, nullptr, false);
+  if (json.is_discarded()) {
+    throw Error(ErrorKind::invalid_input, "request body: not valid JSON");
+  }
+  return json;
+}
+
+std::string application_of(const httplib::Request& req) {
+  auto name = req.matches[1].str();
+  api::validate_name(name, "application name");
+  return name;
 }
 
 } // namespace mlctl::server::detail

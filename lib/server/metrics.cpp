@@ -111,33 +111,6 @@ std::string number(double v) {
   return s.str();
 }
 
-// histogram_quantile: linear interpolation inside the bucket holding the q-th observation.
-std::optional<double> quantile(const std::array<std::uint64_t, k_buckets>& counts, double q) {
-  std::uint64_t total = 0;
-  for (const auto c : counts) {
-    total += c;
-  }
-  if (total == 0) {
-    return std::nullopt;
-  }
-  const auto& bounds = latency_buckets();
-  const double rank = q * static_cast<double>(total);
-  double seen = 0;
-  for (std::size_t i = 0; i < k_buckets; ++i) {
-    const double next = seen + static_cast<double>(counts[i]);
-    if (next >= rank && counts[i] > 0) {
-      if (i == k_buckets - 1) {
-        return bounds.back();
-      }
-      const double lo = i == 0 ? 0.0 : bounds[i - 1];
-      const double hi = bounds[i];
-      return lo + (hi - lo) * (rank - seen) / static_cast<double>(counts[i]);
-    }
-    seen = next;
-  }
-  return bounds.back();
-}
-
 std::size_t bucket_of(double seconds) {
   const auto& b = latency_buckets();
   return static_cast<std::size_t>(std::lower_bound(b.begin(), b.end(), seconds) - b.begin());
@@ -153,6 +126,32 @@ const std::vector<double>& latency_buckets() {
   static const std::vector<double> k_bounds{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                             0.025,  0.05,    0.1,    0.25,  0.5,    1.0,   2.5};
   return k_bounds;
+}
+
+std::optional<double> latency_quantile(std::span<const std::uint64_t> counts, double q) {
+  std::uint64_t total = 0;
+  for (const auto c : counts) {
+    total += c;
+  }
+  if (total == 0) {
+    return std::nullopt;
+  }
+  const auto& bounds = latency_buckets();
+  const double rank = q * static_cast<double>(total);
+  double seen = 0;
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    const double next = seen + static_cast<double>(counts[i]);
+    if (next >= rank && counts[i] > 0) {
+      if (i >= bounds.size()) {
+        return bounds.back();
+      }
+      const double lo = i == 0 ? 0.0 : bounds[i - 1];
+      const double hi = bounds[i];
+      return lo + (hi - lo) * (rank - seen) / static_cast<double>(counts[i]);
+    }
+    seen = next;
+  }
+  return bounds.back();
 }
 
 nlohmann::json to_json(const HealthEvent& e) {
@@ -860,8 +859,8 @@ nlohmann::json Metrics::series_json(const std::string& application,
            {"latency_mean_seconds",
             agg.requests > 0 ? nlohmann::json(agg.latency_sum / static_cast<double>(agg.requests))
                              : nlohmann::json()},
-           {"latency_p50_seconds", opt(quantile(agg.latency, 0.5))},
-           {"latency_p99_seconds", opt(quantile(agg.latency, 0.99))},
+           {"latency_p50_seconds", opt(latency_quantile(agg.latency, 0.5))},
+           {"latency_p99_seconds", opt(latency_quantile(agg.latency, 0.99))},
            {"reconstruction",
             agg.recon_count > 0
                 ? nlohmann::json(agg.recon_sum / static_cast<double>(agg.recon_count))
@@ -882,8 +881,8 @@ nlohmann::json Metrics::series_json(const std::string& application,
            {"latency_mean_seconds",
             s.requests > 0 ? nlohmann::json(s.latency_sum / static_cast<double>(s.requests))
                            : nlohmann::json()},
-           {"latency_p50_seconds", opt(quantile(s.latency, 0.5))},
-           {"latency_p99_seconds", opt(quantile(s.latency, 0.99))},
+           {"latency_p50_seconds", opt(latency_quantile(s.latency, 0.5))},
+           {"latency_p99_seconds", opt(latency_quantile(s.latency, 0.99))},
            {"reconstruction", opt(s.recon_mean)},
            {"threshold", opt(s.threshold)},
            {"accuracy", opt(s.accuracy)},
@@ -897,6 +896,35 @@ nlohmann::json Metrics::series_json(const std::string& application,
                         std::chrono::seconds(first_slot * res)))},
           {"until", api::format_time(now)},
           {"series", std::move(series)}};
+}
+
+SeriesTotals Metrics::totals(const std::string& application, const std::string& model,
+                             std::int64_t version, const std::string& variant) const {
+  auto& i = *m_impl;
+  SeriesTotals t;
+  t.latency.assign(k_buckets, 0);
+  const auto vkey = version_key(application, model, version);
+  {
+    const std::shared_lock lock(i.series_mutex);
+    const auto it = i.series.find(vkey + '\0' + variant);
+    if (it != i.series.end()) {
+      const auto& s = *it->second;
+      const std::lock_guard l(s.mutex);
+      t.requests = s.requests;
+      t.errors = s.errors;
+      t.images = s.images;
+      t.latency_sum = s.latency_sum;
+      t.latency.assign(s.latency.begin(), s.latency.end());
+      t.recon_sum = s.recon_sum;
+      t.recon_count = s.recon_count;
+    }
+  }
+  const std::lock_guard l(i.state_mutex);
+  const auto it = i.versions.find(vkey);
+  if (it != i.versions.end() && it->second.target) {
+    t.threshold = it->second.target->threshold;
+  }
+  return t;
 }
 
 nlohmann::json Metrics::health_json(const std::string& application) const {

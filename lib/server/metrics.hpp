@@ -20,6 +20,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -79,6 +80,24 @@ struct MetricsOptions {
 // The latency histogram's upper bounds, in seconds (the Prometheus `le` labels, +Inf implied).
 const std::vector<double>& latency_buckets();
 
+// Returns the `q` quantile (seconds) of a latency histogram (`counts` per bucket of
+// `latency_buckets()`, the +Inf bucket last), interpolating linearly inside the bucket, as
+// Prometheus' histogram_quantile does; nothing when it is empty.
+std::optional<double> latency_quantile(std::span<const std::uint64_t> counts, double q);
+
+// The cumulative counters of one series (application, model, version, variant) since the
+// server started; differences of two readings give what happened in between.
+struct SeriesTotals {
+  std::uint64_t requests = 0;
+  std::uint64_t errors = 0;
+  std::uint64_t images = 0;
+  double latency_sum = 0;              // seconds
+  std::vector<std::uint64_t> latency;  // per bucket of `latency_buckets()`, +Inf last
+  double recon_sum = 0;                // reconstruction scores of scored images
+  std::uint64_t recon_count = 0;
+  std::optional<double> threshold;     // the version's reconstruction threshold, once known
+};
+
 class Metrics final : public InferenceSink {
 public:
   // `lookup` finds the autoencoder and thresholds of a version (called on the worker thread,
@@ -119,6 +138,9 @@ public:
   // ref, state, reconstruction: {mean, threshold, window, scored}, accuracy: {value,
   // min_accuracy, labelled}, since}]}; null when no version of it was seen.
   nlohmann::json health_json(const std::string& application) const;
+  // Returns the counters of one series (zeros, and a zero histogram, when it was not seen).
+  SeriesTotals totals(const std::string& application, const std::string& model,
+                      std::int64_t version, const std::string& variant) const;
   // Returns the state of one version ("healthy", "unhealthy" or "unknown").
   std::string state(const std::string& application, const std::string& model,
                     std::int64_t version) const;

@@ -120,10 +120,34 @@ CREATE TABLE health_events (
 CREATE INDEX health_events_by_application ON health_events(application, id);
 )sql";
 
+// Canary analyses (`mlctl rollout canary`): one row per rollout; the verdict is written when it
+// ends (a running one keeps its latest verdict in memory).
+constexpr std::string_view k_rollouts = R"sql(
+CREATE TABLE rollouts (
+  id              INTEGER PRIMARY KEY AUTOINCREMENT,
+  application     TEXT NOT NULL,
+  status          TEXT NOT NULL,   -- running | promoted | rolled_back | aborted | failed
+  spec            TEXT NOT NULL,   -- JSON: the canary spec as accepted
+  model           TEXT NOT NULL,   -- the canary, resolved: "mnist:5"
+  primary_model   TEXT NOT NULL,   -- what served before: "mnist:3"
+  from_revision   INTEGER NOT NULL,
+  canary_revision INTEGER NOT NULL,
+  final_revision  INTEGER,
+  actor           TEXT NOT NULL,
+  started_at      TEXT NOT NULL,
+  updated_at      TEXT NOT NULL,
+  finished_at     TEXT,
+  reason          TEXT,
+  verdict         TEXT             -- JSON: the last verdict (gates, comparison, evidence)
+);
+CREATE INDEX rollouts_by_application ON rollouts(application, id);
+)sql";
+
 constexpr std::array k_migrations{
     Migration{1, "registry", k_registry},
     Migration{2, "applications", k_applications},
     Migration{3, "health_events", k_health_events},
+    Migration{4, "rollouts", k_rollouts},
 };
 
 } // namespace

@@ -22,12 +22,6 @@ namespace {
 using httplib::Request;
 using httplib::Response;
 
-std::string app_of(const Request& req) {
-  std::string name = req.matches[1];
-  api::validate_name(name, "application name");
-  return name;
-}
-
 Metrics& metrics_of(Platform& p) {
   if (!p.metrics) {
     throw Error(ErrorKind::unavailable, "the monitors are off (mlctl serve --no-monitoring)");
@@ -88,20 +82,12 @@ std::chrono::seconds parse_step(const std::string& text) {
   if (text.empty()) {
     return std::chrono::seconds(10);
   }
-  std::int64_t value = 0;
-  const auto* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  std::int64_t unit = 1;
-  if (ec == std::errc() && ptr + 1 == end) {
-    unit = *ptr == 's' ? 1 : *ptr == 'm' ? 60 : *ptr == 'h' ? 3600 : 0;
-  } else if (ec != std::errc() || ptr != end) {
-    unit = 0;
-  }
-  if (unit == 0 || value < 1 || value > 86400) {
+  const auto step = api::parse_duration(text, true);
+  if (!step || step->count() < 1 || step->count() > 86400) {
     throw Error(ErrorKind::invalid_input,
                 "step '" + text.substr(0, 20) + "': expected a duration like 10s, 1m or 1h");
   }
-  return std::chrono::seconds(value * unit);
+  return *step;
 }
 
 std::chrono::system_clock::time_point parse_bound(const Request& req, const char* key,
@@ -390,7 +376,7 @@ void register_monitor_routes(httplib::Server& http, Platform& p) {
   http.Get(
       api::routes::pattern::k_application_metrics,
       guarded(p.log, [&p](const Request& req, Response& res) {
-        const auto app = app_of(req);
+        const auto app = application_of(req);
         const auto since = parse_bound(req, "since", "10m");
         const auto step = parse_step(req.get_param_value("step"));
         auto j = metrics_of(p).series_json(app, since, step);
@@ -434,7 +420,7 @@ void register_monitor_routes(httplib::Server& http, Platform& p) {
   http.Get(
       api::routes::pattern::k_application_health,
       guarded(p.log, [&p](const Request& req, Response& res) {
-        const auto app = app_of(req);
+        const auto app = application_of(req);
         if (p.applications) {
           (void)p.applications->get(app); // 404 for an unknown application
         }
@@ -447,7 +433,7 @@ void register_monitor_routes(httplib::Server& http, Platform& p) {
       }));
   http.Post(api::routes::pattern::k_application_explain,
             guarded(p.log, [&p](const Request& req, Response& res) {
-              const auto app = app_of(req);
+              const auto app = application_of(req);
               const auto body = nlohmann::json::parse(req.body, nullptr, false);
               if (body.is_discarded() || !body.is_object()) {
                 throw Error(ErrorKind::invalid_input,
@@ -458,7 +444,7 @@ void register_monitor_routes(httplib::Server& http, Platform& p) {
   http.Get(api::routes::pattern::k_application_subsample,
            guarded(p.log, [&p](const Request& req, Response& res) {
              SubsampleQuery q;
-             q.application = app_of(req);
+             q.application = application_of(req);
              q.n = static_cast<std::size_t>(int_param(req, "n", 1000, 1, 100000));
              q.seed = static_cast<std::uint64_t>(
                  int_param(req, "seed", 42, 0, std::numeric_limits<std::int64_t>::max()));

@@ -38,14 +38,6 @@ std::vector<std::pair<std::string, std::string>> tag_filters(const Request& req)
   return out;
 }
 
-nlohmann::json parse_body(const Request& req) {
-  auto json = nlohmann::json::parse(req.body, nullptr, false);
-  if (json.is_discarded()) {
-    throw Error(ErrorKind::invalid_input, "request body: not valid JSON");
-  }
-  return json;
-}
-
 // Reads and discards what is left of a body we refuse, so the answer reaches the client.
 void drain(const ContentReader& reader, std::uint64_t limit) {
   std::uint64_t seen = 0;
@@ -195,7 +187,7 @@ void register_registry_routes(httplib::Server& http, Platform& p) {
   http.Patch(pattern::k_tags, guarded(log, [&p](const Request& req, Response& res) {
                const auto name = model_name(req);
                const auto sel = selector(req);
-               const auto update = api::from_json_value<api::TagUpdate>(parse_body(req), "request body");
+               const auto update = api::from_json_value<api::TagUpdate>(body_json(req), "request body");
                send_json(res, 200, p.registry->update_tags(name, sel, update, actor_of(req)));
              }));
   http.Get(pattern::k_aliases, guarded(log, [&p](const Request& req, Response& res) {
@@ -204,7 +196,7 @@ void register_registry_routes(httplib::Server& http, Platform& p) {
   http.Put(pattern::k_alias, guarded(log, [&p](const Request& req, Response& res) {
              const auto name = model_name(req);
              const auto alias = segment(req, 2);
-             const auto update = api::from_json_value<api::AliasUpdate>(parse_body(req), "request body");
+             const auto update = api::from_json_value<api::AliasUpdate>(body_json(req), "request body");
              send_json(res, 200, p.registry->set_alias(name, alias, update.version, actor_of(req)));
            }));
   http.Delete(pattern::k_alias, guarded(log, [&p](const Request& req, Response& res) {

@@ -260,6 +260,7 @@ struct Server::Impl {
     detail::register_application_routes(*http, p);
     detail::register_gateway_routes(*http, p);
     detail::register_monitor_routes(*http, p);
+    detail::register_rollout_routes(*http, p);
   }
 };
 
@@ -339,6 +340,19 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
   p.gateway = std::make_unique<Gateway>(p.inference_sinks);
   p.applications = std::make_unique<Applications>(*p.registry, *p.model_pool, *p.gateway);
   p.applications->load_all(p.log);
+  {
+    RolloutSources sources;
+    if (p.metrics) {
+      sources.totals = [&p](const std::string& app, const std::string& model, std::int64_t version,
+                            const std::string& variant) {
+        return p.metrics->totals(app, model, version, variant);
+      };
+    }
+    sources.accuracy = [&p](const std::string& app, const std::string& since) {
+      return p.request_store->accuracy(app, since);
+    };
+    p.rollouts = std::make_unique<Rollouts>(*p.registry, *p.applications, std::move(sources), p.log);
+  }
 
   if (!o.tls_cert.empty()) {
     for (const auto& f : {o.tls_cert, o.tls_key}) {
@@ -406,6 +420,7 @@ void Server::run() {
   impl.stop_cv.notify_all();
   stopper.join();
   impl.platform.ready = false;
+  impl.platform.rollouts->stop();
   impl.platform.gateway->stop();
   detail::stop_monitoring(impl.platform);
   // Requests answered before the stop are written before `run()` returns.

@@ -8,7 +8,13 @@
 # Parameters (environment, with defaults): MLCTL_SERVER, APP_NAME (mnist-app), MODEL_NAME
 # (mnist), DATA_DIR (the original dataset), RETRAIN_DIR, MODELS_DIR, SUBSAMPLE_SIZE (1000),
 # LEARNING_RATE (0.01), LEARNING_STEPS (5000), BATCH_SIZE (256), CANARY_WEIGHT (10),
-# CANARY_GATE (accuracy>=0.95), CANARY_MIN_REQUESTS (500), CANARY_TIMEOUT (10m), WORK_DIR, MLCTL.
+# CANARY_GATES (space-separated: accuracy>=0.95 error_rate<=0.01 p99_ms<=50
+# reconstruction<=threshold), CANARY_MIN_REQUESTS (500), CANARY_MIN_LABELLED (100),
+# CANARY_CONFIDENCE (0.95: a canary as good as the primary is rolled back by chance 5% of the
+# time; 0.999 makes that 0.1%, at the price of missing smaller regressions), CANARY_TIMEOUT
+# (10m), WORK_DIR, MLCTL.
+# The canary is judged on live traffic: the application must be receiving requests (and, for
+# accuracy, their labels through `mlctl feedback`) while this runs.
 set -euo pipefail
 
 MLCTL=${MLCTL:-mlctl}
@@ -26,8 +32,10 @@ LEARNING_RATE=${LEARNING_RATE:-0.01}
 LEARNING_STEPS=${LEARNING_STEPS:-5000}
 BATCH_SIZE=${BATCH_SIZE:-256}
 CANARY_WEIGHT=${CANARY_WEIGHT:-10}
-CANARY_GATE=${CANARY_GATE:-accuracy>=0.95}
+CANARY_GATES=${CANARY_GATES:-accuracy>=0.95 error_rate<=0.01 p99_ms<=50 reconstruction<=threshold}
 CANARY_MIN_REQUESTS=${CANARY_MIN_REQUESTS:-500}
+CANARY_MIN_LABELLED=${CANARY_MIN_LABELLED:-100}
+CANARY_CONFIDENCE=${CANARY_CONFIDENCE:-0.95}
 CANARY_TIMEOUT=${CANARY_TIMEOUT:-10m}
 RUN_DIR=${RUN_DIR:-$WORK_DIR/runs/retrain}
 MODEL_DIR=$MODELS_DIR/$MODEL_NAME-retrained
@@ -35,7 +43,6 @@ unset MNIST_DATA_DIR MNIST_MODELS_DIR
 mkdir -p "$RUN_DIR"
 
 now() { date +%s.%N; }
-has_command() { local bin=$MLCTL; "$bin" "$@" --help >/dev/null 2>&1; }
 step() { # N NAME -- COMMAND...
   local n=$1 name=$2 start rc=0
   shift 3
@@ -58,15 +65,20 @@ step 3 "catalog upload" -- \
   --version-file "$RUN_DIR/model_version.txt" >"$RUN_DIR/upload.json"
 version=$(cat "$RUN_DIR/model_version.txt")
 
-if ! has_command rollout canary; then
-  printf '\n== [4/4] rollout canary\n   not available in this mlctl: %s:%s is registered, not deployed\n' \
-    "$MODEL_NAME" "$version" >&2
-  exit 1
+serving=$("$mlctl" -o json describe application "$APP_NAME" |
+  jq -r '.stages[0].variants[] | select(.role == "primary") | .model')
+if [ "$serving" = "$MODEL_NAME:$version" ]; then
+  printf '\n== [4/4] rollout canary\n   skipped: %s already serves %s\n' "$serving" "$APP_NAME" >&2
+  exit 0
 fi
+read -r -a gates <<<"$CANARY_GATES"
+gate_args=()
+for gate in "${gates[@]}"; do gate_args+=(--gate "$gate"); done
 rc=0
 step 4 "rollout canary" -- \
   "$mlctl" rollout canary "$APP_NAME" --model "$MODEL_NAME:$version" --weight "$CANARY_WEIGHT" \
-  --gate "$CANARY_GATE" --min-requests "$CANARY_MIN_REQUESTS" --timeout "$CANARY_TIMEOUT" --wait || rc=$?
+  "${gate_args[@]}" --min-requests "$CANARY_MIN_REQUESTS" --min-labelled "$CANARY_MIN_LABELLED" \
+  --confidence "$CANARY_CONFIDENCE" --timeout "$CANARY_TIMEOUT" --wait || rc=$?
 case $rc in
   0) echo "retrain: $MODEL_NAME:$version promoted on $APP_NAME" >&2 ;;
   3) echo "retrain: $MODEL_NAME:$version rolled back; $APP_NAME is on its previous revision" >&2 ;;

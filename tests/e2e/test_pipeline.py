@@ -1,7 +1,10 @@
 """manifests/pipelines/mnist.sh end to end against a real `mlctl serve`: a first run registers
 version 1 and passes the staging gate; a second run is fully cached and registers nothing;
 `mlctl reproduce` of version 1 exits 0; a run with ACCEPTABLE_ACCURACY=0.999 fails the gate
-with exit 3, removes staging and leaves production on version 1."""
+with exit 3, removes staging and leaves production on version 1. Then
+manifests/pipelines/retrain.sh under labelled traffic: subsample -> train --merge -> upload ->
+`rollout canary` promotes the retrained version (exit 0); a version trained for one step is
+rolled back (exit 3); no request fails during either move."""
 
 import json
 import os
@@ -9,14 +12,18 @@ import subprocess
 import time
 import unittest
 
+import numpy as np
+
 from harness import MLCTL, SOURCE_DIR, Server, TestCase, mlctl
 from pipeline_data import write_idx_source
+from traffic import Traffic
 
 SCRIPT = SOURCE_DIR / "manifests" / "pipelines" / "mnist.sh"
+RETRAIN = SOURCE_DIR / "manifests" / "pipelines" / "retrain.sh"
 
 
 class MnistPipelineTest(TestCase):
-    def run_pipeline(self, server, **extra):
+    def run_pipeline(self, server, script=SCRIPT, **extra):
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLCTL_")}
         env.update({"MLCTL": MLCTL, "MLCTL_SERVER": server.url, "WORK_DIR": str(self.tmp / "work"),
                     "DATA_SOURCE": str(self.source), "LEARNING_STEPS": "60", "BATCH_SIZE": "100",
@@ -24,11 +31,16 @@ class MnistPipelineTest(TestCase):
                     "XDG_CACHE_HOME": str(self.tmp / "xdg")})
         env.update({k: str(v) for k, v in extra.items()})
         start = time.monotonic()
-        p = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env=env, timeout=300)
+        p = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=300)
         return p, time.monotonic() - start
 
     def app_json(self, server, name):
         return mlctl("-o", "json", "describe", "application", name, env=server.env())
+
+    def serving(self, server, name="mnist-app"):
+        r = self.app_json(server, name)
+        self.assertOk(r)
+        return [v["model"] for stage in r.json()["stages"] for v in stage["variants"]]
 
     def test_first_run_cached_rerun_reproduce_and_failed_gate(self):
         self.source = write_idx_source(self.tmp / "idx")
@@ -72,6 +84,35 @@ class MnistPipelineTest(TestCase):
             self.assertIn("mnist:1", app.stdout)
             self.assertNotIn("mnist:2", app.stdout)
             self.assertFails(self.app_json(server, "mnist-app-staging"), 1)
+
+            # The maintenance loop, while labelled production traffic flows.
+            test = np.load(self.tmp / "work" / "data" / "mnist" / "test.npz")
+            traffic = Traffic(server.port, "mnist-app", test["x"].astype(np.float32) / 255.0, test["y"])
+            self.addCleanup(traffic.stop)
+            while sum(traffic.statuses.values()) < 600:  # labelled rows for the subsample
+                time.sleep(0.1)
+            retrain = dict(script=RETRAIN, SUBSAMPLE_SIZE=300, CANARY_WEIGHT=20, CANARY_MIN_REQUESTS=100,
+                           CANARY_MIN_LABELLED=60, CANARY_TIMEOUT="120s", CANARY_CONFIDENCE=0.999,
+                           CANARY_GATES="accuracy>=0.5 error_rate<=0.01 reconstruction<=threshold")
+            promoted, t_promote = self.run_pipeline(server, **retrain)
+            self.assertEqual(promoted.returncode, 0, promoted.stderr)
+            self.assertIn("== [4/4] rollout canary", promoted.stderr)
+            self.assertIn("retrain: mnist:3 promoted on mnist-app", promoted.stderr)
+            self.assertEqual(self.serving(server), ["mnist:3"])
+            lineage = mlctl("-o", "json", "catalog", "get", "mnist:3", env=server.env())
+            self.assertOk(lineage)
+            self.assertIn("retrain", lineage.stdout)  # trained on the subsample merged with the original
+
+            rolled_back, t_rollback = self.run_pipeline(server, **retrain, LEARNING_STEPS=1)
+            self.assertEqual(rolled_back.returncode, 3, rolled_back.stderr)
+            self.assertIn("retrain: mnist:4 rolled back; mnist-app is on its previous revision",
+                          rolled_back.stderr)
+            self.assertEqual(self.serving(server), ["mnist:3"])
+            traffic.stop()
+            self.assertEqual(traffic.errors, [])
+            self.assertEqual(set(traffic.statuses), {200}, traffic.statuses)
+            print(f"retrain: promoted in {t_promote:.1f} s, rolled back in {t_rollback:.1f} s; "
+                  f"{sum(traffic.statuses.values())} requests, 0 failed")
 
 
 if __name__ == "__main__":

@@ -19,3 +19,15 @@ TEST_CASE("timestamps are RFC 3339 UTC with milliseconds and parse back") {
     CHECK_FALSE_MESSAGE(api::parse_time(bad).has_value(), bad);
   }
 }
+
+TEST_CASE("durations take a unit, or bare seconds where allowed") {
+  CHECK(api::parse_duration("90s") == seconds(90));
+  CHECK(api::parse_duration("10m") == minutes(10));
+  CHECK(api::parse_duration("2h") == hours(2));
+  CHECK(api::parse_duration("1d") == hours(24));
+  CHECK_FALSE(api::parse_duration("30").has_value());
+  CHECK(api::parse_duration("30", true) == seconds(30));
+  for (const char* bad : {"", "m", "-5m", "5w", "1.5h", "ten", "5 m", "1000000000s"}) {
+    CHECK_FALSE_MESSAGE(api::parse_duration(bad, true).has_value(), bad);
+  }
+}
