@@ -4,6 +4,7 @@
 #include "api/names.hpp"
 #include "artifact/sha256.hpp"
 #include "artifact/tar.hpp"
+#include "client/subsample.hpp"
 #include "commands/commands.hpp"
 #include "commands/fetch_mnist.hpp"
 #include "commands/output.hpp"
@@ -85,39 +86,72 @@ int run_reproduce(const ReproduceOptions& opts, Context& ctx) {
   log(model_ref + ": trained on " + (lineage.dataset ? lineage.dataset->digest : "?") +
       " by mlctl " + lineage.mlctl_version + " (" + lineage.git_commit + ")");
 
-  // 2. The same dataset: a given directory, or fetched again from the recorded source.
-  nlohmann::json data_info;
+  // 2. The same data: each dataset the lineage records (several for `train --merge`), from a
+  // given directory, fetched again from its recorded source, or sampled again from the
+  // platform's stored requests (a production subsample records its window and seed).
+  const bool merged = recorded_source.value("name", std::string()) == "merged" &&
+                      recorded_source.contains("merged") && recorded_source["merged"].is_array();
+  const nlohmann::json parts =
+      merged ? recorded_source["merged"]
+             : nlohmann::json::array(
+                   {{{"source", recorded_source},
+                     {"digest", lineage.dataset ? lineage.dataset->digest : std::string()}}});
+  std::vector<pipeline::Difference> part_differences;
   std::string data_origin;
-  if (!opts.data_dir.empty()) {
-    train.data_dir = opts.data_dir;
-    data_info = data::read_dataset_info(train.data_dir);
-    data_origin = opts.data_dir;
-  } else {
-    auto refetch = pipeline::refetch_source(recorded_source);
-    if (!opts.source.empty()) {
-      refetch = pipeline::RefetchSource{opts.source, refetch ? refetch->test_fraction : 0.2};
+  std::string data_digest;
+  for (std::size_t k = 0; k < parts.size(); ++k) {
+    const auto& part = parts[k];
+    const auto source = part.value("source", nlohmann::json());
+    const auto dir = k == 0 ? train.data_dir : work / ("data-" + std::to_string(k));
+    const auto what = merged ? "dataset " + std::to_string(k + 1) + " of " +
+                                   std::to_string(parts.size())
+                             : std::string("the dataset");
+    nlohmann::json info;
+    std::string origin;
+    auto refetch = pipeline::refetch_source(source);
+    if (k == 0 && !opts.data_dir.empty()) {
+      train.data_dir = opts.data_dir;
+      info = data::read_dataset_info(train.data_dir);
+      origin = opts.data_dir;
+    } else if (const auto sample = client::subsample_request_from_source(source);
+               sample && (k > 0 || opts.source.empty())) {
+      log("sampling " + sample->application + "'s stored requests again (before " +
+          sample->until + ", seed " + std::to_string(sample->seed) + ") from " + client.server());
+      info = client::write_subsample(client, *sample, dir, log);
+      origin = "subsample of " + sample->application + " at " + client.server();
+    } else {
+      if (k == 0 && !opts.source.empty()) {
+        refetch = pipeline::RefetchSource{opts.source, refetch ? refetch->test_fraction : 0.2};
+      }
+      if (!refetch) {
+        throw Error(ErrorKind::invalid_input,
+                    model_ref + ": " + what + "'s recorded source (" + source.dump() +
+                        ") cannot be fetched again" +
+                        (k == 0 ? ": pass --data-dir DIR or --source SRC" : ""));
+      }
+      data::FetchOptions fetch;
+      fetch.source = refetch->source;
+      fetch.test_fraction = refetch->test_fraction;
+      fetch.out = dir;
+      fetch.cache_dir = opts.cache_dir;
+      wire_fetch_downloads(fetch, ctx, 3, 0);
+      log("fetching " + refetch->source + " again");
+      info = data::fetch_mnist(fetch);
+      origin = refetch->source;
     }
-    if (!refetch) {
-      throw Error(ErrorKind::invalid_input,
-                  model_ref + ": the dataset's recorded source (" + recorded_source.dump() +
-                      ") cannot be fetched again: pass --data-dir DIR or --source SRC");
+    if (k > 0) {
+      train.merge_dirs.push_back(dir);
     }
-    data::FetchOptions fetch;
-    fetch.source = refetch->source;
-    fetch.test_fraction = refetch->test_fraction;
-    fetch.out = train.data_dir;
-    fetch.cache_dir = opts.cache_dir;
-    wire_fetch_downloads(fetch, ctx, 3, 0);
-    log("fetching " + refetch->source + " again");
-    data_info = data::fetch_mnist(fetch);
-    data_origin = refetch->source;
+    const auto digest = info.value("digest", std::string());
+    const auto recorded = part.value("digest", std::string());
+    if (merged && digest != recorded) {
+      part_differences.push_back({"data digest of " + what, recorded.empty() ? "-" : recorded, digest});
+    }
+    data_origin += (data_origin.empty() ? "" : " + ") + origin;
+    data_digest = digest;
   }
-  const std::string data_digest = data_info.value("digest", std::string());
-
-  const auto differences =
-      pipeline::lineage_differences(lineage, data_digest, train.threads,
-                                    std::string(build::version()), std::string(build::git_commit()));
-  const bool same_data = lineage.dataset && lineage.dataset->digest == data_digest;
+  const bool same_data = lineage.dataset && (merged ? part_differences.empty()
+                                                    : lineage.dataset->digest == data_digest);
 
   // 3. Retrain, unless the data already differ (the bytes cannot match then).
   std::string new_sha;
@@ -129,6 +163,19 @@ int run_reproduce(const ReproduceOptions& opts, Context& ctx) {
     model::train_model(train, tty ? ctx.progress() : util::ProgressFn{}, log);
     new_sha = file_sha256(train.out_dir / "model.onnx");
     new_ae_sha = file_sha256(train.out_dir / "autoencoder.onnx");
+    if (merged) { // the digest of the joined content, as training computed it
+      const auto retrained = model::load_card(train.out_dir / "model.yaml");
+      data_digest = retrained.lineage.dataset ? retrained.lineage.dataset->digest : "";
+    }
+  } else if (merged) {
+    data_digest = "-";
+  }
+  auto differences =
+      pipeline::lineage_differences(lineage, data_digest, train.threads,
+                                    std::string(build::version()), std::string(build::git_commit()));
+  if (!part_differences.empty()) {
+    std::erase_if(differences, [](const auto& d) { return d.what == "data digest"; });
+    differences.insert(differences.begin(), part_differences.begin(), part_differences.end());
   }
   const bool reproduced = same_data && new_sha == registered_sha;
   const std::string registered_ae_sha = file_sha256(registered / "autoencoder.onnx");

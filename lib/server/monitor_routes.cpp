@@ -451,9 +451,13 @@ void register_monitor_routes(httplib::Server& http, Platform& p) {
              if (req.has_param("since")) {
                q.since = api::format_time(parse_bound(req, "since", ""));
              }
-             if (req.has_param("until")) {
-               q.until = api::format_time(parse_bound(req, "until", ""));
-             }
+             // Without an end, the window ends 250 ms ago: every request that arrived before
+             // has been answered and is written after the flush below, so the same window holds
+             // the same rows later (the response records it, for `mlctl reproduce`).
+             q.until = api::format_time(
+                 req.has_param("until")
+                     ? parse_bound(req, "until", "")
+                     : std::chrono::system_clock::now() - std::chrono::milliseconds(250));
              if (req.has_param("strategy")) {
                q.strategy = req.get_param_value("strategy");
              }

@@ -103,6 +103,13 @@ class MnistPipelineTest(TestCase):
             self.assertOk(lineage)
             self.assertIn("retrain", lineage.stdout)  # trained on the subsample merged with the original
 
+            # The retrained version reproduces: the subsample is taken again (same window, same
+            # seed) and merged with the original dataset fetched again.
+            r = mlctl("reproduce", "mnist:3", "-o", "json", env=server.env(), timeout=300)
+            self.assertOk(r)
+            self.assertTrue(r.json()["reproduced"], r.json())
+            self.assertIn("subsample of mnist-app", r.json()["dataset"]["from"])
+
             rolled_back, t_rollback = self.run_pipeline(server, **retrain, LEARNING_STEPS=1)
             self.assertEqual(rolled_back.returncode, 3, rolled_back.stderr)
             self.assertIn("retrain: mnist:4 rolled back; mnist-app is on its previous revision",
