@@ -112,7 +112,7 @@ void register_apply(CLI::App& parent, Dispatch& dispatch) {
   auto app_opts = std::make_shared<ApplyApplicationOptions>();
   auto* sub = cmd->add_subcommand(
       "application", "Create or update a singular application serving one model version");
-  sub->add_option("name", app_opts->name, "Application name")->required()->type_name("NAME");
+  sub->add_option("name", app_opts->name, "Application name")->required()->type_name("APP");
   sub->add_option("--model", app_opts->model, "The version to serve: NAME:VERSION or NAME@ALIAS")
       ->required()
       ->type_name("REF");

@@ -44,7 +44,7 @@ int run_catalog_history(const CatalogHistoryOptions& opts, Context& ctx) {
 void register_catalog_history(CLI::App& catalog, Dispatch& dispatch) {
   auto opts = std::make_shared<CatalogHistoryOptions>();
   auto* cmd = catalog.add_subcommand("history", "Show the audit log of a model (or of the whole registry)");
-  cmd->add_option("name", opts->name, "Model name (default: every model)")->type_name("NAME");
+  cmd->add_option("name", opts->name, "Model name (default: every model)")->type_name("MODEL");
   cmd->add_option("--since", opts->since, "After this event id, or from this RFC 3339 time");
   cmd->add_option("--until", opts->until, "Before this RFC 3339 time");
   cmd->add_option("--limit", opts->limit, "At most this many events")->check(CLI::Range(1, 10000));

@@ -65,7 +65,7 @@ int run_catalog_list(const CatalogListOptions& opts, Context& ctx) {
 void register_catalog_list(CLI::App& catalog, Dispatch& dispatch) {
   auto opts = std::make_shared<CatalogListOptions>();
   auto* cmd = catalog.add_subcommand("list", "List models, or the versions of one model");
-  cmd->add_option("name", opts->name, "Model name: list its versions")->type_name("NAME");
+  cmd->add_option("name", opts->name, "Model name: list its versions")->type_name("MODEL");
   cmd->add_option("--prefix", opts->prefix, "Only models whose name starts with this");
   cmd->add_option("--tag", opts->tags, "Only versions (or models with a version) tagged KEY=VALUE; repeatable")
       ->type_name("KEY=VALUE");

@@ -51,6 +51,9 @@ CommandSpec describe(const CLI::App& app, std::vector<std::string> path) {
       const std::string type = opt->get_type_name();
       o.values = allowed_values(type);
       o.value_name = type.substr(0, type.find(':'));
+      o.dynamic = o.value_name == "APP"                              ? "applications"
+                  : o.value_name == "REF" || o.value_name == "MODEL" ? "models"
+                                                                     : "";
     }
     spec.options.push_back(std::move(o));
   }
@@ -138,7 +141,29 @@ std::string bash_completion(const CommandSpec& root) {
       }
     }
   });
+  out << ")\ndeclare -A _mlctl_dynamic=(\n";
+  walk(root, [&](const CommandSpec& c) {
+    bool positional_seen = false;
+    for (const auto& o : c.options) {
+      if (o.positional) {
+        // The first positional only: the one typed right after the command path.
+        if (!positional_seen && !o.dynamic.empty()) {
+          out << "  [" << key_of(c) << ":@]=" << o.dynamic << "\n";
+        }
+        positional_seen = true;
+        continue;
+      }
+      for (const auto& f : o.flags) {
+        if (!o.dynamic.empty()) {
+          out << "  [" << key_of(c) << ":" << f << "]=" << o.dynamic << "\n";
+        }
+      }
+    }
+  });
   out << ")\n"
+         "# Application and model names from the server (MLCTL_SERVER or the current cluster),\n"
+         "# by the mlctl being completed; nothing when it is unreachable.\n"
+         "_mlctl_names() { \"${COMP_WORDS[0]}\" __complete \"$1\" 2>/dev/null; }\n"
          "_mlctl() {\n"
          "  local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}\n"
          "  local path=root i w\n"
@@ -153,10 +178,17 @@ std::string bash_completion(const CommandSpec& root) {
          "    COMPREPLY=($(compgen -W \"$values\" -- \"$cur\"))\n"
          "    return\n"
          "  fi\n"
+         "  local dynamic=${_mlctl_dynamic[$path:$prev]-}\n"
+         "  if [[ -n $dynamic ]]; then\n"
+         "    COMPREPLY=($(compgen -W \"$(_mlctl_names \"$dynamic\")\" -- \"$cur\"))\n"
+         "    return\n"
+         "  fi\n"
          "  if [[ $cur == -* ]]; then\n"
          "    COMPREPLY=($(compgen -W \"${_mlctl_flags[$path]} ${_mlctl_flags[root]}\" -- \"$cur\"))\n"
-         "  else\n"
+         "  elif [[ -n ${_mlctl_subcommands[$path]} ]]; then\n"
          "    COMPREPLY=($(compgen -W \"${_mlctl_subcommands[$path]}\" -- \"$cur\"))\n"
+         "  elif [[ -n ${_mlctl_dynamic[$path:@]-} && $prev != -* ]]; then\n"
+         "    COMPREPLY=($(compgen -W \"$(_mlctl_names \"${_mlctl_dynamic[$path:@]}\")\" -- \"$cur\"))\n"
          "  fi\n"
          "}\n"
          "complete -o default -F _mlctl mlctl\n";
@@ -194,8 +226,14 @@ std::string fish_completion(const CommandSpec& root) {
       out << "complete -c mlctl -n " << shell_quote(only_here) << " -a " << s.name << " -d "
           << shell_quote(s.description) << "\n";
     }
+    bool positional_seen = false;
     for (const auto& o : c.options) {
       if (o.positional) {
+        if (!positional_seen && !o.dynamic.empty() && subs.empty()) {
+          out << "complete -c mlctl -n " << shell_quote(cond) << " -a "
+              << shell_quote("(mlctl __complete " + o.dynamic + " 2>/dev/null)") << "\n";
+        }
+        positional_seen = true;
         continue;
       }
       out << "complete -c mlctl";
@@ -209,6 +247,8 @@ std::string fish_completion(const CommandSpec& root) {
         out << " -r";
         if (!o.values.empty()) {
           out << " -a " << shell_quote(join(o.values, " "));
+        } else if (!o.dynamic.empty()) {
+          out << " -a " << shell_quote("(mlctl __complete " + o.dynamic + " 2>/dev/null)");
         } else {
           out << " -F";
         }

@@ -19,6 +19,9 @@ struct OptionSpec {
   std::string envname;
   bool positional = false;
   std::string positional_name;
+  // Names the completions fetch from the server (`mlctl __complete <dynamic>`): "applications"
+  // for a value named APP, "models" for REF and MODEL; empty otherwise.
+  std::string dynamic;
 };
 
 struct CommandSpec {

@@ -138,7 +138,10 @@ void register_explain(CLI::App& parent, Dispatch& dispatch) {
   auto* cmd = parent.add_subcommand(
       "explain",
       "Explain an application's predictions with RISE saliency maps (a picture per class)");
-  cmd->add_option("--app", opts->app, "Application name")->required()->envname("APPLICATION_NAME");
+  cmd->add_option("--app", opts->app, "Application name")
+      ->required()
+      ->envname("APPLICATION_NAME")
+      ->type_name("APP");
   cmd->add_option("--data", opts->data,
                   "Images with labels: a split .npz (x, y) or a dataset directory (its test split)")
       ->required();

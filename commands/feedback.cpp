@@ -157,7 +157,7 @@ void register_feedback(CLI::App& parent, Dispatch& dispatch) {
       parent.add_subcommand("feedback", "Join ground-truth labels to stored requests by trace id");
   cmd->add_option("--app", opts->app, "Application name: label only its requests")
       ->envname("APPLICATION_NAME")
-      ->type_name("NAME");
+      ->type_name("APP");
   auto* file = cmd->add_option("--file", opts->file,
                                "CSV of trace_id,label[,index] lines (a header line is allowed)")
                    ->type_name("FILE");

@@ -212,7 +212,10 @@ void register_monitor(CLI::App& parent, Dispatch& dispatch) {
   auto* cmd = parent.add_subcommand(
       "monitor",
       "Show an application's requests, errors, latency, reconstruction score, accuracy and health");
-  cmd->add_option("--app", opts->app, "Application name")->required()->envname("APPLICATION_NAME");
+  cmd->add_option("--app", opts->app, "Application name")
+      ->required()
+      ->envname("APPLICATION_NAME")
+      ->type_name("APP");
   cmd->add_option("--since", opts->since, "Start: an age (10m, 2h) or an RFC 3339 time")
       ->capture_default_str();
   cmd->add_option("--step", opts->step, "Time-series step (a multiple of 10s)")

@@ -282,7 +282,7 @@ void register_predict(CLI::App& parent, Dispatch& dispatch) {
   auto* app = cmd->add_option("--app", opts->app,
                               "Instead of --model: a live application; prints class, probabilities, the "
                               "version that answered and the trace id of each image")
-                  ->type_name("NAME");
+                  ->type_name("APP");
   model->excludes(app);
   auto* data = cmd->add_option(
       "--data", opts->data,

@@ -81,7 +81,7 @@ void register_requests(CLI::App& parent, Dispatch& dispatch) {
       "requests", "List the requests an application answered (request store), newest first");
   auto* app = cmd->add_option("--app", opts->app, "Application name")
                   ->envname("APPLICATION_NAME")
-                  ->type_name("NAME");
+                  ->type_name("APP");
   cmd->add_option("--since", opts->since,
                   "Only requests since this time: RFC 3339 or an age like 10m, 2h, 1d")
       ->type_name("TIME");

@@ -194,7 +194,7 @@ void register_rollout_canary(CLI::App& rollout, Dispatch& dispatch) {
   cmd->add_option("app", opts->name, "Application name")->required()->type_name("APP");
   cmd->add_option("--model", opts->model, "The candidate: NAME:VERSION or NAME@ALIAS")
       ->required()
-      ->type_name("MODEL");
+      ->type_name("REF");
   cmd->add_option("--weight", opts->weight, "Percent of the traffic the canary gets")
       ->check(CLI::Range(1, 50))
       ->capture_default_str();

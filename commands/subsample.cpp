@@ -89,7 +89,10 @@ void register_subsample(CLI::App& parent, Dispatch& dispatch) {
   auto* cmd = parent.add_subcommand(
       "subsample",
       "Write a representative sample of stored production requests as a dataset directory");
-  cmd->add_option("--app", opts->app, "Application name")->required()->envname("APPLICATION_NAME");
+  cmd->add_option("--app", opts->app, "Application name")
+      ->required()
+      ->envname("APPLICATION_NAME")
+      ->type_name("APP");
   cmd->add_option("-n", opts->n, "Images to sample")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();

@@ -93,7 +93,7 @@ void register_test(CLI::App& parent, Dispatch& dispatch) {
   cmd->add_option("--app", opts->app, "Application to test")
       ->required()
       ->envname("APPLICATION_NAME")
-      ->type_name("NAME");
+      ->type_name("APP");
   cmd->add_option("--data", opts->data,
                   "Golden set: a split .npz (x, y) or a dataset directory (its test split)")
       ->required()

@@ -98,6 +98,37 @@ declare -A _mlctl_values=(
   [root/subsample:--labeled]='only any'
   [root/subsample:--strategy]='reservoir stratified'
 )
+declare -A _mlctl_dynamic=(
+  [root/predict:--app]=applications
+  [root/catalog/list:@]=models
+  [root/catalog/get:@]=models
+  [root/catalog/download:@]=models
+  [root/catalog/alias:@]=models
+  [root/catalog/tag:@]=models
+  [root/catalog/history:@]=models
+  [root/catalog/rm:@]=models
+  [root/apply/application:@]=applications
+  [root/apply/application:--model]=models
+  [root/get/applications:@]=applications
+  [root/describe/application:@]=applications
+  [root/delete/application:@]=applications
+  [root/rollout/canary:@]=applications
+  [root/rollout/canary:--model]=models
+  [root/rollout/status:@]=applications
+  [root/rollout/abort:@]=applications
+  [root/rollout/history:@]=applications
+  [root/rollout/undo:@]=applications
+  [root/test:--app]=applications
+  [root/requests:--app]=applications
+  [root/feedback:--app]=applications
+  [root/monitor:--app]=applications
+  [root/explain:--app]=applications
+  [root/subsample:--app]=applications
+  [root/reproduce:@]=models
+)
+# Application and model names from the server (MLCTL_SERVER or the current cluster),
+# by the mlctl being completed; nothing when it is unreachable.
+_mlctl_names() { "${COMP_WORDS[0]}" __complete "$1" 2>/dev/null; }
 _mlctl() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
   local path=root i w
@@ -112,10 +143,17 @@ _mlctl() {
     COMPREPLY=($(compgen -W "$values" -- "$cur"))
     return
   fi
+  local dynamic=${_mlctl_dynamic[$path:$prev]-}
+  if [[ -n $dynamic ]]; then
+    COMPREPLY=($(compgen -W "$(_mlctl_names "$dynamic")" -- "$cur"))
+    return
+  fi
   if [[ $cur == -* ]]; then
     COMPREPLY=($(compgen -W "${_mlctl_flags[$path]} ${_mlctl_flags[root]}" -- "$cur"))
-  else
+  elif [[ -n ${_mlctl_subcommands[$path]} ]]; then
     COMPREPLY=($(compgen -W "${_mlctl_subcommands[$path]}" -- "$cur"))
+  elif [[ -n ${_mlctl_dynamic[$path:@]-} && $prev != -* ]]; then
+    COMPREPLY=($(compgen -W "$(_mlctl_names "${_mlctl_dynamic[$path:@]}")" -- "$cur"))
   fi
 }
 complete -o default -F _mlctl mlctl

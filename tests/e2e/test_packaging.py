@@ -7,14 +7,15 @@ import subprocess
 import unittest
 from pathlib import Path
 
-from harness import MLCTL, SOURCE_DIR, TestCase, mlctl
+from harness import MLCTL, SOURCE_DIR, Server, TestCase, make_model_dir, mlctl
 
 BUILD_DIR = Path(os.environ.get("MLCTL_BUILD_DIR", SOURCE_DIR / "build" / "release"))
 COMPLETIONS = {"bash": "mlctl.bash", "zsh": "_mlctl", "fish": "mlctl.fish"}
 
 
-def bash_complete(line: str) -> list[str]:
-    """Sources the committed bash completion and returns what <TAB> offers after `line`."""
+def bash_complete(line: str, env=None) -> list[str]:
+    """Sources the committed bash completion and returns what <TAB> offers after `line` (the
+    `mlctl` it runs for names is the one under test)."""
     words = line.split(" ")
     script = f"""
 source {SOURCE_DIR / 'completions' / 'mlctl.bash'}
@@ -23,7 +24,8 @@ COMP_CWORD={len(words) - 1}
 _mlctl
 printf '%s\\n' "${{COMPREPLY[@]}}"
 """
-    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+    full_env = {**os.environ, "PATH": f"{Path(MLCTL).parent}:{os.environ.get('PATH', '')}", **(env or {})}
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True, env=full_env)
     return [w for w in out.stdout.split("\n") if w]
 
 
@@ -63,6 +65,20 @@ class CompletionTest(TestCase):
             subs = bash_complete("mlctl catalog ")
             for expected in ("upload", "list", "get"):
                 self.assertIn(expected, subs)
+
+    def test_bash_completes_application_and_model_names_from_the_server(self):
+        with Server(self.tmp / "data") as server:
+            env = server.env()
+            self.assertOk(mlctl("catalog", "upload", make_model_dir(self.tmp / "m"), "--name", "digits", env=env))
+            for app in ("digits-prod", "digits-staging"):
+                self.assertOk(mlctl("apply", "application", app, "--model", "digits:1", env=env))
+            self.assertEqual(bash_complete("mlctl rollout status digits-", env), ["digits-prod", "digits-staging"])
+            self.assertEqual(bash_complete("mlctl predict --app digits-p", env), ["digits-prod"])
+            self.assertEqual(bash_complete("mlctl catalog get dig", env), ["digits"])
+            self.assertEqual(bash_complete("mlctl rollout canary digits-prod --model d", env), ["digits"])
+            # Flags still complete where names could; an unreachable server offers nothing.
+            self.assertIn("--wait", bash_complete("mlctl rollout status --w", env))
+        self.assertEqual(bash_complete("mlctl describe application ", {"MLCTL_SERVER": "http://127.0.0.1:9"}), [])
 
     def test_zsh_and_fish_scripts_parse(self):
         if shutil.which("fish"):
