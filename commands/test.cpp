@@ -1,5 +1,6 @@
 // `mlctl test`: the integration test of a live application (golden-set accuracy, latency,
 // edge cases) through the real endpoint; exit code 3 when it fails.
+#include "api/app_routes.hpp"
 #include "api/names.hpp"
 #include "client/app_test.hpp"
 #include "commands/commands.hpp"
@@ -25,7 +26,7 @@ struct TestOptions {
   std::size_t samples = 1000;
   std::size_t batch_size = 1;
   double min_accuracy = 0.9;
-  std::size_t max_batch = 256;
+  std::size_t max_batch = 0; // 0: the server's, from the application's `limits`
   std::string junit;
   bool no_edge_cases = false;
 };
@@ -44,6 +45,18 @@ int run_test(const TestOptions& o, Context& ctx) {
   t.batch_size = o.batch_size;
   t.min_accuracy = o.min_accuracy;
   t.max_batch = o.max_batch;
+  if (t.max_batch == 0 && t.edge_cases) {
+    // The over-limit case needs the server's limit; a server without `limits` had 256.
+    t.max_batch = 256;
+    try {
+      const auto app = api_client(ctx).call("GET", api::routes::application(o.app));
+      t.max_batch = app.value("limits", nlohmann::json::object()).value("max_batch", t.max_batch);
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::not_found) { // a missing application fails the checks below
+        throw;
+      }
+    }
+  }
   t.edge_cases = !o.no_edge_cases;
   const util::ProgressFn progress =
       ::isatty(STDERR_FILENO) != 0 ? ctx.progress() : util::ProgressFn{};
@@ -109,8 +122,8 @@ void register_test(CLI::App& parent, Dispatch& dispatch) {
       ->envname("ACCEPTABLE_ACCURACY")
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--max-batch", opts->max_batch,
-                  "The server's --max-batch: the over-limit case sends one image more")
-      ->capture_default_str()
+                  "The server's --max-batch (default: asked from the server): the over-limit case "
+                  "sends one image more")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 16));
   cmd->add_option("--junit", opts->junit, "Also write the result as JUnit XML to this file")
       ->type_name("FILE");

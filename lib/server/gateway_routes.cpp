@@ -727,7 +727,9 @@ void register_application_routes(httplib::Server& http, Platform& p) {
              send_json(res, 200, p.applications->list());
            }));
   http.Get(pattern::k_application, guarded(log, [&p](const Request& req, Response& res) {
-             send_json(res, 200, p.applications->get(application_of(req)));
+             auto app = p.applications->get(application_of(req));
+             app["limits"] = {{"max_batch", p.options.max_batch}};
+             send_json(res, 200, app);
            }));
   http.Put(pattern::k_application, guarded(log, [&p](const Request& req, Response& res) {
              const auto name = application_of(req);

@@ -93,6 +93,18 @@ class TestCommandTest(TestCase):
             r = mlctl("predict", "--data", data / "test.npz")
             self.assertFails(r, 2)
 
+    def test_the_over_limit_case_uses_the_servers_max_batch(self):
+        data = make_dataset(self.tmp / "fashion", n_train=10, n_test=20)
+        with Server(self.tmp / "srv", args=["--max-batch", "16"]) as server:
+            env = server.env()
+            self.assertOk(mlctl("catalog", "upload", make_model_dir(self.tmp / "m"), "--name", "m", env=env))
+            self.assertOk(mlctl("apply", "application", "m-app", "--model", "m:1", env=env))
+            r = mlctl("test", "--app", "m-app", "--data", data / "test.npz", "--min-accuracy", "0", "-o", "json",
+                      env=env)
+            self.assertOk(r)
+            names = [c["name"] for c in r.json()["cases"]]
+            self.assertTrue(any(n.startswith("batch over the limit (17 images)") for n in names), names)
+
 
 if __name__ == "__main__":
     unittest.main()
