@@ -57,6 +57,14 @@ MLCTL=$mlctl WORK_DIR=$work RUN_DIR=$run DATA_DIR=$MNIST_DATA_DIR MODELS_DIR=$wo
   LEARNING_STEPS=${LEARNING_STEPS:-300} manifests/pipelines/mnist.sh
 app=${APP_NAME:-mnist-app}
 
+step "production as a manifest: manifests/mnist-app.yaml, then mlctl test"
+# The declarative form of what mnist.sh deployed: the version behind the `production` alias,
+# with monitoring settings. Applying it again changes nothing until the alias moves.
+"$mlctl" catalog alias "$(jq -r '"\(.model.name):\(.model.version)"' "$run/run.json")" production
+"$mlctl" apply -f manifests/mnist-app.yaml
+"$mlctl" test --app "$app" --data "$MNIST_DATA_DIR/test.npz" --samples 1000 --batch-size 10 \
+  --min-accuracy "${ACCEPTABLE_ACCURACY:-0.9}" | tee "$run/test.txt"
+
 step "monitoring: the drift demonstration (MNIST digits, then Fashion-MNIST, then digits)"
 "$mlctl" fetch-mnist --source /usr/share/datasets/fashion-mnist --out "$work/data/fashion" -q
 state() { # prints: state reconstruction-mean threshold
