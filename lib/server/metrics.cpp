@@ -9,6 +9,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <shared_mutex>
@@ -730,19 +731,27 @@ std::string Metrics::prometheus(const std::string& extra) const {
   const auto sample = [&](const std::string& name, const std::string& lbl, double v) {
     out += name + "{" + lbl + "} " + number(v) + "\n";
   };
-  family("mlctl_requests_total", "counter", "Inference requests answered by a model version.");
-  for (const auto& s : snaps) {
-    sample("mlctl_requests_total", labels(s), static_cast<double>(s.requests));
-  }
-  family("mlctl_request_errors_total", "counter",
-         "Inference requests that failed (status other than 200).");
-  for (const auto& s : snaps) {
-    sample("mlctl_request_errors_total", labels(s), static_cast<double>(s.errors));
-  }
-  family("mlctl_images_total", "counter", "Images classified (a request may carry several).");
-  for (const auto& s : snaps) {
-    sample("mlctl_images_total", labels(s), static_cast<double>(s.images));
-  }
+  // A family with one sample per series, where `value` has one.
+  const auto per_series = [&](const char* name, const char* type, const char* help,
+                              const std::function<std::optional<double>(const Snapshot&)>& value) {
+    family(name, type, help);
+    for (const auto& s : snaps) {
+      if (const auto v = value(s)) {
+        sample(name, labels(s), *v);
+      }
+    }
+  };
+  const auto count = [](std::uint64_t Snapshot::*field) {
+    return [field](const Snapshot& s) {
+      return std::optional<double>(static_cast<double>(s.*field));
+    };
+  };
+  per_series("mlctl_requests_total", "counter", "Inference requests answered by a model version.",
+             count(&Snapshot::requests));
+  per_series("mlctl_request_errors_total", "counter",
+             "Inference requests that failed (status other than 200).", count(&Snapshot::errors));
+  per_series("mlctl_images_total", "counter", "Images classified (a request may carry several).",
+             count(&Snapshot::images));
   family("mlctl_request_duration_seconds", "histogram",
          "Model time plus routing of a request, in seconds.");
   const auto& bounds = latency_buckets();
@@ -764,40 +773,24 @@ std::string Metrics::prometheus(const std::string& extra) const {
              static_cast<double>(s.predictions[c]));
     }
   }
-  family("mlctl_reconstruction_score", "gauge",
-         "Rolling mean of the autoencoder's mean squared error over the last window of scored "
-         "images.");
-  for (const auto& s : snaps) {
-    if (s.recon_mean) {
-      sample("mlctl_reconstruction_score", labels(s), *s.recon_mean);
-    }
-  }
-  family("mlctl_reconstruction_threshold", "gauge",
-         "Reconstruction score above which the version is unhealthy.");
-  for (const auto& s : snaps) {
-    if (s.threshold) {
-      sample("mlctl_reconstruction_threshold", labels(s), *s.threshold);
-    }
-  }
-  family("mlctl_reconstruction_scored_total", "counter",
-         "Images scored by the version's autoencoder.");
-  for (const auto& s : snaps) {
-    sample("mlctl_reconstruction_scored_total", labels(s), static_cast<double>(s.recon_count));
-  }
-  family("mlctl_accuracy", "gauge",
-         "Share of labelled requests (feedback) the version answered correctly.");
-  for (const auto& s : snaps) {
-    if (s.accuracy) {
-      sample("mlctl_accuracy", labels(s), *s.accuracy);
-    }
-  }
-  family("mlctl_version_healthy", "gauge",
-         "1 when the version is healthy, 0 when unhealthy (absent when unknown).");
-  for (const auto& s : snaps) {
-    if (s.state != "unknown") {
-      sample("mlctl_version_healthy", labels(s), s.state == "healthy" ? 1 : 0);
-    }
-  }
+  per_series("mlctl_reconstruction_score", "gauge",
+             "Rolling mean of the autoencoder's mean squared error over the last window of scored "
+             "images.",
+             [](const Snapshot& s) { return s.recon_mean; });
+  per_series("mlctl_reconstruction_threshold", "gauge",
+             "Reconstruction score above which the version is unhealthy.",
+             [](const Snapshot& s) { return s.threshold; });
+  per_series("mlctl_reconstruction_scored_total", "counter",
+             "Images scored by the version's autoencoder.", count(&Snapshot::recon_count));
+  per_series("mlctl_accuracy", "gauge",
+             "Share of labelled requests (feedback) the version answered correctly.",
+             [](const Snapshot& s) { return s.accuracy; });
+  per_series("mlctl_version_healthy", "gauge",
+             "1 when the version is healthy, 0 when unhealthy (absent when unknown).",
+             [](const Snapshot& s) {
+               return s.state == "unknown" ? std::nullopt
+                                           : std::optional<double>(s.state == "healthy" ? 1 : 0);
+             });
   const auto c = counters();
   family("mlctl_reconstruction_skipped_total", "counter",
          "Images not scored because the monitor queue was full or over its rate cap.");
