@@ -27,7 +27,7 @@ int run_rollout_status(const RolloutStatusOptions& o, Context& ctx) {
   api::validate_name(o.name, "application name");
   auto client = api_client(ctx);
   const auto r = client.call("GET", api::routes::application_rollout(o.name));
-  if (o.wait && r.value("status", std::string()) == "running") {
+  if (o.wait) { // the exit status tells the outcome, whether it is still running or not
     return follow_rollout(ctx, o.name, r.value("id", std::int64_t{0}));
   }
   print_result(ctx, r, [&] { print_rollout(r); });
@@ -51,7 +51,8 @@ void register_rollout_status(CLI::App& rollout, Dispatch& dispatch) {
       "status", "Show the latest canary analysis of an application: gates, evidence, decision");
   cmd->add_option("app", opts->name, "Application name")->required()->type_name("APP");
   cmd->add_flag("--wait", opts->wait,
-                "Follow a running rollout to its decision: exit 0 promoted, 3 rolled back");
+                "Follow a running rollout to its decision; exit 0 promoted, 3 rolled back or "
+                "aborted, 1 superseded or failed");
   cmd->footer("Example:\n  mlctl rollout status mnist-app --wait");
   cmd->callback([opts, &dispatch] {
     dispatch.run = [opts](Context& ctx) { return run_rollout_status(*opts, ctx); };

