@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: the suite under ASan+UBSan (the fuzz
 # targets replay their corpus there), then the suite in Release. Exits non-zero on any failure.
+# By default the IDX and npz readers are also fuzzed first (clang + libFuzzer, 20 s each, side by
+# side; their build compiles six files), when clang++ can link libFuzzer.
 # Usage: packaging/check.sh [--fast|--fuzz]
 #   --fast  the Release suite only
-#   --fuzz  also the coverage-guided fuzzers (clang + libFuzzer, 20 s each), before the rest
+#   --fuzz  every coverage-guided fuzzer (onnx too: the fuzz preset builds mlctl_core), first
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,12 +24,17 @@ failed=0
 
 packaging/install-deps.sh
 
-run_suite() { # preset
-  local preset=$1 log
+run_suite() { # preset [ctest-regex target...]: only those targets and tests when given
+  local preset=$1 log filter=() targets=()
+  if (($# > 1)); then
+    filter=(-R "$2")
+    targets=(--target "${@:3}")
+  fi
   log=$(mktemp)
   echo "== check: $preset: configure and build" >&2
   # Each step checks its own status: `set -e` does not apply inside a function called from `||`.
-  if ! cmake --preset "$preset" >/dev/null || ! cmake --build --preset "$preset" -j"$jobs"; then
+  if ! cmake --preset "$preset" >/dev/null ||
+    ! cmake --build --preset "$preset" -j"$jobs" "${targets[@]}"; then
     echo "check: $preset: configure or build failed" >&2
     summary+=("$preset: build failed")
     failed=$((failed + 1))
@@ -35,7 +42,7 @@ run_suite() { # preset
   fi
   echo "== check: $preset: ctest" >&2
   local rc=0
-  ctest --preset "$preset" -j"$jobs" 2>&1 | tee "$log" || rc=$?
+  ctest --preset "$preset" -j"$jobs" "${filter[@]}" 2>&1 | tee "$log" || rc=$?
   local line
   line=$(grep -E "tests passed, [0-9]+ tests? failed out of [0-9]+" "$log" | tail -1 || true)
   rm -f "$log"
@@ -54,9 +61,27 @@ run_suite() { # preset
   return "$rc"
 }
 
+# True when clang++ links a libFuzzer target (Debian 12: clang and libclang-rt-14-dev).
+have_libfuzzer() {
+  local dir rc=0
+  dir=$(mktemp -d)
+  printf 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }\n' \
+    >"$dir/probe.cpp"
+  clang++ -fsanitize=fuzzer "$dir/probe.cpp" -o "$dir/probe" >/dev/null 2>&1 || rc=1
+  rm -rf "$dir"
+  return "$rc"
+}
+
 status=0
 if ((fuzz == 1)); then
   run_suite fuzz || status=1
+elif ((fast == 0)); then
+  if have_libfuzzer; then
+    run_suite fuzz '^fuzz: (idx|npz)$' fuzz_idx fuzz_npz || status=1
+  else
+    echo "check: clang++ cannot link libFuzzer; the IDX and npz fuzzers are skipped" >&2
+    summary+=("fuzz: skipped (clang++ cannot link libFuzzer)")
+  fi
 fi
 if ((fast == 0)); then
   run_suite asan || status=1

@@ -3,10 +3,12 @@
 #include "util/error.hpp"
 #include "util/fs.hpp"
 
+#include <algorithm>
 #include <ctime>
 #include <memory>
 #include <set>
 #include <zip.h>
+#include <zlib.h>
 
 namespace mlctl::artifact {
 
@@ -103,6 +105,85 @@ std::time_t dos_epoch() {
   return std::mktime(&tm);
 }
 
+// Refuses empty, directory-like and duplicate entry names.
+template <class Entries> void check_names(const Entries& entries) {
+  std::set<std::string_view> names;
+  for (const auto& e : entries) {
+    if (e.name.empty() || e.name.back() == '/') {
+      throw Error(ErrorKind::invalid_input, "zip: invalid entry name '" + e.name + "'");
+    }
+    if (!names.insert(e.name).second) {
+      throw Error(ErrorKind::invalid_input, "zip: duplicate entry '" + e.name + "'");
+    }
+  }
+}
+
+// The records `write_zip_parts` writes (APPNOTE 4.3.7, 4.3.12, 4.3.16), field for field as
+// libzip writes a stored entry with the settings of `encode_zip`, so that both give the same
+// bytes: no extra fields, DOS date 1980-01-01 00:00, Unix mode 0644, bit 11 for non-ASCII
+// (UTF-8) names.
+constexpr std::uint16_t k_version_made_by = (3 << 8) | 63; // Unix, APPNOTE 6.3
+constexpr std::uint16_t k_version_stored = 10;
+constexpr std::uint16_t k_dos_date_1980 = (0 << 9) | (1 << 5) | 1;
+constexpr std::uint32_t k_unix_mode_0644 = 0100644u << 16;
+constexpr std::uint16_t k_flag_utf8 = 1 << 11;
+constexpr std::uint64_t k_zip32_max = 0xffffffffu;
+
+void put16(std::string& out, std::uint16_t v) {
+  out.push_back(static_cast<char>(v & 0xff));
+  out.push_back(static_cast<char>(v >> 8));
+}
+
+void put32(std::string& out, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) {
+    out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  }
+}
+
+struct StoredEntry {
+  const std::string* name;
+  std::uint16_t flags;
+  std::uint32_t crc;
+  std::uint32_t size;
+  std::uint32_t offset;
+};
+
+// The fields the local and the central header share, from "version needed" on.
+void put_common(std::string& out, const StoredEntry& e) {
+  put16(out, k_version_stored);
+  put16(out, e.flags);
+  put16(out, 0); // method: stored
+  put16(out, 0); // time 00:00:00
+  put16(out, k_dos_date_1980);
+  put32(out, e.crc);
+  put32(out, e.size); // compressed
+  put32(out, e.size); // uncompressed
+  put16(out, static_cast<std::uint16_t>(e.name->size()));
+  put16(out, 0); // extra field length
+}
+
+std::string local_header(const StoredEntry& e) {
+  std::string out("PK\x03\x04", 4);
+  put_common(out, e);
+  return out + *e.name;
+}
+
+void append_central_header(std::string& out, const StoredEntry& e) {
+  out.append("PK\x01\x02", 4);
+  put16(out, k_version_made_by);
+  put_common(out, e);
+  put16(out, 0); // comment length
+  put16(out, 0); // disk number
+  put16(out, 0); // internal attributes
+  put32(out, k_unix_mode_0644);
+  put32(out, e.offset);
+  out += *e.name;
+}
+
+std::span<const std::byte> bytes_of(std::string_view s) {
+  return std::as_bytes(std::span(s.data(), s.size()));
+}
+
 } // namespace
 
 std::vector<ZipEntry> read_zip_memory(std::string_view bytes, std::string_view name) {
@@ -154,15 +235,7 @@ std::vector<ZipEntry> read_zip(const std::filesystem::path& path) {
 }
 
 std::string encode_zip(const std::vector<ZipEntry>& entries) {
-  std::set<std::string_view> names;
-  for (const auto& e : entries) {
-    if (e.name.empty() || e.name.back() == '/') {
-      throw Error(ErrorKind::invalid_input, "zip: invalid entry name '" + e.name + "'");
-    }
-    if (!names.insert(e.name).second) {
-      throw Error(ErrorKind::invalid_input, "zip: duplicate entry '" + e.name + "'");
-    }
-  }
+  check_names(entries);
   if (entries.empty()) {
     // libzip writes nothing for an archive without entries; numpy.savez writes the
     // end-of-central-directory record alone (APPNOTE 4.3.16).
@@ -219,7 +292,86 @@ std::string encode_zip(const std::vector<ZipEntry>& entries) {
 }
 
 void write_zip(const std::filesystem::path& path, const std::vector<ZipEntry>& entries) {
-  util::write_file_atomic(path, with_context(path.string(), [&] { return encode_zip(entries); }));
+  std::vector<ZipEntryParts> parts;
+  parts.reserve(entries.size());
+  for (const auto& e : entries) {
+    parts.push_back({e.name, {bytes_of(e.data)}});
+  }
+  write_zip_parts(path, parts);
+}
+
+} // namespace mlctl::artifact
+
+namespace mlctl::artifact {
+
+void write_zip_parts(const std::filesystem::path& path, const std::vector<ZipEntryParts>& entries) {
+  with_context(path.string(), [&] { check_names(entries); });
+  const auto too_large = [&] {
+    return Error(ErrorKind::invalid_input,
+                 path.string() + ": zip: archive past 4 GiB (zip64 is not written)");
+  };
+  // Every offset and size must fit the 32-bit fields (0xffffffff means "see zip64"): checked
+  // before anything is written.
+  std::uint64_t total = 22; // end of central directory
+  for (const auto& entry : entries) {
+    total += 30 + 46 + 2 * entry.name.size(); // local and central headers
+    for (const auto& part : entry.parts) {
+      total += part.size();
+    }
+  }
+  if (total >= k_zip32_max) {
+    throw too_large();
+  }
+  if (entries.size() > 0xffff) {
+    throw Error(ErrorKind::invalid_input,
+                path.string() + ": zip: more than 65535 entries (zip64 is not written)");
+  }
+  util::AtomicFile file(path);
+  std::vector<StoredEntry> written;
+  written.reserve(entries.size());
+  for (const auto& entry : entries) {
+    std::uint64_t size = 0;
+    for (const auto& part : entry.parts) {
+      size += part.size();
+    }
+    const bool ascii = std::all_of(entry.name.begin(), entry.name.end(),
+                                   [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+    StoredEntry e{&entry.name, ascii ? std::uint16_t{0} : k_flag_utf8, 0,
+                  static_cast<std::uint32_t>(size), static_cast<std::uint32_t>(file.size())};
+    file.write(bytes_of(local_header(e)));
+    // CRC and write chunk by chunk, so each chunk is still in cache when it is copied out.
+    constexpr std::size_t k_chunk = std::size_t{1} << 20;
+    uLong crc = crc32_z(0, nullptr, 0);
+    for (const auto& part : entry.parts) {
+      for (std::size_t at = 0; at < part.size(); at += k_chunk) {
+        const auto chunk = part.subspan(at, std::min(k_chunk, part.size() - at));
+        crc = crc32_z(crc, reinterpret_cast<const Bytef*>(chunk.data()), chunk.size());
+        file.write(chunk);
+      }
+    }
+    e.crc = static_cast<std::uint32_t>(crc);
+    std::string crc_field;
+    put32(crc_field, e.crc);
+    // The CRC field follows the signature, version, flags, method, time and date.
+    file.write_at(e.offset + 14, bytes_of(crc_field));
+    written.push_back(e);
+  }
+  const std::uint64_t directory_offset = file.size();
+  std::string tail;
+  for (const auto& e : written) {
+    append_central_header(tail, e);
+  }
+  const std::uint64_t directory_size = tail.size();
+  tail.append("PK\x05\x06", 4);
+  put16(tail, 0); // this disk
+  put16(tail, 0); // disk of the central directory
+  put16(tail, static_cast<std::uint16_t>(written.size()));
+  put16(tail, static_cast<std::uint16_t>(written.size()));
+  put32(tail, static_cast<std::uint32_t>(directory_size));
+  put32(tail, static_cast<std::uint32_t>(directory_offset));
+  put16(tail, 0); // comment length
+  file.write(bytes_of(tail));
+  file.commit();
 }
 
 } // namespace mlctl::artifact

@@ -2,8 +2,10 @@
 // Zip archives (libzip) read into memory and written with deterministic bytes: the container
 // of `.npz` files.
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,9 +32,23 @@ std::vector<ZipEntry> read_zip_memory(std::string_view bytes, std::string_view n
 // Writes `entries` (in the given order, stored uncompressed as `numpy.savez` does: datasets
 // are read far more often than written; mtime 1980-01-01, no extra fields) to
 // `path` atomically: the same entries always give the same bytes. Duplicate or empty
-// names throw `Error{invalid_input}`; write failures `Error{io}` naming `path`.
+// names throw `Error{invalid_input}`, as does an archive past 4 GiB (no zip64); write
+// failures `Error{io}` naming `path`.
 void write_zip(const std::filesystem::path& path, const std::vector<ZipEntry>& entries);
-// Returns the bytes `write_zip` would write.
+// Returns the bytes `write_zip` would write (built with libzip, which also writes zip64).
 std::string encode_zip(const std::vector<ZipEntry>& entries);
+
+// An entry of `write_zip_parts`: its content is the concatenation of `parts`, read in place.
+struct ZipEntryParts {
+  std::string name;
+  std::vector<std::span<const std::byte>> parts;
+};
+
+// Writes `entries` to `path` atomically with the bytes `write_zip` gives for the same
+// contents, streaming each part into the file (its CRC computed on the way) instead of
+// assembling the archive in memory: for large arrays. Throws what `write_zip` throws, and
+// `Error{invalid_input}` "<path>: zip: archive past 4 GiB (zip64 is not written)" (or more
+// than 65535 entries).
+void write_zip_parts(const std::filesystem::path& path, const std::vector<ZipEntryParts>& entries);
 
 } // namespace mlctl::artifact

@@ -233,11 +233,12 @@ LabeledImages read_split(const fs::path& npz) {
 
 void write_split(const fs::path& npz, const LabeledImages& split) {
   validate(split, npz.string());
-  std::map<std::string, NpyArray> arrays;
-  arrays["x"] = NpyArray{
-      "|u1", {split.count, split.rows, split.cols}, std::string(split.x.begin(), split.x.end())};
-  arrays["y"] = NpyArray{"|u1", {split.count}, std::string(split.y.begin(), split.y.end())};
-  write_npz(npz, arrays);
+  // Views, not copies: the pixels go from the split to the file in one pass.
+  std::map<std::string, NpyView> arrays;
+  arrays["x"] =
+      NpyView{"|u1", {split.count, split.rows, split.cols}, std::as_bytes(std::span(split.x))};
+  arrays["y"] = NpyView{"|u1", {split.count}, std::as_bytes(std::span(split.y))};
+  write_npz_views(npz, arrays);
 }
 
 std::string dataset_digest(const LabeledImages& train, const LabeledImages& test) {

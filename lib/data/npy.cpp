@@ -283,19 +283,26 @@ std::size_t npy_item_size(std::string_view dtype) {
 }
 
 std::string encode_npy(const NpyArray& array) {
-  const std::size_t item = npy_item_size(array.dtype);
+  std::string out = encode_npy_header(array.dtype, array.shape, array.data.size());
+  out += array.data;
+  return out;
+}
+
+std::string encode_npy_header(const std::string& dtype, const std::vector<std::size_t>& shape,
+                              std::size_t data_size) {
+  const std::size_t item = npy_item_size(dtype);
   if (item == 0) {
-    throw Error(ErrorKind::invalid_input, "npy: unsupported dtype '" + array.dtype + "'");
+    throw Error(ErrorKind::invalid_input, "npy: unsupported dtype '" + dtype + "'");
   }
-  const auto need = byte_size(array.shape, item);
-  if (!need || *need != array.data.size()) {
+  const auto need = byte_size(shape, item);
+  if (!need || *need != data_size) {
     throw Error(ErrorKind::invalid_input,
-                "npy: shape " + shape_text(array.shape) + " of " + array.dtype + " needs " +
+                "npy: shape " + shape_text(shape) + " of " + dtype + " needs " +
                     (need ? std::to_string(*need) : std::string("too many")) + " bytes, got " +
-                    std::to_string(array.data.size()));
+                    std::to_string(data_size));
   }
-  std::string header = "{'descr': '" + array.dtype +
-                       "', 'fortran_order': False, 'shape': " + shape_text(array.shape) + ", }";
+  std::string header =
+      "{'descr': '" + dtype + "', 'fortran_order': False, 'shape': " + shape_text(shape) + ", }";
   // NEP 1: magic (6) + version (2) + length (2 or 4) + header, padded with spaces and ended
   // by '\n' so the data starts at a multiple of 64 bytes.
   const bool v2 = header.size() + 1 + 10 + 64 > 0xffff;
@@ -311,7 +318,6 @@ std::string encode_npy(const NpyArray& array) {
     out.push_back(static_cast<char>((len >> (8 * i)) & 0xff));
   }
   out += header;
-  out += array.data;
   return out;
 }
 

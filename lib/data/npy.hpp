@@ -25,6 +25,10 @@ std::size_t npy_item_size(std::string_view dtype);
 // of 64 bytes, keys in numpy's order). Throws `Error{invalid_input}` for an unsupported dtype
 // or when `data` does not hold count() * item size bytes.
 std::string encode_npy(const NpyArray& array);
+// Returns the header `encode_npy` writes before `data_size` bytes of data, with the same checks
+// (`data_size` must be the array's byte size).
+std::string encode_npy_header(const std::string& dtype, const std::vector<std::size_t>& shape,
+                              std::size_t data_size);
 
 // Parses .npy bytes of format 1.0, 2.0 or 3.0. Throws `Error{corrupt}` "<name>: ..." for a
 // bad magic, a malformed header, truncated or extra data; `Error{invalid_input}` "<name>: ..."

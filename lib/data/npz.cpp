@@ -32,6 +32,12 @@ std::map<std::string, NpyArray> arrays_from(std::vector<artifact::ZipEntry> entr
   return out;
 }
 
+void check_key(const std::string& key) {
+  if (key.empty() || key.find('/') != std::string::npos || key.find('\0') != std::string::npos) {
+    throw Error(ErrorKind::invalid_input, "npz: invalid array name '" + key + "'");
+  }
+}
+
 } // namespace
 
 std::map<std::string, NpyArray> read_npz_memory(std::string_view bytes, std::string_view name) {
@@ -47,17 +53,38 @@ std::string encode_npz(const std::map<std::string, NpyArray>& arrays) {
   std::vector<artifact::ZipEntry> entries;
   entries.reserve(arrays.size());
   for (const auto& [key, array] : arrays) {
-    if (key.empty() || key.find('/') != std::string::npos || key.find('\0') != std::string::npos) {
-      throw Error(ErrorKind::invalid_input, "npz: invalid array name '" + key + "'");
-    }
+    check_key(key);
     entries.push_back({key + std::string(k_suffix), encode_npy(array)});
   }
   return artifact::encode_zip(entries);
 }
 
 void write_npz(const std::filesystem::path& path, const std::map<std::string, NpyArray>& arrays) {
-  const std::string bytes = with_context(path.string(), [&] { return encode_npz(arrays); });
-  util::write_file_atomic(path, bytes);
+  std::map<std::string, NpyView> views;
+  for (const auto& [key, array] : arrays) {
+    views.emplace(key, NpyView{array.dtype, array.shape,
+                               std::as_bytes(std::span(array.data.data(), array.data.size()))});
+  }
+  write_npz_views(path, views);
+}
+
+void write_npz_views(const std::filesystem::path& path,
+                     const std::map<std::string, NpyView>& arrays) {
+  // The headers live here while the zip writer streams them and the arrays' bytes.
+  std::vector<std::string> headers;
+  headers.reserve(arrays.size());
+  std::vector<artifact::ZipEntryParts> entries;
+  entries.reserve(arrays.size());
+  with_context(path.string(), [&] {
+    for (const auto& [key, array] : arrays) {
+      check_key(key);
+      headers.push_back(encode_npy_header(array.dtype, array.shape, array.data.size()));
+      const std::string& header = headers.back();
+      entries.push_back({key + std::string(k_suffix),
+                         {std::as_bytes(std::span(header.data(), header.size())), array.data}});
+    }
+  });
+  artifact::write_zip_parts(path, entries);
 }
 
 } // namespace mlctl::data

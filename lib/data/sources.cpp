@@ -83,7 +83,23 @@ std::string read_whole(const fs::path& path) {
   std::size_t done = 0;
   while (true) {
     if (done == out.size()) {
-      out.resize(out.size() + (1 << 16)); // the file grew, or st_size was 0 (a pipe)
+      // End of file, or the file grew, or st_size was 0 (a pipe): probe before growing, as
+      // growing a buffer of st_size bytes copies it all.
+      char probe[1 << 12];
+      const auto n = ::read(fd, probe, sizeof(probe));
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n < 0) {
+        throw Error(ErrorKind::io, path.string() + ": read failed: " + std::strerror(errno));
+      }
+      if (n == 0) {
+        break;
+      }
+      out.append(probe, static_cast<std::size_t>(n));
+      done = out.size();
+      out.resize(out.size() + (1 << 16));
+      continue;
     }
     const auto n = ::read(fd, out.data() + done, out.size() - done);
     if (n < 0) {

@@ -27,7 +27,8 @@ std::string random_suffix() {
 }
 
 [[noreturn]] void throw_errno(const fs::path& path, std::string_view what) {
-  throw Error(ErrorKind::io, path.string() + ": " + std::string(what) + ": " + std::strerror(errno));
+  throw Error(ErrorKind::io,
+              path.string() + ": " + std::string(what) + ": " + std::strerror(errno));
 }
 
 void create_parent(const fs::path& path) {
@@ -44,39 +45,71 @@ void create_parent(const fs::path& path) {
 } // namespace
 
 void write_file_atomic(const fs::path& path, std::span<const std::byte> data) {
-  create_parent(path);
-  fs::path tmp = path;
-  tmp += ".tmp-" + random_suffix();
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    throw_errno(path, "cannot create");
+  AtomicFile file(path);
+  file.write(data);
+  file.commit();
+}
+
+AtomicFile::AtomicFile(fs::path path) : m_path(std::move(path)) {
+  create_parent(m_path);
+  m_tmp = m_path;
+  m_tmp += ".tmp-" + random_suffix();
+  m_fd = ::open(m_tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (m_fd < 0) {
+    throw_errno(m_path, "cannot create");
+  }
+}
+
+AtomicFile::~AtomicFile() {
+  if (m_fd >= 0) {
+    ::close(m_fd);
+    ::unlink(m_tmp.c_str());
+  }
+}
+
+void AtomicFile::write(std::span<const std::byte> data) {
+  write_at(m_size, data);
+  m_size += data.size();
+}
+
+void AtomicFile::write_at(std::uint64_t offset, std::span<const std::byte> data) {
+  if (m_fd < 0) {
+    throw Error(ErrorKind::internal, m_path.string() + ": write after commit");
   }
   std::size_t done = 0;
   while (done < data.size()) {
-    const auto n = ::write(fd, data.data() + done, data.size() - done);
+    const auto n =
+        ::pwrite(m_fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) {
         continue;
       }
-      const int saved = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      errno = saved;
-      throw_errno(path, "write failed");
+      throw_errno(m_path, "write failed");
     }
     done += static_cast<std::size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const int saved = errno;
-    ::unlink(tmp.c_str());
-    errno = saved;
-    throw_errno(path, "write failed");
+}
+
+void AtomicFile::commit() {
+  if (m_fd < 0) {
+    throw Error(ErrorKind::internal, m_path.string() + ": committed twice");
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+  const int fd = m_fd;
+  m_fd = -1;
+  int error = ::fsync(fd) == 0 ? 0 : errno;
+  if (::close(fd) != 0 && error == 0) {
+    error = errno;
+  }
+  if (error != 0) {
+    ::unlink(m_tmp.c_str());
+    errno = error;
+    throw_errno(m_path, "write failed");
+  }
+  if (::rename(m_tmp.c_str(), m_path.c_str()) != 0) {
     const int saved = errno;
-    ::unlink(tmp.c_str());
+    ::unlink(m_tmp.c_str());
     errno = saved;
-    throw_errno(path, "cannot rename into place");
+    throw_errno(m_path, "cannot rename into place");
   }
 }
 

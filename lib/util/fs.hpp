@@ -3,6 +3,7 @@
 // these helpers only: a crash never leaves a half-written file or directory behind.
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <span>
 #include <string>
@@ -14,6 +15,34 @@ namespace mlctl::util {
 // Creates missing parent directories. Throws `Error{io}` naming `path`.
 void write_file_atomic(const std::filesystem::path& path, std::span<const std::byte> data);
 void write_file_atomic(const std::filesystem::path& path, std::string_view text);
+
+// A file written piece by piece to a temporary path in the destination directory and renamed
+// into place by `commit()` (after fsync); destroyed without `commit()`, it removes the
+// temporary file and `path` is untouched. For files too large to assemble in memory first.
+class AtomicFile {
+public:
+  // Creates the temporary file (and missing parent directories). Throws `Error{io}`.
+  explicit AtomicFile(std::filesystem::path path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  // Appends `data`. Throws `Error{io}` naming the final path.
+  void write(std::span<const std::byte> data);
+  // Overwrites bytes already written, at `offset` (e.g. a header completed afterwards).
+  // Throws `Error{io}`.
+  void write_at(std::uint64_t offset, std::span<const std::byte> data);
+  // Returns the number of bytes appended so far.
+  std::uint64_t size() const noexcept { return m_size; }
+  // Syncs, closes and renames the file into place. Throws `Error{io}`.
+  void commit();
+
+private:
+  std::filesystem::path m_path;
+  std::filesystem::path m_tmp;
+  int m_fd = -1;
+  std::uint64_t m_size = 0;
+};
 
 // Reads the whole file. Throws `Error{not_found}` when it does not exist, `Error{io}` otherwise.
 std::string read_file(const std::filesystem::path& path);

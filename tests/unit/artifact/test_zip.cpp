@@ -114,3 +114,36 @@ TEST_CASE("write_zip refuses duplicate and empty names") {
   CHECK(kind_of([&] { write_zip(path, {{"", "1"}}); }) == ErrorKind::invalid_input);
   CHECK_FALSE(fs::exists(path));
 }
+
+TEST_CASE("write_zip streams the same bytes as encode_zip (libzip) writes") {
+  TempDir dir;
+  const std::vector<std::vector<ZipEntry>> cases = {
+      sample(),
+      {},
+      {{"empty.npy", ""}},
+      {{"\xc3\xa9t\xc3\xa9.npy", "utf-8 name"}, {"z", std::string(3 << 20, 'z')}},
+  };
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    CAPTURE(i);
+    const auto path = dir.path() / ("case" + std::to_string(i) + ".zip");
+    write_zip(path, cases[i]);
+    CHECK(mlctl::util::read_file(path) == encode_zip(cases[i]));
+  }
+}
+
+TEST_CASE("write_zip_parts concatenates the parts of each entry") {
+  TempDir dir;
+  const auto path = dir.path() / "parts.zip";
+  const std::string head = "head-";
+  std::string body(2500000, 'b'); // spans several CRC chunks
+  body[1234567] = 'x';
+  const auto bytes = [](const std::string& s) {
+    return std::as_bytes(std::span(s.data(), s.size()));
+  };
+  mlctl::artifact::write_zip_parts(path, {{"a.npy", {bytes(head), bytes(body)}}, {"b.npy", {}}});
+  CHECK(mlctl::util::read_file(path) == encode_zip({{"a.npy", head + body}, {"b.npy", ""}}));
+  CHECK_THROWS_WITH_AS(
+      mlctl::artifact::write_zip_parts(dir.path() / "d.zip", {{"a", {}}, {"a", {}}}),
+      (dir.path() / "d.zip").string().append(": zip: duplicate entry 'a'").c_str(), mlctl::Error);
+  CHECK_FALSE(fs::exists(dir.path() / "d.zip"));
+}

@@ -96,6 +96,26 @@ TEST_CASE("read_npz refuses a zip that is not an npz, and bytes that are not a z
   }
 }
 
+TEST_CASE("write_npz_views writes the bytes of encode_npz without copying the arrays") {
+  TempDir dir;
+  const auto arrays = sample();
+  std::map<std::string, mlctl::data::NpyView> views;
+  for (const auto& [key, array] : arrays) {
+    views.emplace(
+        key, mlctl::data::NpyView{array.dtype, array.shape,
+                                  std::as_bytes(std::span(array.data.data(), array.data.size()))});
+  }
+  mlctl::data::write_npz_views(dir.path() / "v.npz", views);
+  CHECK(read_file(dir.path() / "v.npz") == encode_npz(arrays));
+  write_npz(dir.path() / "a.npz", arrays);
+  CHECK(read_file(dir.path() / "a.npz") == encode_npz(arrays));
+  views["x"].shape = {5, 4, 5};
+  CHECK(mlctl::test::kind_of([&] {
+          mlctl::data::write_npz_views(dir.path() / "bad.npz", views);
+        }) == ErrorKind::invalid_input);
+  CHECK_FALSE(fs::exists(dir.path() / "bad.npz"));
+}
+
 TEST_CASE("write_npz refuses bad keys and arrays and writes nothing") {
   TempDir dir;
   const auto path = dir.path() / "bad.npz";

@@ -25,7 +25,8 @@ TEST_CASE("write_file_atomic writes, replaces and leaves no temporary file") {
 TEST_CASE("read_file of a missing file is not_found and names the path") {
   TempDir dir;
   const auto path = dir.path() / "missing.bin";
-  CHECK_THROWS_WITH_AS(mlctl::util::read_file(path), (path.string() + ": no such file").c_str(), mlctl::Error);
+  CHECK_THROWS_WITH_AS(mlctl::util::read_file(path), (path.string() + ": no such file").c_str(),
+                       mlctl::Error);
 }
 
 TEST_CASE("TempDir removes its directory unless released") {
@@ -70,4 +71,32 @@ TEST_CASE("StagedDir publishes only on commit and replaces an existing target") 
     ++entries;
   }
   CHECK(entries == 1); // no staging or aside directories left behind
+}
+
+TEST_CASE("AtomicFile appends, patches earlier bytes, and appears only on commit") {
+  TempDir dir;
+  const auto path = dir.path() / "f.bin";
+  const auto bytes = [](std::string_view s) {
+    return std::as_bytes(std::span(s.data(), s.size()));
+  };
+  {
+    mlctl::util::AtomicFile file(path);
+    file.write(bytes("hello "));
+    file.write(bytes("world"));
+    CHECK(file.size() == 11);
+    file.write_at(0, bytes("J"));
+    CHECK_FALSE(fs::exists(path));
+    file.commit();
+  }
+  CHECK(mlctl::util::read_file(path) == "Jello world");
+  {
+    mlctl::util::AtomicFile abandoned(path);
+    abandoned.write(bytes("partial"));
+  }
+  CHECK(mlctl::util::read_file(path) == "Jello world");
+  int entries = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir.path())) {
+    ++entries;
+  }
+  CHECK(entries == 1);
 }
