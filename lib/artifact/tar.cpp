@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <memory>
 #include <set>
+#include <sys/mman.h>
 #include <unistd.h>
 
 namespace mlctl::artifact {
@@ -45,8 +46,20 @@ std::string archive_message(archive* a) {
   return s;
 }
 
+// A reader of gzip or no filter, tar formats (ustar, pax, gnu) only.
+ReadPtr new_reader(const std::string& what) {
+  ReadPtr a(archive_read_new());
+  if (!a) {
+    throw Error(ErrorKind::internal, what + ": cannot allocate an archive reader");
+  }
+  archive_read_support_filter_gzip(a.get());
+  archive_read_support_filter_none(a.get());
+  archive_read_support_format_tar(a.get());
+  return a;
+}
+
 // Opens `tgz` for reading: gzip or no filter, tar formats (ustar, pax, gnu) only.
-ReadPtr open_reader(const fs::path& tgz) {
+ReadPtr open_reader(const fs::path& tgz, std::size_t block_size = 1 << 16) {
   std::error_code ec;
   if (!fs::exists(tgz, ec)) {
     throw Error(ErrorKind::not_found, tgz.string() + ": no such file");
@@ -54,13 +67,7 @@ ReadPtr open_reader(const fs::path& tgz) {
   if (!fs::is_regular_file(tgz, ec)) {
     throw Error(ErrorKind::invalid_input, tgz.string() + ": not a regular file");
   }
-  ReadPtr a(archive_read_new());
-  if (!a) {
-    throw Error(ErrorKind::internal, tgz.string() + ": cannot allocate an archive reader");
-  }
-  archive_read_support_filter_gzip(a.get());
-  archive_read_support_filter_none(a.get());
-  archive_read_support_format_tar(a.get());
+  ReadPtr a = new_reader(tgz.string());
   // libarchive detects the filter and the format while opening, so its failure to open means
   // "no tar archive"; an unreadable file is reported as such first.
   const int fd = ::open(tgz.c_str(), O_RDONLY | O_CLOEXEC);
@@ -68,7 +75,7 @@ ReadPtr open_reader(const fs::path& tgz) {
     throw Error(ErrorKind::io, tgz.string() + ": cannot open: " + std::strerror(errno));
   }
   ::close(fd);
-  if (archive_read_open_filename(a.get(), tgz.c_str(), 1 << 16) != ARCHIVE_OK) {
+  if (archive_read_open_filename(a.get(), tgz.c_str(), block_size) != ARCHIVE_OK) {
     throw Error(ErrorKind::invalid_input, tgz.string() + ": " + std::string(k_not_tar));
   }
   return a;
@@ -76,7 +83,8 @@ ReadPtr open_reader(const fs::path& tgz) {
 
 // Returns the next header, nullptr at the end. A failure on the first header means the
 // bytes are no tar archive at all.
-archive_entry* next_header(archive* a, const fs::path& tgz, bool first, ErrorKind damaged_kind) {
+archive_entry* next_header(archive* a, const std::string& where, bool first,
+                           ErrorKind damaged_kind) {
   archive_entry* entry = nullptr;
   const int r = archive_read_next_header(a, &entry);
   if (r == ARCHIVE_EOF) {
@@ -84,11 +92,15 @@ archive_entry* next_header(archive* a, const fs::path& tgz, bool first, ErrorKin
   }
   if (r < ARCHIVE_WARN) {
     if (first) {
-      throw Error(ErrorKind::invalid_input, tgz.string() + ": " + std::string(k_not_tar));
+      throw Error(ErrorKind::invalid_input, where + ": " + std::string(k_not_tar));
     }
-    throw Error(damaged_kind, tgz.string() + ": damaged archive: " + archive_message(a));
+    throw Error(damaged_kind, where + ": damaged archive: " + archive_message(a));
   }
   return entry;
+}
+
+archive_entry* next_header(archive* a, const fs::path& tgz, bool first, ErrorKind damaged_kind) {
+  return next_header(a, tgz.string(), first, damaged_kind);
 }
 
 // Reads the data of the current entry, counting actual bytes against `budget`.
@@ -113,15 +125,15 @@ std::string read_data(archive* a, const fs::path& tgz, const std::string& name,
 }
 
 // Returns the entry's path with "." components removed, refusing absolute paths and "..".
-std::string safe_relative_path(const char* raw, const fs::path& tgz, std::uint64_t index) {
+std::string safe_relative_path(const char* raw, const std::string& tgz, std::uint64_t index) {
   if (raw == nullptr || *raw == '\0') {
     throw Error(ErrorKind::invalid_input,
-                tgz.string() + ": entry " + std::to_string(index) + ": empty path");
+                tgz + ": entry " + std::to_string(index) + ": empty path");
   }
   const std::string_view path(raw);
   if (path.front() == '/') {
     throw Error(ErrorKind::invalid_input,
-                tgz.string() + ": " + std::string(path) + ": absolute paths are not allowed");
+                tgz + ": " + std::string(path) + ": absolute paths are not allowed");
   }
   std::string out;
   std::size_t start = 0;
@@ -130,7 +142,7 @@ std::string safe_relative_path(const char* raw, const fs::path& tgz, std::uint64
     const std::string_view part = path.substr(start, end - start);
     if (part == "..") {
       throw Error(ErrorKind::invalid_input,
-                  tgz.string() + ": " + std::string(path) + ": '..' components are not allowed");
+                  tgz + ": " + std::string(path) + ": '..' components are not allowed");
     }
     if (!part.empty() && part != ".") {
       if (!out.empty()) {
@@ -157,6 +169,162 @@ std::string_view refused_type(mode_t type) {
   default:
     return "entries of this type are not allowed";
   }
+}
+
+// What every extraction refuses in a header: more entries than the limit, unsafe paths, links,
+// and types other than regular files and directories. `count` is the entry's 1-based number.
+struct CheckedHeader {
+  std::string rel;   // normalized path; empty only for a directory naming the root
+  std::string shown; // the path as stored, for messages
+  bool directory = false;
+};
+
+CheckedHeader check_header(archive_entry* entry, const std::string& where, std::uint64_t count,
+                           const UnpackLimits& limits) {
+  if (count > limits.max_entries) {
+    throw Error(ErrorKind::invalid_input,
+                where + ": more than " + std::to_string(limits.max_entries) + " entries");
+  }
+  const char* raw = archive_entry_pathname(entry);
+  CheckedHeader out;
+  out.rel = safe_relative_path(raw, where, count - 1);
+  out.shown = raw;
+  if (archive_entry_hardlink(entry) != nullptr) {
+    throw Error(ErrorKind::invalid_input, where + ": " + out.shown + ": hardlinks are not allowed");
+  }
+  const auto type = archive_entry_filetype(entry);
+  if (type == AE_IFDIR) {
+    out.directory = true;
+    return out;
+  }
+  if (type != AE_IFREG) {
+    throw Error(ErrorKind::invalid_input,
+                where + ": " + out.shown + ": " + std::string(refused_type(type)));
+  }
+  if (out.rel.empty()) {
+    throw Error(ErrorKind::invalid_input, where + ": " + out.shown + ": not a file path");
+  }
+  return out;
+}
+
+// Reads the data of the current entry as libarchive hands it out (no intermediate copy),
+// counting actual bytes against `budget`, and appends it to `out` unless it is null (holes of
+// sparse entries as zeros). Returns the entry's size.
+std::uint64_t consume_data(archive* a, const std::string& where, const std::string& shown,
+                           std::uint64_t budget, const std::string& over, std::string* out) {
+  std::uint64_t size = 0;
+  while (true) {
+    const void* block = nullptr;
+    std::size_t length = 0;
+    la_int64_t offset = 0;
+    const int r = archive_read_data_block(a, &block, &length, &offset);
+    if (r == ARCHIVE_EOF) {
+      return size;
+    }
+    if (r < ARCHIVE_WARN) {
+      throw Error(ErrorKind::invalid_input, where + ": " + shown + ": " + archive_message(a));
+    }
+    if (offset < 0 || static_cast<std::uint64_t>(offset) < size) {
+      throw Error(ErrorKind::invalid_input,
+                  where + ": " + shown + ": damaged archive: data out of order");
+    }
+    const std::uint64_t end = static_cast<std::uint64_t>(offset) + length;
+    if (end > budget) {
+      throw Error(ErrorKind::invalid_input, where + ": " + shown + ": " + over);
+    }
+    if (out != nullptr) {
+      out->append(static_cast<std::size_t>(static_cast<std::uint64_t>(offset) - size), '\0');
+      out->append(static_cast<const char*>(block), length);
+    }
+    size = end;
+  }
+}
+
+// Reserves `bytes` for a kept file. A large buffer is written once, front to back: huge pages
+// spare it thousands of page faults (expensive on virtual machines); a hint only.
+void reserve_for(std::string& content, std::uint64_t bytes) {
+  content.reserve(static_cast<std::size_t>(bytes));
+  constexpr std::uintptr_t k_huge = std::uintptr_t{2} << 20;
+  if (bytes < 4 * k_huge) {
+    return;
+  }
+  const auto start = reinterpret_cast<std::uintptr_t>(content.data());
+  const auto begin = (start + k_huge - 1) & ~(k_huge - 1);
+  const auto end = (start + content.capacity()) & ~(k_huge - 1);
+  if (end > begin) {
+    ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  }
+}
+
+// Every proper prefix directory of `rel` ("a/b/c" -> "a", "a/b").
+std::vector<std::string> parents_of(const std::string& rel) {
+  std::vector<std::string> out;
+  for (std::size_t pos = rel.find('/'); pos != std::string::npos; pos = rel.find('/', pos + 1)) {
+    out.push_back(rel.substr(0, pos));
+  }
+  return out;
+}
+
+ScannedArchive scan_archive(archive* a, const std::string& where,
+                            const std::function<bool(const std::string&)>& keep,
+                            const UnpackLimits& limits) {
+  ScannedArchive out;
+  std::set<std::string> files;
+  std::set<std::string> dirs;
+  std::uint64_t count = 0;
+  const std::string over =
+      "archive expands past " + std::to_string(limits.max_total_bytes) + " bytes";
+  while (archive_entry* entry = next_header(a, where, count == 0, ErrorKind::invalid_input)) {
+    const CheckedHeader h = check_header(entry, where, ++count, limits);
+    // The tree an extraction would build, without building it: nothing may land on or under a
+    // file, and no file on a directory.
+    const auto conflict = [&] {
+      return Error(ErrorKind::invalid_input,
+                   where + ": " + h.shown + ": conflicts with an earlier entry");
+    };
+    const auto parents = parents_of(h.rel);
+    for (const auto& parent : parents) {
+      if (files.count(parent) != 0) {
+        throw conflict();
+      }
+    }
+    if (h.directory) {
+      if (!h.rel.empty()) {
+        if (files.count(h.rel) != 0) {
+          throw conflict();
+        }
+        dirs.insert(h.rel);
+      }
+      dirs.insert(parents.begin(), parents.end());
+      continue;
+    }
+    if (files.count(h.rel) != 0) {
+      throw Error(ErrorKind::invalid_input, where + ": " + h.shown + ": duplicate entry");
+    }
+    if (dirs.count(h.rel) != 0) {
+      throw conflict();
+    }
+    const std::uint64_t budget = limits.max_total_bytes - out.total_bytes;
+    std::string* content = nullptr;
+    if (keep(h.rel)) {
+      content = &out.kept[h.rel];
+      // The header's size is only a hint (bytes are counted as they come), bounded by the budget.
+      const auto declared = archive_entry_size_is_set(entry) != 0 ? archive_entry_size(entry) : 0;
+      reserve_for(*content, std::min<std::uint64_t>(
+                                budget, declared > 0 ? static_cast<std::uint64_t>(declared) : 0));
+    }
+    out.total_bytes += consume_data(a, where, h.shown, budget, over, content);
+    files.insert(h.rel);
+    dirs.insert(parents.begin(), parents.end());
+    out.files.push_back(h.rel);
+  }
+  return out;
+}
+
+la_ssize_t read_source(archive*, void* client, const void** buffer) {
+  const std::string_view block = (*static_cast<const ByteSource*>(client))();
+  *buffer = block.data();
+  return static_cast<la_ssize_t>(block.size());
 }
 
 // Removes what an unfinished extraction left in `dest`, unless disarmed.
@@ -319,20 +487,12 @@ std::vector<std::string> unpack_safely(const fs::path& tgz, const fs::path& dest
   std::uint64_t count = 0;
   const std::string over =
       "archive expands past " + std::to_string(limits.max_total_bytes) + " bytes";
+  const std::string where = tgz.string();
   while (archive_entry* entry = next_header(a.get(), tgz, count == 0, damaged)) {
-    if (++count > limits.max_entries) {
-      throw Error(ErrorKind::invalid_input,
-                  tgz.string() + ": more than " + std::to_string(limits.max_entries) + " entries");
-    }
-    const char* raw = archive_entry_pathname(entry);
-    const std::string rel = safe_relative_path(raw, tgz, count - 1);
-    const std::string shown = raw;
-    if (archive_entry_hardlink(entry) != nullptr) {
-      throw Error(ErrorKind::invalid_input,
-                  tgz.string() + ": " + shown + ": hardlinks are not allowed");
-    }
-    const auto type = archive_entry_filetype(entry);
-    if (type == AE_IFDIR) {
+    const CheckedHeader h = check_header(entry, where, ++count, limits);
+    const std::string& rel = h.rel;
+    const std::string& shown = h.shown;
+    if (h.directory) {
       if (!rel.empty()) {
         fs::create_directories(dest / rel, ec);
         if (ec) {
@@ -341,13 +501,6 @@ std::vector<std::string> unpack_safely(const fs::path& tgz, const fs::path& dest
         }
       }
       continue;
-    }
-    if (type != AE_IFREG) {
-      throw Error(ErrorKind::invalid_input,
-                  tgz.string() + ": " + shown + ": " + std::string(refused_type(type)));
-    }
-    if (rel.empty()) {
-      throw Error(ErrorKind::invalid_input, tgz.string() + ": " + shown + ": not a file path");
     }
     if (!seen.insert(rel).second) {
       throw Error(ErrorKind::invalid_input, tgz.string() + ": " + shown + ": duplicate entry");
@@ -377,6 +530,26 @@ std::vector<std::string> unpack_safely(const fs::path& tgz, const fs::path& dest
   }
   guard.disarm();
   return files;
+}
+
+ScannedArchive scan_safely(const ByteSource& source, std::string_view name,
+                           const std::function<bool(const std::string&)>& keep,
+                           const UnpackLimits& limits) {
+  const std::string where(name);
+  ReadPtr a = new_reader(where);
+  // libarchive calls back for bytes while it detects the filter and the format: a failure to
+  // open means "no tar archive".
+  if (archive_read_open(a.get(), const_cast<ByteSource*>(&source), nullptr, read_source, nullptr) !=
+      ARCHIVE_OK) {
+    throw Error(ErrorKind::invalid_input, where + ": " + std::string(k_not_tar));
+  }
+  return scan_archive(a.get(), where, keep, limits);
+}
+
+ScannedArchive scan_safely(const fs::path& tgz, const std::function<bool(const std::string&)>& keep,
+                           const UnpackLimits& limits) {
+  ReadPtr a = open_reader(tgz, 1 << 20);
+  return scan_archive(a.get(), tgz.string(), keep, limits);
 }
 
 } // namespace mlctl::artifact

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,5 +47,30 @@ struct UnpackLimits {
 std::vector<std::string> unpack_safely(const std::filesystem::path& tgz,
                                        const std::filesystem::path& dest,
                                        const UnpackLimits& limits = {});
+
+// Returns the next block of an archive's bytes, valid until the next call; an empty view at
+// the end. Must not throw.
+using ByteSource = std::function<std::string_view()>;
+
+struct ScannedArchive {
+  std::vector<std::string> files;          // relative paths of the regular files, archive order
+  std::map<std::string, std::string> kept; // path -> content, for the files `keep` selected
+  std::uint64_t total_bytes = 0;           // the files' bytes, all together
+};
+
+// Reads a .tar.gz (or plain .tar) once from `source`, applying every refusal of
+// `unpack_safely`, and writes nothing: files are counted against `limits` and dropped, except
+// those for which `keep(path)` is true, whose contents are returned. An entry that would land
+// on or under an earlier file, or a file on an earlier directory, is refused with
+// "<entry>: conflicts with an earlier entry". Messages start with "<name>: " where
+// `unpack_safely` names the file; kinds are as there.
+ScannedArchive scan_safely(const ByteSource& source, std::string_view name,
+                           const std::function<bool(const std::string&)>& keep,
+                           const UnpackLimits& limits = {});
+// The same, reading the file `tgz` (messages start with its path). Throws `Error{not_found}`
+// for a missing file.
+ScannedArchive scan_safely(const std::filesystem::path& tgz,
+                           const std::function<bool(const std::string&)>& keep,
+                           const UnpackLimits& limits = {});
 
 } // namespace mlctl::artifact

@@ -463,6 +463,8 @@ Attempt perform_once(CURL* curl, const HttpRequest& req, const HttpOptions& opts
       throw Error(ErrorKind::io, req.body_file.string() + ": " + ec.message());
     }
     curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
+    // 1 MiB reads and sends instead of libcurl's 64 KiB: fewer calls for large artifacts.
+    curl_easy_setopt(curl, CURLOPT_UPLOAD_BUFFERSIZE, 1L << 20);
     curl_easy_setopt(curl, CURLOPT_READFUNCTION, on_read);
     curl_easy_setopt(curl, CURLOPT_READDATA, &t);
     curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(size));

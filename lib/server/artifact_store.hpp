@@ -105,6 +105,8 @@ private:
   std::unique_ptr<Hasher> m_hasher;
   std::vector<char> m_buffer;
   std::uint64_t m_size = 0;
+  std::uint64_t m_written = 0;   // bytes handed to write(2)
+  std::uint64_t m_writeback = 0; // bytes whose writeback was started
   std::string m_sha256;
   bool m_adopted = false;
 };

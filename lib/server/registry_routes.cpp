@@ -62,6 +62,8 @@ void upload(Platform& p, const Request& req, Response& res, const ContentReader&
     throw;
   }
   auto file = p.registry->artifacts().begin_upload();
+  // Validation runs on its own thread while the body arrives; leaving early abandons it.
+  ArtifactCheck check(p.artifact_limits);
   bool too_large = false;
   bool cut = false;
   const bool complete = reader([&](const char* data, std::size_t n) {
@@ -74,6 +76,7 @@ void upload(Platform& p, const Request& req, Response& res, const ContentReader&
       return false;
     }
     file->write(data, n);
+    check.feed(data, n);
     return true;
   });
   note_bytes_in(file->size());
@@ -94,12 +97,9 @@ void upload(Platform& p, const Request& req, Response& res, const ContentReader&
   if (file->size() == 0) {
     throw Error(ErrorKind::invalid_input, "empty body: send the model artifact (tar.gz) as the request body");
   }
-  file->finish();
-  CheckedArtifact checked;
-  {
-    const auto scratch = p.registry->artifacts().scratch_dir();
-    checked = check_artifact(file->path(), scratch->path(), p.artifact_limits);
-  }
+  check.end_input();
+  file->finish(); // the fsync overlaps the end of the check
+  const auto checked = check.finish(file->path());
   const auto result = p.registry->add_version(name, *file, checked, force_new, actor_of(req));
   res.set_header("Location", api::routes::version(result.version.name, std::to_string(result.version.version)));
   send_json(res, result.created ? 201 : 200, result);

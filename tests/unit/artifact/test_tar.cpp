@@ -13,8 +13,10 @@
 
 namespace fs = std::filesystem;
 using mlctl::ErrorKind;
+using mlctl::artifact::ByteSource;
 using mlctl::artifact::for_each_tar_entry;
 using mlctl::artifact::pack_directory;
+using mlctl::artifact::scan_safely;
 using mlctl::artifact::sha256_file;
 using mlctl::artifact::TarEntry;
 using mlctl::artifact::unpack_safely;
@@ -26,6 +28,21 @@ using mlctl::util::TempDir;
 using mlctl::util::write_file_atomic;
 
 namespace {
+
+bool keep_all(const std::string&) {
+  return true;
+}
+
+// A source that gives `bytes` as one block, then the end.
+ByteSource one_block(std::string bytes) {
+  return [bytes = std::move(bytes), served = false]() mutable noexcept -> std::string_view {
+    if (served) {
+      return {};
+    }
+    served = true;
+    return bytes;
+  };
+}
 
 // One entry of a hand-made (possibly hostile) archive.
 struct RawEntry {
@@ -264,7 +281,71 @@ TEST_CASE("unpack_safely refuses hostile entries and leaves nothing behind") {
     CHECK(kind == ErrorKind::invalid_input);
     CHECK_FALSE(fs::exists(dest)); // created by unpack_safely, removed again
     CHECK_FALSE(fs::exists(tmp.path() / "x"));
+    // The single pass that writes nothing refuses the same entries (a file under a file is
+    // a conflict there: no directory creation fails).
+    const std::string scan_message =
+        c.name == "file-then-dir" ? "ok.txt/inner: conflicts with an earlier entry" : c.message;
+    kind = ErrorKind::internal;
+    CHECK(error_of([&] { scan_safely(tgz, keep_all); }, &kind) ==
+          tgz.string() + ": " + scan_message);
+    CHECK(kind == ErrorKind::invalid_input);
+    const std::string bytes = read_file(tgz);
+    CHECK(error_of([&] { scan_safely(one_block(bytes), "upload", keep_all); }) ==
+          "upload: " + scan_message);
   }
+}
+
+TEST_CASE("scan_safely keeps what is asked, counts everything and writes nothing") {
+  TempDir tmp;
+  const auto tgz = tmp.path() / "t.tar.gz";
+  make_tar(tgz, {{"dir", AE_IFDIR, "", "", ""},
+                 {"dir/a.txt", AE_IFREG, "alpha", "", ""},
+                 {"./b.bin", AE_IFREG, std::string(3000000, 'b'), "", ""},
+                 {"dir/sub/c.txt", AE_IFREG, "gamma", "", ""}});
+  const auto keep = [](const std::string& p) { return p != "dir/a.txt"; };
+  const auto scanned = scan_safely(tgz, keep);
+  CHECK(scanned.files == std::vector<std::string>{"dir/a.txt", "b.bin", "dir/sub/c.txt"});
+  CHECK(scanned.total_bytes == 3000010);
+  REQUIRE(scanned.kept.size() == 2);
+  CHECK(scanned.kept.at("b.bin") == std::string(3000000, 'b'));
+  CHECK(scanned.kept.at("dir/sub/c.txt") == "gamma");
+  CHECK(count_files(tmp.path()) == 1); // only the archive
+
+  // Streamed in pieces of any size, the result is the same.
+  const std::string bytes = read_file(tgz);
+  for (const std::size_t piece : {std::size_t{1}, std::size_t{4096}, std::size_t{1} << 20}) {
+    CAPTURE(piece);
+    std::size_t at = 0;
+    const ByteSource source = [&]() noexcept -> std::string_view {
+      const auto n = std::min(piece, bytes.size() - at);
+      const std::string_view block(bytes.data() + at, n);
+      at += n;
+      return block;
+    };
+    const auto streamed = scan_safely(source, "upload", keep);
+    CHECK(streamed.files == scanned.files);
+    CHECK(streamed.kept == scanned.kept);
+  }
+
+  // Limits count extracted bytes and entries, kept or not.
+  CHECK_THROWS_WITH_AS(scan_safely(tgz, keep, UnpackLimits{1000000, 100}),
+                       (tgz.string() + ": ./b.bin: archive expands past 1000000 bytes").c_str(),
+                       mlctl::Error);
+  CHECK_THROWS_WITH_AS(
+      scan_safely(
+          tgz, [](const std::string&) { return false; }, UnpackLimits{1000000, 100}),
+      (tgz.string() + ": ./b.bin: archive expands past 1000000 bytes").c_str(), mlctl::Error);
+  CHECK_THROWS_WITH_AS(scan_safely(tgz, keep, UnpackLimits{1ull << 30, 3}),
+                       (tgz.string() + ": more than 3 entries").c_str(), mlctl::Error);
+  CHECK_THROWS_WITH_AS(scan_safely(one_block("not a tar at all, not even close"), "upload", keep),
+                       "upload: not a gzip-compressed tar archive", mlctl::Error);
+  CHECK_THROWS_WITH_AS(scan_safely(one_block(""), "upload", keep),
+                       "upload: not a gzip-compressed tar archive", mlctl::Error);
+  ErrorKind kind = ErrorKind::internal;
+  CHECK(error_of([&] { scan_safely(one_block(bytes.substr(0, bytes.size() / 2)), "upload", keep); },
+                 &kind)
+            .starts_with("upload: "));
+  CHECK(kind == ErrorKind::invalid_input);
 }
 
 TEST_CASE("unpack_safely enforces the byte and entry limits") {
