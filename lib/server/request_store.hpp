@@ -121,6 +121,17 @@ public:
   // `Error` for the database.
   std::int64_t for_each_row(const RowQuery& query,
                             const std::function<bool(const api::StoredRequest&)>& fn);
+  // Calls `fn(id, predicted, label)` (label -1 when none) for each answered row (status 200
+  // and a predicted class) matching `query`, in time order, reading only the covering index
+  // of the sampler (no row, no image) as long as `query` names no model or version;
+  // `include_input` and `include_errors` are ignored. Returns how many rows were passed.
+  std::int64_t for_each_class(
+      const RowQuery& query,
+      const std::function<void(std::int64_t id, std::int64_t predicted, std::int64_t label)>& fn);
+  // Returns the rows whose ids are in `ids` (ids not stored are skipped), in the order of
+  // `ids`, with their images when `include_input`.
+  std::vector<api::StoredRequest> rows_by_id(const std::vector<std::int64_t>& ids,
+                                             bool include_input);
   // Returns the number of rows matching `query`.
   std::int64_t count_rows(const RowQuery& query);
   // Returns the accuracy over labelled, answered rows of `application` in [since, until),

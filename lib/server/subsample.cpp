@@ -15,21 +15,29 @@ namespace {
 constexpr std::size_t k_max_n = 100000;
 constexpr std::size_t k_max_classes = 1000;
 
+// What the scan keeps of a row: the sample is chosen from these, the rest is read afterwards
+// for the chosen rows only.
+struct Candidate {
+  std::int64_t id = 0;
+  std::int64_t predicted = -1;
+  std::int64_t label = -1;
+};
+
 // Algorithm R over a stream: after k items, each is in the reservoir with probability n/k.
 struct Reservoir {
   std::size_t capacity = 0;
   std::uint64_t seen = 0;
-  std::vector<SampledRow> items;
+  std::vector<Candidate> items;
 
-  void offer(SampledRow&& row, nn::Rng& rng) {
+  void offer(const Candidate& c, nn::Rng& rng) {
     ++seen;
     if (items.size() < capacity) {
-      items.push_back(std::move(row));
+      items.push_back(c);
       return;
     }
     const auto j = rng.below(seen);
     if (j < capacity) {
-      items[j] = std::move(row);
+      items[j] = c;
     }
   }
 };
@@ -99,28 +107,17 @@ Subsample subsample(RequestStore& store, const SubsampleQuery& q) {
   rq.since = q.since;
   rq.until = q.until;
   rq.labelled_only = q.labelled_only;
-  rq.include_input = false;
-  rq.include_errors = false;
 
   nn::Rng rng(q.seed);
   Subsample out;
   Reservoir uniform;
   uniform.capacity = q.n;
   std::map<std::int64_t, Reservoir> per_class;
-  store.for_each_row(rq, [&](const api::StoredRequest& r) {
-    if (r.status != 200 || !r.predicted) {
-      return true;
-    }
-    SampledRow row;
-    row.id = r.id;
-    row.trace_id = r.trace_id;
-    row.index = r.index;
-    row.time = r.time;
-    row.model = r.model;
-    row.version = r.version;
-    row.predicted = *r.predicted;
-    row.label = r.label ? *r.label : -1;
-    const auto cls = row.label >= 0 ? row.label : row.predicted;
+  const bool stratified = q.strategy == "stratified";
+  // One pass over the covering index (ids and classes only): memory is the reservoirs.
+  store.for_each_class(rq, [&](std::int64_t id, std::int64_t predicted, std::int64_t label) {
+    const Candidate c{id, predicted, label};
+    const auto cls = label >= 0 ? label : predicted;
     ++out.scanned;
     if (cls >= 0 && static_cast<std::size_t>(cls) < k_max_classes) {
       if (out.class_counts.size() <= static_cast<std::size_t>(cls)) {
@@ -128,19 +125,20 @@ Subsample subsample(RequestStore& store, const SubsampleQuery& q) {
       }
       ++out.class_counts[static_cast<std::size_t>(cls)];
     }
-    if (q.strategy == "reservoir") {
-      uniform.offer(std::move(row), rng);
+    if (!stratified) {
+      uniform.offer(c, rng);
     } else {
       auto& res = per_class[cls];
       res.capacity = q.n;
-      res.offer(std::move(row), rng);
+      res.offer(c, rng);
     }
-    return true;
   });
 
-  std::vector<SampledRow> chosen;
-  if (q.strategy == "reservoir") {
-    chosen = std::move(uniform.items);
+  std::vector<std::int64_t> chosen;
+  if (!stratified) {
+    for (const auto& c : uniform.items) {
+      chosen.push_back(c.id);
+    }
   } else {
     std::vector<std::int64_t> counts;
     std::vector<std::size_t> available;
@@ -152,28 +150,32 @@ Subsample subsample(RequestStore& store, const SubsampleQuery& q) {
     }
     const auto take = shares(counts, q.n, available);
     for (std::size_t k = 0; k < classes.size(); ++k) {
-      auto& items = per_class[classes[k]].items;
+      const auto& items = per_class[classes[k]].items;
       // A reservoir is a uniform sample of its class: its first `take` items are one too.
       for (std::size_t i = 0; i < take[k]; ++i) {
-        chosen.push_back(std::move(items[i]));
+        chosen.push_back(items[i].id);
       }
     }
   }
-  std::sort(chosen.begin(), chosen.end(),
-            [](const SampledRow& a, const SampledRow& b) { return a.id < b.id; });
+  per_class.clear();
+  std::sort(chosen.begin(), chosen.end());
 
-  // The images of the chosen rows only, by trace id.
-  for (auto& row : chosen) {
-    const auto found = store.trace(row.trace_id, true);
-    for (const auto& r : found.requests) {
-      if (r.id == row.id) {
-        row.input = r.input;
-        break;
-      }
+  // The chosen rows only, with their images; rows without an image are skipped.
+  for (auto& r : store.rows_by_id(chosen, true)) {
+    if (r.input.empty()) {
+      continue;
     }
-    if (!row.input.empty()) {
-      out.rows.push_back(std::move(row));
-    }
+    SampledRow row;
+    row.id = r.id;
+    row.trace_id = std::move(r.trace_id);
+    row.index = r.index;
+    row.time = std::move(r.time);
+    row.model = std::move(r.model);
+    row.version = r.version;
+    row.predicted = r.predicted.value_or(-1);
+    row.label = r.label.value_or(-1);
+    row.input = std::move(r.input);
+    out.rows.push_back(std::move(row));
   }
   return out;
 }

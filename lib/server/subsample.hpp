@@ -2,8 +2,8 @@
 // A representative sample of an application's stored requests, for retraining: uniform
 // reservoir sampling (Vitter's algorithm R) or stratified by class (one reservoir per class,
 // then each class takes its share of the sample in its production proportion). Streams the
-// store once without the images (memory bounded by the sample size times the classes), then
-// reads the images of the chosen rows only.
+// store's covering index once (ids and classes only, no row read; memory bounded by the sample
+// size times the classes), then reads the chosen rows and their images only.
 
 #include "server/request_store.hpp"
 

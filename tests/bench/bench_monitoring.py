@@ -98,18 +98,24 @@ def fill_store(db_path, rows, digits):
     probs = np.full(10, 0.1, np.float32).tobytes()
     base = 1_764_000_000.0
     chunk = 20000
+    split = con.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'request_inputs'").fetchone()[0] == 1
     for start in range(0, rows, chunk):
-        batch = []
+        batch, images = [], []
         for k in range(start, min(rows, start + chunk)):
             i = int(rng.integers(0, len(x)))
             t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(base + k * 0.01)) + f".{(k % 100) * 10:03d}Z"
             label = int(y[i]) if k % 10 == 0 else None
             # The store indexes a trace by its first 16 hex digits (`trace_key`): make them unique.
-            batch.append((k, f"{k:016x}{k:016x}", 0, "bench", 0, "mnist", 1, "primary", t, 0.0003, 200, None, int(y[i]),
-                          probs, x[i].tobytes(), label, t if label is not None else None))
-        con.executemany("INSERT INTO requests (trace_key, trace_id, idx, application, stage, model, version, variant, time, "
-                        "latency, status, error, predicted, probabilities, input, label, labelled_at) "
+            batch.append((k + 1, k, f"{k:016x}{k:016x}", 0, "bench", 0, "mnist", 1, "primary", t, 0.0003, 200, None,
+                          int(y[i]), probs, label, t if label is not None else None))
+            images.append((k + 1, x[i].tobytes()))
+        con.executemany("INSERT INTO requests (id, trace_key, trace_id, idx, application, stage, model, version, "
+                        "variant, time, latency, status, error, predicted, probabilities, label, labelled_at) "
                         "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", batch)
+        if split:  # schema 2: the images live in `request_inputs`, keyed by the row's id
+            con.executemany("INSERT INTO request_inputs (id, input) VALUES (?,?)", images)
+        else:  # schema 1 (an older mlctl, for comparisons): inline in `requests`
+            con.executemany("UPDATE requests SET input = ?2 WHERE id = ?1", images)
         con.commit()
     con.close()
 

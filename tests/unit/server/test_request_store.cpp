@@ -1,5 +1,6 @@
 #include "api/requests.hpp"
 #include "server/request_store.hpp"
+#include "server/sqlite.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 
@@ -337,4 +338,92 @@ TEST_CASE("feedback bodies are validated with the item's path") {
       api::parse_time_or_age("10m", std::chrono::system_clock::time_point(std::chrono::hours(1))) ==
       std::chrono::system_clock::time_point(std::chrono::minutes(50)));
   CHECK_FALSE(api::parse_time_or_age("10x", std::chrono::system_clock::now()).has_value());
+}
+
+TEST_CASE("the request store migrates a requests.db of schema 1 (images inline) and keeps it") {
+  mlctl::util::TempDir dir;
+  {
+    // Schema 1 as released: the image in the `input` column of `requests`.
+    auto db = server::sql::Database::open(dir.path() / "requests.db");
+    db->exec(R"sql(
+CREATE TABLE requests (
+  id INTEGER PRIMARY KEY, trace_key INTEGER NOT NULL, trace_id TEXT NOT NULL,
+  idx INTEGER NOT NULL, application TEXT NOT NULL, stage INTEGER NOT NULL, model TEXT NOT NULL,
+  version INTEGER NOT NULL, variant TEXT NOT NULL, time TEXT NOT NULL, latency REAL NOT NULL,
+  status INTEGER NOT NULL, error TEXT, predicted INTEGER, probabilities BLOB, input BLOB,
+  label INTEGER, labelled_at TEXT);
+CREATE INDEX requests_by_time ON requests(application, time);
+CREATE INDEX requests_by_trace ON requests(trace_key);
+CREATE INDEX requests_labelled ON requests(application, time) WHERE label IS NOT NULL;
+PRAGMA user_version = 1;
+)sql");
+    auto insert = db->prepare(
+        "INSERT INTO requests (trace_key, trace_id, idx, application, stage, model, version, "
+        "variant, time, latency, status, error, predicted, input, label) "
+        "VALUES (?, ?, 0, 'app', 0, 'mnist', 3, 'primary', ?, 0.001, ?, ?, ?, ?, ?)");
+    for (int k = 0; k < 3; ++k) {
+      const std::vector<std::uint8_t> pixels(784, static_cast<std::uint8_t>(10 + k));
+      insert.reset();
+      insert.bind(1, std::int64_t{0}).bind(2, trace_id(k)); // trace_key: first 16 hex digits
+      insert.bind(3, "2026-11-28T12:00:0" + std::to_string(k) + ".000Z");
+      insert.bind(4, 200).bind(5, nullptr).bind(6, k);
+      insert.bind_blob(7, pixels);
+      insert.bind(8, k == 1 ? std::optional<std::int64_t>(1) : std::nullopt);
+      insert.run();
+    }
+    // A request refused before decoding: no image, no class.
+    insert.reset();
+    insert.bind(1, std::int64_t{0}).bind(2, trace_id(3)).bind(3, "2026-11-28T12:00:03.000Z");
+    insert.bind(4, 400).bind(5, "bad shape").bind(6, nullptr).bind(7, nullptr).bind(8, nullptr);
+    insert.run();
+  }
+  {
+    RequestStore store(options(dir), {});
+    const auto t = store.trace(trace_id(2), true);
+    REQUIRE(t.requests.size() == 1);
+    CHECK(t.requests[0].input == std::vector<std::uint8_t>(784, 12));
+    CHECK(t.requests[0].predicted == 2);
+    const auto refused = store.trace(trace_id(3), true);
+    REQUIRE(refused.requests.size() == 1);
+    CHECK(refused.requests[0].input.empty());
+    CHECK(refused.requests[0].error == "bad shape");
+
+    mlctl::server::RequestListQuery lq;
+    lq.application = "app";
+    lq.include_input = true;
+    const auto list = store.list(lq);
+    REQUIRE(list.requests.size() == 4);
+    CHECK(list.requests[3].input == std::vector<std::uint8_t>(784, 10)); // newest first
+
+    // The labelled row is found by the sampler's index, the refused one is not a candidate.
+    mlctl::server::RowQuery rq;
+    rq.application = "app";
+    rq.labelled_only = true;
+    std::vector<std::int64_t> labelled;
+    store.for_each_class(rq, [&](std::int64_t id, std::int64_t, std::int64_t label) {
+      labelled.push_back(id);
+      CHECK(label == 1);
+    });
+    CHECK(labelled == std::vector<std::int64_t>{2});
+    rq.labelled_only = false;
+    CHECK(store.for_each_class(rq, [](std::int64_t, std::int64_t, std::int64_t) {}) == 3);
+
+    // New rows are written in schema 2 next to the migrated ones.
+    store.on_inference(record(50, 1, 1.0F));
+    REQUIRE(store.flush(std::chrono::seconds(10)));
+    const auto fresh = store.trace(trace_id(50), true);
+    REQUIRE(fresh.requests.size() == 1);
+    CHECK(fresh.requests[0].input == std::vector<std::uint8_t>(784, 255));
+  }
+  auto db = server::sql::Database::open(dir.path() / "requests.db");
+  auto version = db->prepare("PRAGMA user_version");
+  REQUIRE(version.step());
+  CHECK(version.int64(0) == 2);
+  auto inputs = db->prepare("SELECT COUNT(*) FROM request_inputs");
+  REQUIRE(inputs.step());
+  CHECK(inputs.int64(0) == 4); // three migrated images and the new one
+  auto columns =
+      db->prepare("SELECT COUNT(*) FROM pragma_table_info('requests') WHERE name = 'input'");
+  REQUIRE(columns.step());
+  CHECK(columns.int64(0) == 0);
 }

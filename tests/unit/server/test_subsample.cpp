@@ -6,8 +6,11 @@
 #include "util/error.hpp"
 #include "util/fs.hpp"
 
+#include <cstdio>
 #include <doctest/doctest.h>
+#include <map>
 #include <set>
+#include <tuple>
 
 using namespace mlctl;
 using namespace std::chrono_literals;
@@ -144,4 +147,101 @@ TEST_CASE("health: events are stored and listed per application, oldest first") 
   CHECK(events[1].to == "healthy");
   CHECK(server::to_json(events[0])["ref"] == "m:2");
   CHECK(server::list_health_events(*db, "a", 1).at(0).to == "healthy");
+}
+
+namespace {
+
+// Stores `n` one-image requests of application "app" with predicted class `cls(k)`.
+template <class Cls> void fill_classes(server::RequestStore& store, int n, Cls cls) {
+  for (int k = 0; k < n; ++k) {
+    auto r = std::make_shared<server::InferenceRecord>();
+    char trace[33];
+    std::snprintf(trace, sizeof trace, "%016x%016x", k + 1, k + 1);
+    r->trace_id = trace;
+    r->application = "app";
+    r->model = "m";
+    r->version = 1;
+    r->variant = "primary";
+    r->time = "2026-11-28T12:00:00.000Z";
+    r->batch = 1;
+    r->input.assign(784, static_cast<float>(k % 256) / 255.0f);
+    r->classes = {cls(k)};
+    r->probabilities.assign(10, 0.1f);
+    store.on_inference(r);
+  }
+  REQUIRE(store.flush(10s));
+}
+
+} // namespace
+
+TEST_CASE("subsample: reservoir sampling is uniform over the stored rows") {
+  util::TempDir dir;
+  server::RequestStoreOptions options;
+  options.path = dir.path() / "requests.db";
+  server::RequestStore store(options, {});
+  constexpr int rows = 100;
+  constexpr int n = 10;
+  constexpr int draws = 400;
+  fill_classes(store, rows, [](int k) { return k % 10; });
+  std::map<std::string, int> hits;
+  server::SubsampleQuery q;
+  q.application = "app";
+  q.n = n;
+  q.labelled_only = false;
+  for (int seed = 0; seed < draws; ++seed) {
+    q.seed = static_cast<std::uint64_t>(seed);
+    const auto s = server::subsample(store, q);
+    REQUIRE(s.rows.size() == n);
+    for (const auto& r : s.rows) {
+      ++hits[r.trace_id];
+    }
+  }
+  // Each row is expected draws * n / rows = 40 times. Pearson's chi-square over the 100 rows
+  // has 99 degrees of freedom (mean 99, sd 14): under 170 is a 5-sigma bound for a uniform
+  // sampler, while one that favours the first or last rows, or repeats a sample, is far above.
+  CHECK(hits.size() == rows);
+  const double expected = static_cast<double>(draws) * n / rows;
+  double chi2 = 0;
+  int first_half = 0;
+  for (int k = 0; k < rows; ++k) {
+    char trace[33];
+    std::snprintf(trace, sizeof trace, "%016x%016x", k + 1, k + 1);
+    const double h = hits[trace];
+    chi2 += (h - expected) * (h - expected) / expected;
+    first_half += k < rows / 2 ? static_cast<int>(h) : 0;
+  }
+  CHECK(chi2 < 170);
+  // Half of the 4000 picks from the older half: sd ~ 32 (less without replacement).
+  CHECK(first_half > 2000 - 160);
+  CHECK(first_half < 2000 + 160);
+}
+
+TEST_CASE("subsample: stratified samples keep the class proportions exactly") {
+  util::TempDir dir;
+  server::RequestStoreOptions options;
+  options.path = dir.path() / "requests.db";
+  server::RequestStore store(options, {});
+  // 50% class 3, 30% class 1, 20% class 7, interleaved.
+  fill_classes(store, 1000, [](int k) { return k % 10 < 5 ? 3 : k % 10 < 8 ? 1 : 7; });
+  server::SubsampleQuery q;
+  q.application = "app";
+  q.labelled_only = false;
+  q.strategy = "stratified";
+  for (const auto& [n, want3, want1, want7] :
+       {std::tuple{100, 50, 30, 20}, std::tuple{7, 4, 2, 1}, std::tuple{1000, 500, 300, 200}}) {
+    q.n = static_cast<std::size_t>(n);
+    const auto s = server::subsample(store, q);
+    std::map<std::int64_t, int> by_class;
+    std::set<std::string> traces;
+    for (const auto& r : s.rows) {
+      ++by_class[r.predicted];
+      traces.insert(r.trace_id);
+      CHECK(r.input.size() == 784);
+    }
+    CHECK(s.scanned == 1000);
+    CHECK(traces.size() == s.rows.size());
+    CHECK(by_class[3] == want3);
+    CHECK(by_class[1] == want1);
+    CHECK(by_class[7] == want7);
+  }
 }
