@@ -3,17 +3,131 @@
 #include "util/error.hpp"
 
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstring>
-#include <nlohmann/json.hpp>
+#include <fcntl.h>
+#include <limits.h>
+#include <unistd.h>
 
 namespace mlctl::server {
 
-AccessLog::AccessLog(const std::filesystem::path& path) : m_file(stderr), m_owned(false) {
+namespace {
+
+// Appends `s` as a JSON string. Invalid UTF-8 (a decoded URL path may hold any byte) becomes
+// U+FFFD, so every line stays valid JSON.
+void put_string(std::string& out, std::string_view s) {
+  static constexpr char k_hex[] = "0123456789abcdef";
+  out += '"';
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* end = p + s.size();
+  while (p < end) {
+    const unsigned c = *p;
+    if (c < 0x80) {
+      switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += k_hex[c >> 4];
+          out += k_hex[c & 15];
+        } else {
+          out += static_cast<char>(c);
+        }
+      }
+      ++p;
+      continue;
+    }
+    // RFC 3629: the length of the sequence, and the range of its second byte.
+    std::size_t n = 0;
+    unsigned lo = 0x80;
+    unsigned hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+      n = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 3;
+      lo = c == 0xe0 ? 0xa0 : 0x80;
+      hi = c == 0xed ? 0x9f : 0xbf;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 4;
+      lo = c == 0xf0 ? 0x90 : 0x80;
+      hi = c == 0xf4 ? 0x8f : 0xbf;
+    }
+    bool valid = n != 0 && static_cast<std::size_t>(end - p) >= n && p[1] >= lo && p[1] <= hi;
+    for (std::size_t i = 2; valid && i < n; ++i) {
+      valid = (p[i] & 0xc0) == 0x80;
+    }
+    if (valid) {
+      out.append(reinterpret_cast<const char*>(p), n);
+      p += n;
+    } else {
+      out += "\xef\xbf\xbd";
+      ++p;
+    }
+  }
+  out += '"';
+}
+
+template <class T> void put_number(std::string& out, T value) {
+  char buf[32];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+  out.append(buf, ec == std::errc() ? end : buf);
+}
+
+// Appends the JSON object of `r`, keys in the order they always had (sorted).
+void append_record(std::string& out, const AccessRecord& r) {
+  out += "{\"bytes_in\":";
+  put_number(out, r.bytes_in);
+  out += ",\"bytes_out\":";
+  put_number(out, r.bytes_out);
+  out += ",\"latency_ms\":";
+  const double latency = std::round(r.latency_ms * 1000.0) / 1000.0;
+  if (std::isfinite(latency)) {
+    const auto before = out.size();
+    put_number(out, latency);
+    if (out.find_first_of(".e", before) == std::string::npos) {
+      out += ".0"; // a number with a fraction, as it always was
+    }
+  } else {
+    out += "null";
+  }
+  out += ",\"method\":";
+  put_string(out, r.method);
+  out += ",\"path\":";
+  put_string(out, r.path);
+  out += ",\"remote\":";
+  put_string(out, r.remote);
+  out += ",\"status\":";
+  put_number(out, r.status);
+  out += ",\"time\":";
+  put_string(out, r.time);
+  out += ",\"trace_id\":";
+  put_string(out, r.trace_id);
+  out += '}';
+}
+
+} // namespace
+
+AccessLog::AccessLog(const std::filesystem::path& path) : m_fd(STDERR_FILENO), m_owned(false) {
   if (!path.empty()) {
-    m_file = std::fopen(path.c_str(), "ae");
-    if (m_file == nullptr) {
-      throw Error(ErrorKind::io, path.string() + ": cannot open the log file: " + std::strerror(errno));
+    m_fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    if (m_fd < 0) {
+      throw Error(ErrorKind::io,
+                  path.string() + ": cannot open the log file: " + std::strerror(errno));
     }
     m_owned = true;
   }
@@ -21,29 +135,42 @@ AccessLog::AccessLog(const std::filesystem::path& path) : m_file(stderr), m_owne
 
 AccessLog::~AccessLog() {
   if (m_owned) {
-    std::fclose(m_file);
+    ::close(m_fd);
   }
 }
 
 std::string AccessLog::format(const AccessRecord& r) {
-  const nlohmann::json j = {{"time", r.time},
-                            {"method", r.method},
-                            {"path", r.path},
-                            {"status", r.status},
-                            {"latency_ms", std::round(r.latency_ms * 1000.0) / 1000.0},
-                            {"trace_id", r.trace_id},
-                            {"remote", r.remote},
-                            {"bytes_in", r.bytes_in},
-                            {"bytes_out", r.bytes_out}};
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string out;
+  append_record(out, r);
+  return out;
 }
 
 void AccessLog::write(const AccessRecord& record) {
-  auto line = format(record);
+  // Called on every request's thread: the line is built in a buffer the thread keeps, and
+  // goes out in one write(2) without a lock. O_APPEND writes to a file, and writes of at most
+  // PIPE_BUF bytes to a pipe, are not interleaved with other writers; longer lines (rare: a
+  // path of several KB) take the lock so that they cannot interleave with each other.
+  thread_local std::string line;
+  line.clear();
+  append_record(line, record);
   line += '\n';
-  const std::lock_guard lock(m_mutex);
-  std::fwrite(line.data(), 1, line.size(), m_file);
-  std::fflush(m_file);
+  std::unique_lock lock(m_mutex, std::defer_lock);
+  if (line.size() > PIPE_BUF) {
+    lock.lock();
+  }
+  const char* p = line.data();
+  std::size_t left = line.size();
+  while (left > 0) {
+    const auto n = ::write(m_fd, p, left);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return; // a full disk or a closed stderr must not fail the request
+    }
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
 }
 
 } // namespace mlctl::server

@@ -4,7 +4,6 @@
 // to stderr or a file (appended).
 
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <mutex>
 #include <string>
@@ -31,13 +30,13 @@ public:
   AccessLog(const AccessLog&) = delete;
   AccessLog& operator=(const AccessLog&) = delete;
 
-  // Writes one line (thread-safe, flushed).
+  // Writes one line (thread-safe, unbuffered: one write(2) per line; errors are ignored).
   void write(const AccessRecord& record);
   // Returns the JSON line (without the newline) `write` would write.
   static std::string format(const AccessRecord& record);
 
 private:
-  std::FILE* m_file;
+  int m_fd;
   bool m_owned;
   std::mutex m_mutex;
 };

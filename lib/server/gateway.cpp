@@ -353,7 +353,7 @@ void Gateway::remove(std::string_view name) {
 void Gateway::emit(const Route& route, std::size_t stage, const VariantSlot& slot,
                    const std::string& trace_id, const std::string& time, double seconds, int status,
                    const std::string& error, std::size_t batch,
-                   const std::shared_ptr<const std::vector<float>>& images,
+                   const std::shared_ptr<std::vector<float>>& images, bool last_use,
                    const std::vector<onnx::Tensor>* outputs) {
   if (m_sinks.empty()) {
     return;
@@ -371,7 +371,15 @@ void Gateway::emit(const Route& route, std::size_t stage, const VariantSlot& slo
   r->error = error;
   r->batch = batch;
   if (images) {
-    r->input = *images;
+    // The images of a request are a few KB per record: the last call that needs them gives
+    // them to the record rather than copying them, unless a shadow call still holds them.
+    if (last_use && images.use_count() == 1) {
+      // Pairs with the release of the other holders' references (a shadow call's copy).
+      std::atomic_thread_fence(std::memory_order_acquire);
+      r->input = std::move(*images);
+    } else {
+      r->input = *images;
+    }
   }
   if (outputs != nullptr) {
     std::size_t classes = 0;
@@ -388,7 +396,7 @@ std::vector<onnx::Tensor>
 Gateway::run_variant(const Route& route, std::size_t stage, std::size_t variant,
                      const std::vector<onnx::Tensor>& inputs, const std::string& trace_id,
                      const std::string& time, std::size_t batch,
-                     const std::shared_ptr<const std::vector<float>>& images) {
+                     const std::shared_ptr<std::vector<float>>& images, bool last_use) {
   const auto& slot = *route.stages[stage].variants[variant];
   const auto t0 = std::chrono::steady_clock::now();
   const auto elapsed = [&] { return std::chrono::steady_clock::now() - t0; };
@@ -400,13 +408,13 @@ Gateway::run_variant(const Route& route, std::size_t stage, std::size_t variant,
                                   std::chrono::duration_cast<std::chrono::nanoseconds>(dt).count()),
                               std::memory_order_relaxed);
     emit(route, stage, slot, trace_id, time, std::chrono::duration<double>(dt).count(), 200, {},
-         batch, images, &outputs);
+         batch, images, last_use, &outputs);
     return outputs;
   } catch (const Error& e) {
     slot.requests.fetch_add(1, std::memory_order_relaxed);
     slot.errors.fetch_add(1, std::memory_order_relaxed);
     emit(route, stage, slot, trace_id, time, std::chrono::duration<double>(elapsed()).count(),
-         status_of(e), e.what(), batch, images, nullptr);
+         status_of(e), e.what(), batch, images, last_use, nullptr);
     throw;
   }
 }
@@ -415,9 +423,9 @@ InferAnswer Gateway::infer(const std::shared_ptr<const Route>& route, InferCall&
   const bool recording = !m_sinks.empty();
   const std::string time =
       recording ? api::format_time(std::chrono::system_clock::now()) : std::string();
-  std::shared_ptr<const std::vector<float>> images;
+  std::shared_ptr<std::vector<float>> images;
   if (recording && !call.images.empty()) {
-    images = std::make_shared<const std::vector<float>>(std::move(call.images));
+    images = std::make_shared<std::vector<float>>(std::move(call.images));
   }
   // A pinned version must be served by some stage; the stages that serve it use it.
   std::vector<std::optional<std::size_t>> pinned(route->stages.size());
@@ -473,10 +481,11 @@ InferAnswer Gateway::infer(const std::shared_ptr<const Route>& route, InferCall&
       m_shadow_cv.notify_one();
     }
     const auto& slot = *stage.variants[chosen];
+    const bool last = s + 1 == route->stages.size();
     auto outputs = s == 0 ? run_variant(*route, s, chosen, call.inputs, call.trace_id, time,
-                                        call.batch, images)
+                                        call.batch, images, last)
                           : run_variant(*route, s, chosen, select_inputs(*slot.model),
-                                        call.trace_id, time, call.batch, images);
+                                        call.trace_id, time, call.batch, images, last);
     current = std::move(outputs);
     answer.model = slot.model;
     answer.role = slot.role;
@@ -500,7 +509,7 @@ void Gateway::shadow_loop() {
     lock.unlock();
     try {
       (void)run_variant(*job.route, job.stage, job.variant, job.inputs, job.trace_id, job.time,
-                        job.batch, job.images);
+                        job.batch, job.images, true);
     } catch (const std::exception&) { // NOLINT(bugprone-empty-catch): counted in the slot, never
                                       // returned
     }

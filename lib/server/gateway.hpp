@@ -167,19 +167,22 @@ private:
     std::string trace_id;
     std::string time;
     std::size_t batch = 0;
-    std::shared_ptr<const std::vector<float>> images;
+    std::shared_ptr<std::vector<float>> images;
   };
   void shadow_loop();
   void emit(const Route& route, std::size_t stage, const VariantSlot& slot,
             const std::string& trace_id, const std::string& time, double seconds, int status,
             const std::string& error, std::size_t batch,
-            const std::shared_ptr<const std::vector<float>>& images,
+            const std::shared_ptr<std::vector<float>>& images, bool last_use,
             const std::vector<onnx::Tensor>* outputs);
+  // `last_use`: no later call of this request needs `images`, so the record may take them
+  // when nobody else holds them.
   std::vector<onnx::Tensor> run_variant(const Route& route, std::size_t stage, std::size_t variant,
                                         const std::vector<onnx::Tensor>& inputs,
                                         const std::string& trace_id, const std::string& time,
                                         std::size_t batch,
-                                        const std::shared_ptr<const std::vector<float>>& images);
+                                        const std::shared_ptr<std::vector<float>>& images,
+                                        bool last_use);
 
   using Table = std::map<std::string, std::shared_ptr<const Route>, std::less<>>;
   const std::vector<InferenceSink*>& m_sinks;

@@ -171,6 +171,31 @@ void flatten(od::value value, std::vector<double>& out, std::vector<std::int64_t
   }
 }
 
+// The common case of a request, one flat list of finite numbers, read in one pass: appends
+// them to `out` and returns true, or returns false at the first thing `flatten` would treat
+// differently (a nested list, a non-number, an empty list, more than `limit` values), leaving
+// the document half read: the caller then decodes the body again with `flatten`, which gives
+// the answer (and the message) for every other shape.
+bool read_flat(od::value value, std::vector<double>& out, std::size_t limit) {
+  od::array array;
+  if (value.get_array().get(array) != simdjson::SUCCESS) {
+    return false;
+  }
+  const auto start = out.size();
+  for (auto element : array) {
+    double d = 0;
+    if (element.get_double().get(d) != simdjson::SUCCESS || !std::isfinite(d) ||
+        out.size() >= limit) {
+      return false;
+    }
+    out.push_back(d);
+  }
+  return out.size() > start;
+}
+
+// Thrown by a decoder in its fast mode when the body needs the general decoder.
+struct NotFlat {};
+
 std::string shape_text(const std::vector<std::int64_t>& shape) {
   std::string s;
   for (const auto d : shape) {
@@ -181,10 +206,17 @@ std::string shape_text(const std::vector<std::int64_t>& shape) {
 
 // ---- The simple form -------------------------------------------------------------------
 
+// Forgets what a decoder in fast mode put in `call` before it gave up.
+void reset_inputs(InferCall& call) {
+  call.inputs.clear();
+  call.images.clear();
+  call.batch = 0;
+}
+
 // Decodes `{"images": [...]}` for `model` into `call`: each image a flat list of `pixels`
 // values or nested (28×28), floats in [0, 1] or integers 0-255.
 void decode_images(const std::string& body, const LoadedModel& model, std::size_t max_batch,
-                   bool keep_images, InferCall& call) {
+                   bool keep_images, InferCall& call, bool fast) {
   if (model.image_input.empty()) {
     refuse("this application's model does not take images (inputs: " +
            model.model.inputs().at(0).name +
@@ -231,12 +263,19 @@ void decode_images(const std::string& body, const LoadedModel& model, std::size_
         refuse("images: a batch of more than " + std::to_string(max_batch) +
                " images is over the server's limit (mlctl serve --max-batch)");
       }
-      const auto what = "images[" + std::to_string(batch) + "]";
       values.clear();
-      shape.clear();
-      std::size_t leaf_depth = SIZE_MAX;
-      flatten(image, values, shape, 0, leaf_depth, what, model.pixels);
-      if (values.size() != model.pixels || shape.empty() || shape.size() > 3) {
+      if (fast) {
+        if (!read_flat(image, values, model.pixels) || values.size() != model.pixels) {
+          throw NotFlat{};
+        }
+      } else {
+        const auto what = "images[" + std::to_string(batch) + "]";
+        shape.clear();
+        std::size_t leaf_depth = SIZE_MAX;
+        flatten(image, values, shape, 0, leaf_depth, what, model.pixels);
+      }
+      if (!fast && (values.size() != model.pixels || shape.empty() || shape.size() > 3)) {
+        const auto what = "images[" + std::to_string(batch) + "]";
         std::string expected = std::to_string(model.pixels) + " values (flat";
         auto rows =
             static_cast<std::int64_t>(std::lround(std::sqrt(static_cast<double>(model.pixels))));
@@ -261,19 +300,28 @@ void decode_images(const std::string& body, const LoadedModel& model, std::size_
       if (bytes) {
         for (const double v : values) {
           if (v < 0 || v > 255 || v != std::floor(v)) {
-            refuse(what + ": values must be floats in [0, 1] or integers 0-255, got " +
+            refuse("images[" + std::to_string(batch) +
+                   "]: values must be floats in [0, 1] or integers 0-255, got " +
                    std::to_string(v));
           }
         }
       } else if (min < 0) {
-        refuse(what + ": values must be floats in [0, 1] or integers 0-255, got a negative value");
+        refuse("images[" + std::to_string(batch) +
+               "]: values must be floats in [0, 1] or integers 0-255, got a negative value");
       }
       const double to_unit = bytes ? 1.0 / 255.0 : 1.0;
       const double to_model = to_unit * 255.0 * model.input_scale;
-      for (const double v : values) {
-        tensor.f32.push_back(static_cast<float>(v * to_model));
-        if (keep_images) {
-          call.images.push_back(static_cast<float>(v * to_unit));
+      const auto n = values.size();
+      tensor.f32.resize(tensor.f32.size() + n);
+      float* to = tensor.f32.data() + tensor.f32.size() - n;
+      for (std::size_t i = 0; i < n; ++i) {
+        to[i] = static_cast<float>(values[i] * to_model);
+      }
+      if (keep_images) {
+        call.images.resize(call.images.size() + n);
+        float* kept = call.images.data() + call.images.size() - n;
+        for (std::size_t i = 0; i < n; ++i) {
+          kept[i] = static_cast<float>(values[i] * to_unit);
         }
       }
       ++batch;
@@ -301,7 +349,7 @@ struct V2Request {
 
 // Decodes a V2 inference request for the models of stage 0 (`model`).
 V2Request decode_v2(const std::string& body, const LoadedModel& model, std::size_t max_batch,
-                    bool keep_images, InferCall& call) {
+                    bool keep_images, InferCall& call, bool fast) {
   V2Request req;
   auto& doc = parse_body(body);
   od::object obj;
@@ -413,8 +461,14 @@ V2Request decode_v2(const std::string& body, const LoadedModel& model, std::size
             if (f.value().get(v) != simdjson::SUCCESS) {
               refuse(what + ".data: not valid JSON");
             }
-            std::size_t leaf = SIZE_MAX;
-            flatten(v, data, data_shape, 0, leaf, what + ".data", max_batch * 1'000'000);
+            if (fast) {
+              if (!read_flat(v, data, max_batch * 1'000'000)) {
+                throw NotFlat{};
+              }
+            } else {
+              std::size_t leaf = SIZE_MAX;
+              flatten(v, data, data_shape, 0, leaf, what + ".data", max_batch * 1'000'000);
+            }
             has_data = true;
           } else if (k == "parameters") {
             od::object params;
@@ -478,9 +532,9 @@ V2Request decode_v2(const std::string& body, const LoadedModel& model, std::size
         }
         call.batch = batch;
         if (tensor.datatype == "FP32") {
-          tensor.f32.reserve(data.size());
-          for (const double d : data) {
-            tensor.f32.push_back(static_cast<float>(d));
+          tensor.f32.resize(data.size());
+          for (std::size_t i = 0; i < data.size(); ++i) {
+            tensor.f32[i] = static_cast<float>(data[i]);
           }
           if (keep_images && tensor.name == model.image_input &&
               std::fabs(model.input_scale * 255.0 - 1.0) < 1e-6) {
@@ -609,8 +663,17 @@ void v2_infer(Platform& p, const Request& req, Response& res) {
   call.trace_id = trace_id_of(res);
   call.pinned = pin_of(*route, req);
   const auto& first = *route->stages.front().variants.front()->model;
-  const auto request = decode_v2(req.body, first, static_cast<std::size_t>(p.options.max_batch),
-                                 !p.inference_sinks.empty(), call);
+  const auto decode = [&](bool fast) {
+    return decode_v2(req.body, first, static_cast<std::size_t>(p.options.max_batch),
+                     !p.inference_sinks.empty(), call, fast);
+  };
+  V2Request request;
+  try {
+    request = decode(true);
+  } catch (const NotFlat&) {
+    reset_inputs(call);
+    request = decode(false);
+  }
   const auto answer = p.gateway->infer(route, call);
   std::string out;
   out.reserve(256 + answer.outputs.size() * 64 * call.batch);
@@ -665,8 +728,16 @@ void predict(Platform& p, const Request& req, Response& res) {
   call.trace_id = trace_id_of(res);
   call.pinned = pin_of(*route, req);
   const auto& first = *route->stages.front().variants.front()->model;
-  decode_images(req.body, first, static_cast<std::size_t>(p.options.max_batch),
-                !p.inference_sinks.empty(), call);
+  const auto decode = [&](bool fast) {
+    decode_images(req.body, first, static_cast<std::size_t>(p.options.max_batch),
+                  !p.inference_sinks.empty(), call, fast);
+  };
+  try {
+    decode(true);
+  } catch (const NotFlat&) {
+    reset_inputs(call);
+    decode(false);
+  }
   const auto answer = p.gateway->infer(route, call);
   std::vector<std::int64_t> classes;
   std::vector<float> probabilities;

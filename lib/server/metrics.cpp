@@ -221,6 +221,11 @@ struct Metrics::Impl {
   double tokens = 0;
   std::chrono::steady_clock::time_point last_refill = std::chrono::steady_clock::now();
   bool stopping = false;
+  // The worker sleeps until woken (the queue was empty); otherwise it is lingering: under load
+  // it takes what arrives during a few milliseconds in one batch, and request threads do not
+  // wake it (a futex call and a context switch per request cost more than the scoring).
+  bool worker_asleep = false;
+  bool flush_requested = false;
   std::uint64_t scored = 0;
   std::uint64_t skipped = 0;
   std::thread worker;
@@ -307,6 +312,14 @@ struct Metrics::Impl {
     if (error || r.input.empty() || r.batch == 0) {
       return;
     }
+    if (enqueue(s, rp)) {
+      queue_cv.notify_one();
+    }
+  }
+
+  // Queues the scoring of `rp`; returns whether the worker needs a wake-up.
+  bool enqueue(Series& s, const std::shared_ptr<const InferenceRecord>& rp) {
+    const auto& r = *rp;
     const std::lock_guard lock(queue_mutex);
     if (options.max_scored_per_second > 0) {
       const auto t = std::chrono::steady_clock::now();
@@ -318,14 +331,14 @@ struct Metrics::Impl {
     const bool capped = options.max_scored_per_second > 0 && tokens < static_cast<double>(r.batch);
     if (stopping || capped || queued_images + r.batch > options.queue_capacity) {
       skipped += r.batch;
-      return;
+      return false;
     }
     tokens -= static_cast<double>(r.batch);
     queued_images += r.batch;
     ++enqueued;
     // The record is shared with the other sinks; queue a reference, not a copy.
     queue.push_back(Job{&s, rp});
-    queue_cv.notify_one();
+    return (worker_asleep && queue.size() == 1) || queued_images >= options.queue_capacity / 2;
   }
 
   // --- worker thread
@@ -509,16 +522,30 @@ struct Metrics::Impl {
   }
 
   void run() {
+    constexpr auto k_linger = std::chrono::milliseconds(20);
+    bool lingering = false;
     auto next_poll = std::chrono::steady_clock::now();
     for (;;) {
       std::vector<Job> jobs;
       bool invalidate_now = false;
       {
         std::unique_lock lock(queue_mutex);
-        queue_cv.wait_until(lock, next_poll, [&] { return stopping || !queue.empty(); });
+        if (lingering) {
+          queue_cv.wait_until(
+              lock, std::min(next_poll, std::chrono::steady_clock::now() + k_linger), [&] {
+                return stopping || flush_requested || queued_images >= options.queue_capacity / 2;
+              });
+        }
+        if (queue.empty()) {
+          worker_asleep = true;
+          queue_cv.wait_until(lock, next_poll, [&] { return stopping || !queue.empty(); });
+          worker_asleep = false;
+        }
         if (stopping) {
           return;
         }
+        lingering = !queue.empty();
+        flush_requested = false;
         jobs.assign(std::make_move_iterator(queue.begin()), std::make_move_iterator(queue.end()));
         queue.clear();
       }
@@ -614,6 +641,7 @@ bool Metrics::flush(std::chrono::milliseconds timeout) {
   auto& i = *m_impl;
   std::unique_lock lock(i.queue_mutex);
   const auto target = i.enqueued;
+  i.flush_requested = true;
   i.queue_cv.notify_one();
   return i.idle_cv.wait_for(lock, timeout, [&] { return i.stopping || i.done >= target; });
 }

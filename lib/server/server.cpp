@@ -236,16 +236,22 @@ struct Server::Impl {
       detail::send_error(res, 500, "internal", "internal error: " + what);
     });
     http->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-      AccessRecord r;
+      // Runs once per request: the record keeps its strings' capacity from one request to the next.
+      thread_local AccessRecord r;
       r.time = api::format_time(std::chrono::system_clock::now());
       r.method = req.method;
       r.path = req.path;
       r.status = res.status;
+      r.latency_ms = 0;
       if (detail::t_start != std::chrono::steady_clock::time_point{}) {
         r.latency_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - detail::t_start).count();
       }
-      const auto tp = res.get_header_value("traceparent");
-      r.trace_id = tp.size() >= 35 ? tp.substr(3, 32) : std::string();
+      const auto tp = res.headers.find("traceparent");
+      if (tp != res.headers.end() && tp->second.size() >= 35) {
+        r.trace_id.assign(tp->second, 3, 32);
+      } else {
+        r.trace_id.clear();
+      }
       r.remote = req.remote_addr;
       r.bytes_in = std::max<std::uint64_t>(detail::t_bytes_in, req.body.size());
       r.bytes_out = res.body.empty() ? res.content_length_ : res.body.size();

@@ -32,3 +32,22 @@ TEST_CASE("the access log appends one JSON object per line") {
   CHECK(first["bytes_out"] == 42);
   CHECK(first.size() == 9);
 }
+
+TEST_CASE("the access log escapes paths and replaces invalid UTF-8, keeping each line valid JSON") {
+  AccessRecord r{"2026-11-28T12:00:00.000Z",
+                 "GET",
+                 std::string("/a\"b\\c\n\x01/\xc3\xa9/\xff\xc3"),
+                 200,
+                 2.0,
+                 "",
+                 "127.0.0.1",
+                 0,
+                 0};
+  const auto line = AccessLog::format(r);
+  CHECK(line.find('\n') == std::string::npos);
+  const auto j = nlohmann::json::parse(line);
+  CHECK(j["path"] == "/a\"b\\c\n\x01/\xc3\xa9/\xef\xbf\xbd\xef\xbf\xbd");
+  CHECK(j["latency_ms"].is_number_float());
+  CHECK(line.find("\"latency_ms\":2.0,") != std::string::npos);
+  CHECK(line.rfind("{\"bytes_in\":0,", 0) == 0);
+}
