@@ -11,6 +11,7 @@
 #include "server/gateway.hpp"
 #include "server/http_internal.hpp"
 #include "util/build_info.hpp"
+#include "util/json_text.hpp"
 
 #include <charconv>
 #include <cmath>
@@ -26,39 +27,6 @@ namespace od = simdjson::ondemand;
 namespace pattern = api::routes::pattern;
 
 // ---- JSON writing (the answers of the hot path) ----------------------------------------
-
-void put_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (const char c : s) {
-    switch (c) {
-    case '"':
-      out += "\\\"";
-      break;
-    case '\\':
-      out += "\\\\";
-      break;
-    case '\n':
-      out += "\\n";
-      break;
-    case '\r':
-      out += "\\r";
-      break;
-    case '\t':
-      out += "\\t";
-      break;
-    default:
-      if (static_cast<unsigned char>(c) < 0x20) {
-        char buf[8];
-        std::snprintf(buf, sizeof buf, "\\u%04x",
-                      static_cast<unsigned>(static_cast<unsigned char>(c)));
-        out += buf;
-      } else {
-        out += c;
-      }
-    }
-  }
-  out += '"';
-}
 
 void put_float(std::string& out, float v) {
   char buf[32];
@@ -563,9 +531,9 @@ V2Request decode_v2(const std::string& body, const LoadedModel& model, std::size
 
 void put_tensor(std::string& out, const onnx::Tensor& t) {
   out += "{\"name\":";
-  put_string(out, t.name);
+  util::append_json_string(out, t.name);
   out += ",\"datatype\":";
-  put_string(out, t.datatype);
+  util::append_json_string(out, t.datatype);
   out += ",\"shape\":[";
   for (std::size_t i = 0; i < t.shape.size(); ++i) {
     if (i) {
@@ -594,7 +562,7 @@ void put_tensor(std::string& out, const onnx::Tensor& t) {
 
 std::string v2_error(std::string_view message) {
   std::string out = "{\"error\":";
-  put_string(out, message);
+  util::append_json_string(out, message);
   out += '}';
   return out;
 }
@@ -678,20 +646,20 @@ void v2_infer(Platform& p, const Request& req, Response& res) {
   std::string out;
   out.reserve(256 + answer.outputs.size() * 64 * call.batch);
   out += "{\"model_name\":";
-  put_string(out, name);
+  util::append_json_string(out, name);
   out += ",\"model_version\":\"";
   put_int(out, answer.model->version);
   out += '"';
   if (request.has_id) {
     out += ",\"id\":";
-    put_string(out, request.id);
+    util::append_json_string(out, request.id);
   }
   out += ",\"parameters\":{\"trace_id\":";
-  put_string(out, call.trace_id);
+  util::append_json_string(out, call.trace_id);
   out += ",\"model\":";
-  put_string(out, answer.model->ref());
+  util::append_json_string(out, answer.model->ref());
   out += ",\"variant\":";
-  put_string(out, answer.role);
+  util::append_json_string(out, answer.role);
   out += "},\"outputs\":[";
   bool any = false;
   if (request.outputs.empty()) {
@@ -764,11 +732,11 @@ void predict(Platform& p, const Request& req, Response& res) {
     out += "]}";
   }
   out += "],\"model\":";
-  put_string(out, answer.model->ref());
+  util::append_json_string(out, answer.model->ref());
   out += ",\"variant\":";
-  put_string(out, answer.role);
+  util::append_json_string(out, answer.role);
   out += ",\"trace_id\":";
-  put_string(out, call.trace_id);
+  util::append_json_string(out, call.trace_id);
   out += '}';
   send_raw_json(res, 200, std::move(out));
 }
@@ -839,7 +807,7 @@ void register_gateway_routes(httplib::Server& http, Platform& p) {
   });
   http.Get(pattern::k_v2, [](const Request&, Response& res) {
     std::string out = "{\"name\":\"mlctl\",\"version\":";
-    put_string(out, build::version());
+    util::append_json_string(out, build::version());
     out += ",\"extensions\":[]}";
     send_raw_json(res, 200, std::move(out));
   });
