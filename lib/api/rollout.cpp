@@ -61,13 +61,6 @@ json opt(const std::optional<double>& v) {
   return v ? json(*v) : json();
 }
 
-std::optional<double> opt_from(const json& doc, const char* key) {
-  if (!doc.contains(key) || doc[key].is_null()) {
-    return std::nullopt;
-  }
-  return doc[key].get<double>();
-}
-
 Error field_error(std::string_view field, std::string_view what) {
   return Error(ErrorKind::invalid_input, std::string(field) + ": " + std::string(what));
 }
@@ -246,23 +239,6 @@ json to_json(const VariantEvidence& e) {
                                       : json()}};
 }
 
-VariantEvidence variant_evidence_from_json(const json& doc) {
-  VariantEvidence e;
-  e.model = doc.value("model", std::string());
-  e.requests = doc.value("requests", std::int64_t{0});
-  e.errors = doc.value("errors", std::int64_t{0});
-  e.images = doc.value("images", std::int64_t{0});
-  e.p50_ms = opt_from(doc, "p50_ms");
-  e.p99_ms = opt_from(doc, "p99_ms");
-  e.mean_ms = opt_from(doc, "mean_ms");
-  e.reconstruction = opt_from(doc, "reconstruction");
-  e.scored = doc.value("scored", std::int64_t{0});
-  e.threshold = opt_from(doc, "threshold");
-  e.labelled = doc.value("labelled", std::int64_t{0});
-  e.correct = doc.value("correct", std::int64_t{0});
-  return e;
-}
-
 json to_json(const Verdict& v) {
   json gates = json::array();
   for (const auto& g : v.gates) {
@@ -285,28 +261,6 @@ json to_json(const Verdict& v) {
             {"z_critical", c.z_critical},
             {"detail", c.detail}}},
           {"evidence", {{"canary", to_json(v.canary)}, {"primary", to_json(v.primary)}}}};
-}
-
-Verdict verdict_from_json(const json& doc) {
-  Verdict v;
-  v.decision = doc.value("decision", std::string());
-  v.reason = doc.value("reason", std::string());
-  for (const auto& g : doc.value("gates", json::array())) {
-    v.gates.push_back({g.value("gate", std::string()), g.value("status", std::string()),
-                       opt_from(g, "value"), opt_from(g, "limit"), g.value("detail", std::string())});
-  }
-  const auto c = doc.value("comparison", json::object());
-  v.comparison.status = c.value("status", std::string());
-  v.comparison.canary_accuracy = opt_from(c, "canary_accuracy");
-  v.comparison.primary_accuracy = opt_from(c, "primary_accuracy");
-  v.comparison.z = opt_from(c, "z");
-  v.comparison.p_value = opt_from(c, "p_value");
-  v.comparison.z_critical = c.value("z_critical", 0.0);
-  v.comparison.detail = c.value("detail", std::string());
-  const auto ev = doc.value("evidence", json::object());
-  v.canary = variant_evidence_from_json(ev.value("canary", json::object()));
-  v.primary = variant_evidence_from_json(ev.value("primary", json::object()));
-  return v;
 }
 
 std::optional<double> two_proportion_z(std::int64_t c1, std::int64_t n1, std::int64_t c2,

@@ -82,7 +82,6 @@ struct VariantEvidence {
   std::int64_t correct = 0;
 };
 nlohmann::json to_json(const VariantEvidence& evidence);
-VariantEvidence variant_evidence_from_json(const nlohmann::json& doc);
 
 struct GateResult {
   std::string gate;   // canonical text
@@ -114,7 +113,6 @@ struct Verdict {
   VariantEvidence primary;
 };
 nlohmann::json to_json(const Verdict& verdict);
-Verdict verdict_from_json(const nlohmann::json& doc);
 
 // Judges the evidence: any gate or the comparison failing (each judged only once it has its
 // minimum of data) rolls back at once; all passing promotes; otherwise pending, and pending at
