@@ -6,6 +6,7 @@
 #include "api/types.hpp"
 #include "server/access_log.hpp"
 #include "server/auth.hpp"
+#include "server/http_connection.hpp"
 #include "server/http_internal.hpp"
 #include "server/trace.hpp"
 #include "util/build_info.hpp"
@@ -260,11 +261,12 @@ struct Server::Impl {
       detail::t_bytes_in = 0;
     });
 
+    // cpp-httplib tries the routes of a method in the order they were added: inference first.
+    detail::register_gateway_routes(*http, p);
     detail::register_health_routes(*http, p);
     detail::register_registry_routes(*http, p);
     detail::register_request_routes(*http, p);
     detail::register_application_routes(*http, p);
-    detail::register_gateway_routes(*http, p);
     detail::register_monitor_routes(*http, p);
     detail::register_rollout_routes(*http, p);
   }
@@ -373,7 +375,7 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
                   o.tls_cert.string() + ", " + o.tls_key.string() + ": cannot load the TLS certificate and key (PEM)");
     }
   } else {
-    impl.http = std::make_unique<httplib::Server>();
+    impl.http = make_plain_http_server();
   }
   impl.configure();
   if (o.port == 0) {

@@ -7,9 +7,13 @@
 #include "util/error.hpp"
 #include "util/fs.hpp"
 
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <filesystem>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <thread>
+#include <unistd.h>
 
 namespace fs = std::filesystem;
 namespace api = mlctl::api;
@@ -42,7 +46,102 @@ struct Running {
   }
 };
 
+// A raw TCP client: what the HTTP library of a test would hide (how bytes are split and joined).
+struct RawConnection {
+  int fd = -1;
+  explicit RawConnection(int port) {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const timeval limit{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  }
+  ~RawConnection() { ::close(fd); }
+  RawConnection(const RawConnection&) = delete;
+  RawConnection& operator=(const RawConnection&) = delete;
+
+  void send(std::string_view bytes) const {
+    REQUIRE(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
+  }
+  // Reads until `count` complete responses (head and Content-Length body) have arrived, or
+  // the server closes, or 5 s pass; returns what arrived.
+  std::string receive(int count) const {
+    std::string in;
+    char buf[4096];
+    while (complete_responses(in) < count) {
+      const auto n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) {
+        break;
+      }
+      in.append(buf, static_cast<std::size_t>(n));
+    }
+    return in;
+  }
+  bool closed_by_server() const {
+    char c = 0;
+    return ::recv(fd, &c, 1, 0) == 0;
+  }
+  static int complete_responses(std::string_view in) {
+    int n = 0;
+    for (;;) {
+      const auto end = in.find("\r\n\r\n");
+      const auto cl = in.find("Content-Length: ");
+      if (end == std::string_view::npos || cl == std::string_view::npos || cl > end) {
+        return n;
+      }
+      const auto body = std::stoul(std::string(in.substr(cl + 16, in.find("\r\n", cl) - cl - 16)));
+      if (in.size() < end + 4 + body) {
+        return n;
+      }
+      in.remove_prefix(end + 4 + body);
+      ++n;
+    }
+  }
+};
+
 } // namespace
+
+TEST_CASE("server connections: pipelined and split requests, keep-alive, Connection: close") {
+  mlctl::util::TempDir tmp;
+  mlctl::server::ServerOptions o;
+  o.data_dir = tmp.path() / "data";
+  o.port = 0;
+  o.threads = 2;
+  o.log_file = tmp.path() / "access.log";
+  Running running(o);
+  RawConnection c(running.server.port());
+
+  // Two requests in one segment: both answered, in order, on the same connection.
+  c.send("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /readyz HTTP/1.1\r\nHost: t\r\n\r\n");
+  const auto two = c.receive(2);
+  REQUIRE(RawConnection::complete_responses(two) == 2);
+  CHECK(two.find("\"ok\"") < two.find("\"ready\""));
+
+  // A request (with a body) split across segments, with a pause inside the head.
+  const std::string body = R"({"n": 1})";
+  c.send("POST /api/v1/models/Bad/versions HTTP/1.1\r\nHost: t\r\nContent-Le");
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  c.send("ngth: " + std::to_string(body.size()) + "\r\n\r\n" + body.substr(0, 3));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  c.send(body.substr(3));
+  const auto refused = c.receive(1);
+  CHECK(refused.starts_with("HTTP/1.1 400"));
+  CHECK(refused.find("invalid_input") != std::string::npos);
+
+  // The client ends the connection: the answer comes, then the server closes.
+  c.send("GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  CHECK(c.receive(1).starts_with("HTTP/1.1 200"));
+  CHECK(c.closed_by_server());
+
+  // Each request is logged once, with the client's address.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const auto log = mlctl::util::read_file(o.log_file);
+  CHECK(std::count(log.begin(), log.end(), '\n') == 4);
+  CHECK(log.find("\"remote\":\"127.0.0.1\"") != std::string::npos);
+}
 
 TEST_CASE("server and client: upload, list, get, download, alias, delete, errors") {
   mlctl::util::TempDir tmp;
