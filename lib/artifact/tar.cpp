@@ -3,6 +3,7 @@
 #include "artifact/sha256.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/huge_pages.hpp"
 
 #include <algorithm>
 #include <archive.h>
@@ -13,7 +14,6 @@
 #include <fcntl.h>
 #include <memory>
 #include <set>
-#include <sys/mman.h>
 #include <unistd.h>
 
 namespace mlctl::artifact {
@@ -240,22 +240,6 @@ std::uint64_t consume_data(archive* a, const std::string& where, const std::stri
   }
 }
 
-// Reserves `bytes` for a kept file. A large buffer is written once, front to back: huge pages
-// spare it thousands of page faults (expensive on virtual machines); a hint only.
-void reserve_for(std::string& content, std::uint64_t bytes) {
-  content.reserve(static_cast<std::size_t>(bytes));
-  constexpr std::uintptr_t k_huge = std::uintptr_t{2} << 20;
-  if (bytes < 4 * k_huge) {
-    return;
-  }
-  const auto start = reinterpret_cast<std::uintptr_t>(content.data());
-  const auto begin = (start + k_huge - 1) & ~(k_huge - 1);
-  const auto end = (start + content.capacity()) & ~(k_huge - 1);
-  if (end > begin) {
-    ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-  }
-}
-
 // Every proper prefix directory of `rel` ("a/b/c" -> "a", "a/b").
 std::vector<std::string> parents_of(const std::string& rel) {
   std::vector<std::string> out;
@@ -310,8 +294,9 @@ ScannedArchive scan_archive(archive* a, const std::string& where,
       content = &out.kept[h.rel];
       // The header's size is only a hint (bytes are counted as they come), bounded by the budget.
       const auto declared = archive_entry_size_is_set(entry) != 0 ? archive_entry_size(entry) : 0;
-      reserve_for(*content, std::min<std::uint64_t>(
-                                budget, declared > 0 ? static_cast<std::uint64_t>(declared) : 0));
+      util::reserve_huge(
+          *content,
+          std::min<std::uint64_t>(budget, declared > 0 ? static_cast<std::uint64_t>(declared) : 0));
     }
     out.total_bytes += consume_data(a, where, h.shown, budget, over, content);
     files.insert(h.rel);

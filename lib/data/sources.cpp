@@ -6,6 +6,7 @@
 #include "data/npz.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/huge_pages.hpp"
 #include "util/interrupt.hpp"
 
 #include <algorithm>
@@ -23,7 +24,6 @@
 #include <optional>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <thread>
@@ -44,20 +44,9 @@ constexpr std::size_t k_image_pixels = k_image_side * k_image_side;
   throw Error(ErrorKind::corrupt, std::string(name) + ": " + what);
 }
 
-// Sizes `buffer` to `n` elements, asking for transparent huge pages first when it is large:
-// first-touch page faults are a large part of decoding 47 MB, and 2 MB pages make 512 times
-// fewer of them (a hint: without THP support nothing changes).
+// Sizes `buffer` to `n` elements, on huge pages when it is large (util/huge_pages.hpp).
 template <class Buffer> void resize_large(Buffer& buffer, std::size_t n) {
-  constexpr std::size_t k_huge = std::size_t{2} << 20;
-  if (n >= 4 * k_huge && buffer.capacity() < n) {
-    buffer.reserve(n);
-    const auto begin = reinterpret_cast<std::uintptr_t>(buffer.data());
-    const std::uintptr_t first = (begin + k_huge - 1) & ~(k_huge - 1);
-    const std::uintptr_t last = (begin + n) & ~(k_huge - 1);
-    if (last > first) {
-      ::madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-    }
-  }
+  util::reserve_huge(buffer, n);
   buffer.resize(n);
 }
 

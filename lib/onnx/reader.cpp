@@ -2,11 +2,14 @@
 
 #include "onnx/onnx_subset.pb.h"
 #include "util/error.hpp"
+#include "util/huge_pages.hpp"
 
 #include <bit>
 #include <climits>
 #include <cstring>
+#include <optional>
 #include <set>
+#include <vector>
 
 namespace mlctl::onnx::detail {
 
@@ -108,7 +111,158 @@ template <class T> T load_le(const char* p) {
   return std::bit_cast<T>(bits);
 }
 
-TensorData read_tensor(const pb::TensorProto& t, const std::string& what, std::string_view model) {
+// Decodes `n` little-endian values from `bytes` into `out`.
+template <class T> void decode_le(std::string_view bytes, std::size_t n, std::vector<T>& out) {
+  util::reserve_huge(out, n);
+  out.resize(n);
+  if constexpr (std::endian::native == std::endian::little) {
+    std::memcpy(out.data(), bytes.data(), n * sizeof(T));
+  } else {
+    for (std::size_t i = 0; i < n; ++i) {
+      out[i] = load_le<T>(bytes.data() + sizeof(T) * i);
+    }
+  }
+}
+
+// ---- The wire pre-pass -----------------------------------------------------------------
+// libprotobuf copies every bytes field out of the buffer it parses. The raw_data of the graph's
+// initializers is nearly all of a model file, so before parsing, the pre-pass copies the file
+// without those payloads and keeps them as views of the original bytes: the weights are then
+// copied once, straight into their tensors. Field numbers are onnx.proto's: ModelProto.graph 7,
+// GraphProto.initializer 5, TensorProto.raw_data 9. Anything unexpected (malformed wire data,
+// groups) abandons the pre-pass, and the file is parsed as it is (which reports the error).
+
+struct WireField {
+  std::uint64_t number = 0;
+  int type = 0;
+  std::string_view whole;   // tag, length and payload
+  std::string_view payload; // of a length-delimited field
+};
+
+bool read_varint(std::string_view& in, std::uint64_t& value) {
+  value = 0;
+  for (int shift = 0; shift < 64 && !in.empty(); shift += 7) {
+    const auto byte = static_cast<std::uint8_t>(in.front());
+    in.remove_prefix(1);
+    value |= static_cast<std::uint64_t>(byte & 0x7f) << shift;
+    if ((byte & 0x80) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool next_field(std::string_view& in, WireField& f) {
+  const auto start = in;
+  std::uint64_t tag = 0;
+  if (!read_varint(in, tag)) {
+    return false;
+  }
+  f.number = tag >> 3;
+  f.type = static_cast<int>(tag & 7);
+  std::uint64_t value = 0;
+  switch (f.type) {
+  case 0:
+    if (!read_varint(in, value)) {
+      return false;
+    }
+    break;
+  case 1:
+  case 5: {
+    const std::size_t size = f.type == 1 ? 8 : 4;
+    if (in.size() < size) {
+      return false;
+    }
+    in.remove_prefix(size);
+    break;
+  }
+  case 2:
+    if (!read_varint(in, value) || value > in.size()) {
+      return false;
+    }
+    f.payload = in.substr(0, static_cast<std::size_t>(value));
+    in.remove_prefix(static_cast<std::size_t>(value));
+    break;
+  default:
+    return false; // groups (3, 4) are not in onnx.proto
+  }
+  f.whole = start.substr(0, start.size() - in.size());
+  return true;
+}
+
+void put_varint(std::string& out, std::uint64_t v) {
+  while (v >= 0x80) {
+    out += static_cast<char>((v & 0x7f) | 0x80);
+    v >>= 7;
+  }
+  out += static_cast<char>(v);
+}
+
+void put_message(std::string& out, std::uint64_t number, std::string_view payload) {
+  put_varint(out, (number << 3) | 2);
+  put_varint(out, payload.size());
+  out.append(payload);
+}
+
+// Copies the fields of `message` to `out`, giving each field `number` (length-delimited) to
+// `nested` to copy instead. False when the wire data is malformed.
+template <class Nested>
+bool copy_fields(std::string_view message, std::string& out, std::uint64_t number,
+                 Nested&& nested) {
+  WireField f;
+  while (!message.empty()) {
+    if (!next_field(message, f)) {
+      return false;
+    }
+    if (f.number == number && f.type == 2) {
+      if (!nested(f.payload)) {
+        return false;
+      }
+    } else {
+      out.append(f.whole);
+    }
+  }
+  return true;
+}
+
+struct Stripped {
+  std::string bytes;                                // the model without initializer payloads
+  std::vector<std::optional<std::string_view>> raw; // per initializer, in order
+};
+
+std::optional<Stripped> strip_initializer_data(std::string_view model) {
+  Stripped s;
+  std::size_t outside = 0;
+  std::string graph;
+  std::string tensor;
+  const bool ok = copy_fields(model, s.bytes, 7, [&](std::string_view g) {
+    graph.clear();
+    const bool graph_ok = copy_fields(g, graph, 5, [&](std::string_view t) {
+      tensor.clear();
+      std::optional<std::string_view> raw;
+      const bool tensor_ok = copy_fields(t, tensor, 9, [&](std::string_view r) {
+        raw = r; // the last occurrence wins, as in protobuf
+        return true;
+      });
+      if (raw) {
+        outside += raw->size();
+      }
+      s.raw.push_back(raw);
+      put_message(graph, 5, tensor);
+      return tensor_ok;
+    });
+    put_message(s.bytes, 7, graph);
+    return graph_ok;
+  });
+  if (!ok || outside < (std::size_t{1} << 20)) {
+    return std::nullopt; // malformed, or too little to be worth it
+  }
+  return s;
+}
+
+// `outside`: the tensor's raw_data when the wire pre-pass took it out of the message.
+TensorData read_tensor(const pb::TensorProto& t, const std::string& what, std::string_view model,
+                       std::optional<std::string_view> outside = std::nullopt) {
   TensorData out;
   out.name = t.name();
   out.type = t.data_type();
@@ -147,17 +301,18 @@ TensorData read_tensor(const pb::TensorProto& t, const std::string& what, std::s
   if (entries < 0) {
     return out; // a type this reader does not know: kept undecoded; the runtime refuses to use it
   }
-  const bool raw = t.has_raw_data();
+  const bool raw = outside.has_value() || t.has_raw_data();
+  const std::string_view raw_data = outside ? *outside : std::string_view(t.raw_data());
   if (raw) {
     const std::size_t size = raw_element_size(out.type);
     if (size == 0) {
       corrupt(model, what + ": " + onnx_type_name(out.type) + " data cannot be in raw_data");
     }
     const auto expected = static_cast<std::uint64_t>(count) * size;
-    if (t.raw_data().size() != expected) {
+    if (raw_data.size() != expected) {
       corrupt(model, what + ": dims " + dims_text(t.dims()) + " of " + onnx_type_name(out.type) +
                          " need " + std::to_string(expected) + " bytes of raw data, found " +
-                         std::to_string(t.raw_data().size()));
+                         std::to_string(raw_data.size()));
     }
     if (entries != 0) {
       corrupt(model, what + ": has both raw_data and typed data");
@@ -169,23 +324,17 @@ TensorData read_tensor(const pb::TensorProto& t, const std::string& what, std::s
 
   const auto n = static_cast<std::size_t>(count);
   if (out.type == k_type_float) {
-    out.f32.resize(n);
     if (raw) {
-      for (std::size_t i = 0; i < n; ++i) {
-        out.f32[i] = load_le<float>(t.raw_data().data() + 4 * i);
-      }
+      decode_le(raw_data, n, out.f32);
     } else {
-      std::copy(t.float_data().begin(), t.float_data().end(), out.f32.begin());
+      out.f32.assign(t.float_data().begin(), t.float_data().end());
     }
     out.decoded = true;
   } else if (out.type == k_type_int64) {
-    out.i64.resize(n);
     if (raw) {
-      for (std::size_t i = 0; i < n; ++i) {
-        out.i64[i] = load_le<std::int64_t>(t.raw_data().data() + 8 * i);
-      }
+      decode_le(raw_data, n, out.i64);
     } else {
-      std::copy(t.int64_data().begin(), t.int64_data().end(), out.i64.begin());
+      out.i64.assign(t.int64_data().begin(), t.int64_data().end());
     }
     out.decoded = true;
   }
@@ -293,8 +442,18 @@ ModelDef read_model(std::string_view bytes, std::string_view name) {
                       " bytes, over the 2 GiB limit of ONNX files");
   }
   pb::ModelProto proto;
-  if (!proto.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+  auto stripped = strip_initializer_data(bytes);
+  const std::string_view parsed = stripped ? std::string_view(stripped->bytes) : bytes;
+  if (!proto.ParseFromArray(parsed.data(), static_cast<int>(parsed.size()))) {
     corrupt(name, "not a valid ONNX file (protobuf parsing failed: truncated or not ONNX)");
+  }
+  if (stripped &&
+      stripped->raw.size() != static_cast<std::size_t>(proto.graph().initializer_size())) {
+    stripped.reset(); // cannot happen with well-formed input; parse the file as it is
+    proto.Clear();
+    if (!proto.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      corrupt(name, "not a valid ONNX file (protobuf parsing failed: truncated or not ONNX)");
+    }
   }
   if (!proto.has_graph()) {
     corrupt(name, "not an ONNX model (no graph)");
@@ -323,7 +482,8 @@ ModelDef read_model(std::string_view bytes, std::string_view name) {
   model.graph_name = graph.name();
   std::set<std::string> initializer_names;
   model.initializers.reserve(static_cast<std::size_t>(graph.initializer_size()));
-  for (const auto& init : graph.initializer()) {
+  for (int i = 0; i < graph.initializer_size(); ++i) {
+    const auto& init = graph.initializer(i);
     const std::string what = "initializer '" + printable(init.name()) + "'";
     if (init.name().empty()) {
       corrupt(name, "an initializer has no name");
@@ -331,7 +491,8 @@ ModelDef read_model(std::string_view bytes, std::string_view name) {
     if (!initializer_names.insert(init.name()).second) {
       corrupt(name, what + " is defined twice");
     }
-    model.initializers.push_back(read_tensor(init, what, name));
+    model.initializers.push_back(read_tensor(
+        init, what, name, stripped ? stripped->raw[static_cast<std::size_t>(i)] : std::nullopt));
   }
   // Before IR version 4 initializers were also listed as graph inputs (as defaults); they are
   // not inputs a caller must feed.

@@ -47,18 +47,23 @@ class Connection final : public httplib::Stream {
 public:
   Connection(int sock, Clock::duration read_timeout, Clock::duration write_timeout,
              const std::atomic<socket_t>& listener)
-      : m_sock(sock), m_read_timeout(read_timeout), m_listener(listener), m_input(new char[k_input_buffer]) {
-    const timeval wake{0, static_cast<suseconds_t>(std::chrono::microseconds(k_wake_interval).count())};
+      : m_sock(sock), m_read_timeout(read_timeout), m_listener(listener),
+        m_input(new char[k_input_buffer]) {
+    const timeval wake{
+        0, static_cast<suseconds_t>(std::chrono::microseconds(k_wake_interval).count())};
     ::setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &wake, sizeof wake);
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(write_timeout).count();
-    const timeval send_limit{static_cast<time_t>(us / 1'000'000), static_cast<suseconds_t>(us % 1'000'000)};
+    const timeval send_limit{static_cast<time_t>(us / 1'000'000),
+                             static_cast<suseconds_t>(us % 1'000'000)};
     ::setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &send_limit, sizeof send_limit);
     m_output.reserve(4096);
   }
 
   // Waits up to `idle` for the next request's first bytes. False: the client closed, the
   // connection stayed idle, or the server is stopping.
-  bool wait_for_request(Clock::duration idle) { return m_begin < m_end || fill(Clock::now() + idle, true) > 0; }
+  bool wait_for_request(Clock::duration idle) {
+    return m_begin < m_end || fill(Clock::now() + idle, true) > 0;
+  }
 
   // Sends what the last response left in the buffer.
   bool flush() {
@@ -142,8 +147,9 @@ private:
         m_end = static_cast<std::size_t>(n);
         return n;
       }
-      if (errno != EINTR && ((errno != EAGAIN && errno != EWOULDBLOCK) || Clock::now() >= deadline ||
-                             (idle && m_listener.load() == INVALID_SOCKET))) {
+      if (errno != EINTR &&
+          ((errno != EAGAIN && errno != EWOULDBLOCK) || Clock::now() >= deadline ||
+           (idle && m_listener.load() == INVALID_SOCKET))) {
         m_failed = true;
       }
     }
@@ -204,6 +210,8 @@ private:
 
 } // namespace
 
-std::unique_ptr<httplib::Server> make_plain_http_server() { return std::make_unique<PlainServer>(); }
+std::unique_ptr<httplib::Server> make_plain_http_server() {
+  return std::make_unique<PlainServer>();
+}
 
 } // namespace mlctl::server

@@ -67,6 +67,38 @@ TEST_CASE("every truncation of a model is refused as corrupt") {
         "bad.onnx: not a valid ONNX file (protobuf parsing failed: truncated or not ONNX)");
 }
 
+TEST_CASE(
+    "a large model cut anywhere, or with its graph split in two, is read as protobuf reads it") {
+  // Over 1 MB of weights: the reader's wire pre-pass takes them out before protobuf parses.
+  const std::string bytes = mlctl::onnx::export_classifier(
+      make_mlp({784, 400, 10}, Activation::relu, Activation::softmax), {"1", ""});
+  REQUIRE(bytes.size() > (1u << 20));
+  CHECK_NOTHROW(Model::load(bytes, "ok.onnx"));
+  for (std::size_t len = 0; len < bytes.size(); len += bytes.size() / 97 + 1) {
+    CAPTURE(len);
+    REQUIRE(load_error(bytes.substr(0, len)).first == ErrorKind::corrupt);
+  }
+  // Protobuf merges a message field that occurs twice: the second graph's initializers follow
+  // the first's. Here the second graph holds the first layer's bias.
+  auto whole = parsed(bytes);
+  pb::ModelProto second;
+  auto* moved = second.mutable_graph()->add_initializer();
+  const auto& graph = whole.graph();
+  int bias_index = -1;
+  for (int i = 0; i < graph.initializer_size(); ++i) {
+    if (graph.initializer(i).dims_size() == 1 && graph.initializer(i).dims(0) == 400) {
+      bias_index = i;
+    }
+  }
+  REQUIRE(bias_index >= 0);
+  *moved = graph.initializer(bias_index);
+  whole.mutable_graph()->mutable_initializer()->DeleteSubrange(bias_index, 1);
+  const std::string split = whole.SerializeAsString() + second.SerializeAsString();
+  const auto x = make_input(2, 784);
+  CHECK(Model::load(split, "split.onnx").run({fp32("input", {2, 784}, x)})[0].f32 ==
+        Model::load(bytes, "ok.onnx").run({fp32("input", {2, 784}, x)})[0].f32);
+}
+
 TEST_CASE("initializers whose data does not match their dims are refused") {
   auto m = parsed(small_model());
   auto& w = initializer(m, "layer0.weight");

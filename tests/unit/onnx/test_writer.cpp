@@ -138,3 +138,21 @@ TEST_CASE("exported models pass onnx.checker.check_model") {
                               classifier.string() + " " + autoencoder.string();
   CHECK(std::system(command.c_str()) == 0);
 }
+
+TEST_CASE(
+    "a model with megabytes of weights loads through the wire pre-pass with the same numbers") {
+  // 784×512 + 512×10 floats: ~1.6 MB of raw_data, enough for the reader to take the weights
+  // out of the message before protobuf parses it.
+  const auto mlp = make_mlp({784, 512, 10}, Activation::relu, Activation::softmax, 7);
+  const std::string bytes = mlctl::onnx::export_classifier(mlp, {"1", ""});
+  REQUIRE(bytes.size() > (1u << 20));
+  const Model model = Model::load(bytes, "big.onnx");
+  const int n = 3;
+  const auto x = make_input(n, 784);
+  const auto expected = reference_forward(mlp, x, n);
+  const auto out = model.run({fp32("input", {n, 784}, x)});
+  REQUIRE(out[0].f32.size() == expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    CHECK(out[0].f32[i] == doctest::Approx(expected[i]).epsilon(1e-5));
+  }
+}

@@ -23,13 +23,14 @@ using mlctl::ErrorKind;
 namespace {
 
 fs::path packed_model(const fs::path& parent) {
-  const fs::path onnx = fs::path(MLCTL_SOURCE_DIR) / "tests" / "fixtures" / "torch" / "normalized_softmax.onnx";
+  const fs::path onnx =
+      fs::path(MLCTL_SOURCE_DIR) / "tests" / "fixtures" / "torch" / "normalized_softmax.onnx";
   const auto dir = parent / "model";
   fs::create_directories(dir);
   fs::copy_file(onnx, dir / "model.onnx");
-  mlctl::util::write_file_atomic(
-      dir / "model.yaml",
-      mlctl::model::card_to_yaml(mlctl::model::card_from_onnx(mlctl::onnx::Model::load_file(onnx), "fixture")));
+  mlctl::util::write_file_atomic(dir / "model.yaml",
+                                 mlctl::model::card_to_yaml(mlctl::model::card_from_onnx(
+                                     mlctl::onnx::Model::load_file(onnx), "fixture")));
   mlctl::artifact::pack_directory(dir, parent / "model.tar.gz");
   return parent / "model.tar.gz";
 }
@@ -64,7 +65,8 @@ struct RawConnection {
   RawConnection& operator=(const RawConnection&) = delete;
 
   void send(std::string_view bytes) const {
-    REQUIRE(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
+    REQUIRE(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(bytes.size()));
   }
   // Reads until `count` complete responses (head and Content-Length body) have arrived, or
   // the server closes, or 5 s pass; returns what arrived.
@@ -170,8 +172,8 @@ TEST_CASE("server and client: upload, list, get, download, alias, delete, errors
   const auto ref = api::parse_model_ref("fixture:1");
   CHECK(client.get_version(ref).contract["inputs"].is_array());
 
-  const auto got = client.download_artifact(api::parse_model_ref("fixture", api::RefVersion::optional),
-                                            tmp.path() / "back.tar.gz");
+  const auto got = client.download_artifact(
+      api::parse_model_ref("fixture", api::RefVersion::optional), tmp.path() / "back.tar.gz");
   CHECK(got.version == 1);
   CHECK(got.sha256 == up.version.sha256);
   CHECK(mlctl::util::read_file(tmp.path() / "back.tar.gz") == mlctl::util::read_file(tgz));
@@ -212,7 +214,8 @@ TEST_CASE("the server requires the bearer token when configured") {
   mlctl::client::ApiClientOptions co;
   co.server = running.server.url();
   co.retries = 0;
-  CHECK_THROWS_WITH_AS(mlctl::client::ApiClient(co).list_models({}), doctest::Contains("missing bearer token"), Error);
+  CHECK_THROWS_WITH_AS(mlctl::client::ApiClient(co).list_models({}),
+                       doctest::Contains("missing bearer token"), Error);
   co.token = "unit-test-token-0123456789";
   CHECK(mlctl::client::ApiClient(co).list_models({}).models.empty());
 }
@@ -223,7 +226,8 @@ TEST_CASE("server options are checked before anything is opened") {
   o.data_dir = tmp.path() / "data";
   o.host = "0.0.0.0";
   o.port = 0;
-  CHECK_THROWS_WITH_AS(mlctl::server::Server(o, {}), doctest::Contains("without --token-file"), Error);
+  CHECK_THROWS_WITH_AS(mlctl::server::Server(o, {}), doctest::Contains("without --token-file"),
+                       Error);
   o.host = "127.0.0.1";
   o.tls_cert = tmp.path() / "cert.pem";
   CHECK_THROWS_WITH_AS(mlctl::server::Server(o, {}), "--tls-cert and --tls-key go together", Error);
