@@ -1,5 +1,6 @@
 #include "server/trace.hpp"
 
+#include <chrono>
 #include <doctest/doctest.h>
 
 using mlctl::server::trace_from_header;
@@ -21,7 +22,22 @@ TEST_CASE("a valid traceparent keeps its trace id; anything else starts a new tr
     CHECK(n.trace_id.find_first_not_of("0123456789abcdef") == std::string::npos);
   }
   // A later version may append fields.
-  CHECK(trace_from_header("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what").trace_id ==
-        "4bf92f3577b34da6a3ce929d0e0e4736");
+  CHECK(
+      trace_from_header("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what").trace_id ==
+      "4bf92f3577b34da6a3ce929d0e0e4736");
   CHECK(trace_from_header("").trace_id != trace_from_header("").trace_id);
+}
+
+TEST_CASE("a fresh trace id starts with the time in seconds and is otherwise random") {
+  const auto before = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  const auto a = trace_from_header("").trace_id;
+  const auto b = trace_from_header("").trace_id;
+  REQUIRE(a.size() == 32);
+  const auto stamped = std::stoll(a.substr(0, 8), nullptr, 16);
+  CHECK(stamped >= before);
+  CHECK(stamped <= before + 2);
+  CHECK(a.substr(8) != b.substr(8));
+  CHECK(a.find_first_not_of("0123456789abcdef") == std::string::npos);
 }
