@@ -349,8 +349,10 @@ RequestStore::RequestStore(RequestStoreOptions options, util::LogFn log)
   impl.log = std::move(log);
   impl.writer_db = sql::Database::open(impl.options.path);
   // Telemetry: a process crash loses nothing committed (WAL); a power loss may lose the last
-  // batches, which is worth not waiting for an fsync per batch.
-  impl.writer_db->exec("PRAGMA synchronous=NORMAL; PRAGMA cache_size=-2048");
+  // batches, which is worth not waiting for an fsync per batch. The writer's page cache holds
+  // the edges of the table and of its indexes where rows are appended and retention deletes
+  // (with 2 MB it re-read and rewrote pages: 14-18% of gateway throughput instead of 5-11%).
+  impl.writer_db->exec("PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16384");
   apply_migrations(*impl.writer_db, k_request_migrations);
   impl.recount();
   impl.readers = std::make_unique<sql::ConnectionPool>(impl.options.path, 4);
