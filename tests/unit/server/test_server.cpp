@@ -35,6 +35,16 @@ fs::path packed_model(const fs::path& parent) {
   return parent / "model.tar.gz";
 }
 
+// Options of a server on a free loopback port with its data and access log in `tmp`.
+mlctl::server::ServerOptions options_in(const mlctl::util::TempDir& tmp, int threads) {
+  mlctl::server::ServerOptions o;
+  o.data_dir = tmp.path() / "data";
+  o.port = 0;
+  o.threads = threads;
+  o.log_file = tmp.path() / "access.log";
+  return o;
+}
+
 struct Running {
   mlctl::server::Server server;
   std::thread thread;
@@ -108,11 +118,7 @@ struct RawConnection {
 
 TEST_CASE("server connections: pipelined and split requests, keep-alive, Connection: close") {
   mlctl::util::TempDir tmp;
-  mlctl::server::ServerOptions o;
-  o.data_dir = tmp.path() / "data";
-  o.port = 0;
-  o.threads = 2;
-  o.log_file = tmp.path() / "access.log";
+  auto o = options_in(tmp, 2);
   Running running(o);
   RawConnection c(running.server.port());
 
@@ -147,11 +153,7 @@ TEST_CASE("server connections: pipelined and split requests, keep-alive, Connect
 
 TEST_CASE("server and client: upload, list, get, download, alias, delete, errors") {
   mlctl::util::TempDir tmp;
-  mlctl::server::ServerOptions o;
-  o.data_dir = tmp.path() / "data";
-  o.port = 0;
-  o.threads = 4;
-  o.log_file = tmp.path() / "access.log";
+  auto o = options_in(tmp, 4);
   Running running(o);
   REQUIRE(running.server.port() > 0);
   mlctl::client::ApiClientOptions co;
@@ -204,11 +206,7 @@ TEST_CASE("the server requires the bearer token when configured") {
   mlctl::util::TempDir tmp;
   mlctl::util::write_file_atomic(tmp.path() / "token", "unit-test-token-0123456789\n");
   fs::permissions(tmp.path() / "token", fs::perms::owner_read | fs::perms::owner_write);
-  mlctl::server::ServerOptions o;
-  o.data_dir = tmp.path() / "data";
-  o.port = 0;
-  o.threads = 2;
-  o.log_file = tmp.path() / "access.log";
+  auto o = options_in(tmp, 2);
   o.token_file = tmp.path() / "token";
   Running running(o);
   mlctl::client::ApiClientOptions co;
