@@ -20,23 +20,31 @@ namespace {
 // Stores `n` one-image requests of application "app": image k is filled with k % 256, its
 // predicted class is k % 10 for k < n/2 and 0 afterwards (so class 0 is over-represented), and
 // every third request gets the label of its prediction.
+// Request k of application "app" (model m:1): one image filled with k % 256, class `cls`.
+std::shared_ptr<server::InferenceRecord> one_image(int k, std::string time, int cls) {
+  auto r = std::make_shared<server::InferenceRecord>();
+  char trace[33];
+  std::snprintf(trace, sizeof trace, "%016x%016x", k + 1, k + 1);
+  r->trace_id = trace;
+  r->application = "app";
+  r->model = "m";
+  r->version = 1;
+  r->variant = "primary";
+  r->time = std::move(time);
+  r->batch = 1;
+  r->input.assign(784, static_cast<float>(k % 256) / 255.0f);
+  r->classes = {cls};
+  r->probabilities.assign(10, 0.1f);
+  return r;
+}
+
 void fill(server::RequestStore& store, int n) {
   std::vector<api::FeedbackItem> labels;
   for (int k = 0; k < n; ++k) {
-    auto r = std::make_shared<server::InferenceRecord>();
-    char trace[33];
-    std::snprintf(trace, sizeof trace, "%016x%016x", k + 1, k + 1);
-    r->trace_id = trace;
-    r->application = "app";
-    r->model = "m";
-    r->version = 1;
-    r->variant = "primary";
-    r->time = "2026-11-28T12:00:" + std::string(k % 60 < 10 ? "0" : "") + std::to_string(k % 60) +
-              ".000Z";
-    r->batch = 1;
-    r->input.assign(784, static_cast<float>(k % 256) / 255.0f);
-    r->classes = {k < n / 2 ? k % 10 : 0};
-    r->probabilities.assign(10, 0.1f);
+    const auto r = one_image(k,
+                             "2026-11-28T12:00:" + std::string(k % 60 < 10 ? "0" : "") +
+                                 std::to_string(k % 60) + ".000Z",
+                             k < n / 2 ? k % 10 : 0);
     store.on_inference(r);
     if (k % 3 == 0) {
       labels.push_back({r->trace_id, r->classes[0], std::nullopt});
@@ -154,20 +162,7 @@ namespace {
 // Stores `n` one-image requests of application "app" with predicted class `cls(k)`.
 template <class Cls> void fill_classes(server::RequestStore& store, int n, Cls cls) {
   for (int k = 0; k < n; ++k) {
-    auto r = std::make_shared<server::InferenceRecord>();
-    char trace[33];
-    std::snprintf(trace, sizeof trace, "%016x%016x", k + 1, k + 1);
-    r->trace_id = trace;
-    r->application = "app";
-    r->model = "m";
-    r->version = 1;
-    r->variant = "primary";
-    r->time = "2026-11-28T12:00:00.000Z";
-    r->batch = 1;
-    r->input.assign(784, static_cast<float>(k % 256) / 255.0f);
-    r->classes = {cls(k)};
-    r->probabilities.assign(10, 0.1f);
-    store.on_inference(r);
+    store.on_inference(one_image(k, "2026-11-28T12:00:00.000Z", cls(k)));
   }
   REQUIRE(store.flush(10s));
 }
