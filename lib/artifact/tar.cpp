@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <isa-l/igzip_lib.h>
 #include <memory>
 #include <set>
 #include <unistd.h>
@@ -46,20 +47,219 @@ std::string archive_message(archive* a) {
   return s;
 }
 
-// A reader of gzip or no filter, tar formats (ustar, pax, gnu) only.
-ReadPtr new_reader(const std::string& what) {
-  ReadPtr a(archive_read_new());
-  if (!a) {
-    throw Error(ErrorKind::internal, what + ": cannot allocate an archive reader");
-  }
-  archive_read_support_filter_gzip(a.get());
-  archive_read_support_filter_none(a.get());
-  archive_read_support_format_tar(a.get());
-  return a;
-}
+constexpr std::size_t k_gunzip_block = std::size_t{256} << 10; // decoded bytes per callback
 
-// Opens `tgz` for reading: gzip or no filter, tar formats (ustar, pax, gnu) only.
-ReadPtr open_reader(const fs::path& tgz, std::size_t block_size = 1 << 16) {
+// Feeds libarchive a plain tar stream (formats ustar, pax, gnu): the bytes of `source` as they
+// are, or gunzipped by ISA-L when they start with the gzip magic (RFC 1952 §2.3.1). ISA-L
+// decodes about 1.5 times faster than the zlib inside libarchive's gzip filter, and the check of
+// an upload waits for this decoding. Members are decoded in turn (a multi-member file is one
+// stream, as gzip(1) reads it), each trailer's CRC-32 and size are checked, and bytes after the
+// last member are ignored, as libarchive did.
+class TarStream {
+public:
+  // Opens the stream; throws `Error{invalid_input}` "<where>: not a gzip-compressed tar
+  // archive" when libarchive finds no tar in it.
+  TarStream(ByteSource source, std::string where) : m_source(std::move(source)) {
+    m_archive.reset(archive_read_new());
+    if (!m_archive) {
+      throw Error(ErrorKind::internal, where + ": cannot allocate an archive reader");
+    }
+    archive_read_support_filter_none(m_archive.get());
+    archive_read_support_format_tar(m_archive.get());
+    if (archive_read_open(m_archive.get(), this, nullptr, read, nullptr) != ARCHIVE_OK) {
+      throw Error(ErrorKind::invalid_input, where + ": " + std::string(k_not_tar));
+    }
+  }
+  TarStream(const TarStream&) = delete;
+  TarStream& operator=(const TarStream&) = delete;
+  ~TarStream() = default;
+
+  archive* get() const noexcept { return m_archive.get(); }
+
+  // Decodes what follows the tar's end (its padding) to the end of the gzip stream, so that
+  // the last member's trailer is checked. Throws `Error{invalid_input}` "<where>: damaged
+  // archive: ..." for a bad trailer, and `over` when more than `budget` bytes follow.
+  void finish(const std::string& where, std::uint64_t budget, const std::string& over) {
+    std::uint64_t seen = 0;
+    while (m_inflate) {
+      const void* block = nullptr;
+      const auto n = next(m_archive.get(), &block);
+      if (n < 0) {
+        throw Error(ErrorKind::invalid_input,
+                    where + ": damaged archive: " + archive_message(m_archive.get()));
+      }
+      if (n == 0) {
+        return;
+      }
+      seen += static_cast<std::uint64_t>(n);
+      if (seen > budget) {
+        throw Error(ErrorKind::invalid_input, where + ": " + over);
+      }
+    }
+  }
+
+private:
+  static la_ssize_t read(archive* a, void* self, const void** buffer) {
+    try {
+      return static_cast<TarStream*>(self)->next(a, buffer);
+    } catch (const std::exception& e) {
+      archive_set_error(a, EIO, "%s", e.what());
+    } catch (...) {
+      archive_set_error(a, EIO, "cannot read the archive");
+    }
+    return ARCHIVE_FATAL;
+  }
+
+  bool refill() {
+    if (m_input.empty() && !m_pushed_back.empty()) {
+      m_input = m_pushed_back;
+      m_pushed_back = {};
+    }
+    if (m_input.empty() && !m_input_done) {
+      m_input = m_source();
+      m_input_done = m_input.empty();
+    }
+    return !m_input.empty();
+  }
+
+  la_ssize_t next(archive* a, const void** buffer) {
+    if (!m_started) {
+      m_started = true;
+      refill();
+      if (m_input.size() == 1) { // a 1-byte first block: the magic is two
+        m_head.assign(m_input);
+        m_input = {};
+        if (refill()) {
+          m_head.push_back(m_input.front());
+          m_input.remove_prefix(1);
+        }
+        m_pushed_back = m_input;
+        m_input = m_head;
+      }
+      if (m_input.size() >= 2 && static_cast<unsigned char>(m_input[0]) == 0x1f &&
+          static_cast<unsigned char>(m_input[1]) == 0x8b) {
+        m_inflate = std::make_unique<inflate_state>();
+        isal_inflate_init(m_inflate.get());
+        m_inflate->crc_flag = ISAL_GZIP;
+        m_out.resize(k_gunzip_block);
+      }
+    }
+    if (!m_inflate) { // not gzip: the bytes as they come
+      refill();
+      *buffer = m_input.data();
+      const auto n = static_cast<la_ssize_t>(m_input.size());
+      m_input = {};
+      return n;
+    }
+    if (m_error != nullptr) {
+      archive_set_error(a, EINVAL, "%s", m_error);
+      return ARCHIVE_FATAL;
+    }
+    auto& z = *m_inflate;
+    z.next_out = m_out.data();
+    z.avail_out = static_cast<std::uint32_t>(m_out.size());
+    while (z.avail_out != 0 && !m_gzip_done) {
+      if (z.block_state == ISAL_BLOCK_FINISH) {
+        // Another member follows only if the next bytes are its magic.
+        if (!refill() || static_cast<unsigned char>(m_input[0]) != 0x1f) {
+          m_gzip_done = true;
+          break;
+        }
+        isal_inflate_reset(&z);
+        z.crc_flag = ISAL_GZIP;
+        z.next_out = m_out.data() + (m_out.size() - z.avail_out);
+      }
+      if (z.avail_in == 0) {
+        if (!refill()) {
+          return fail(a, buffer, "gzip: truncated input");
+        }
+        const auto n = std::min<std::size_t>(m_input.size(), UINT32_MAX);
+        z.next_in = reinterpret_cast<std::uint8_t*>(const_cast<char*>(m_input.data()));
+        z.avail_in = static_cast<std::uint32_t>(n);
+        m_input.remove_prefix(n);
+      }
+      const int r = isal_inflate(&z);
+      if (r != ISAL_DECOMP_OK && r != ISAL_END_INPUT) {
+        return fail(a, buffer, inflate_message(r));
+      }
+      if (z.block_state == ISAL_BLOCK_FINISH) {
+        // Input the member did not use goes back in front of what is left.
+        m_input =
+            std::string_view(reinterpret_cast<const char*>(z.next_in), z.avail_in + m_input.size());
+        z.avail_in = 0;
+      }
+    }
+    *buffer = m_out.data();
+    return static_cast<la_ssize_t>(m_out.size() - z.avail_out);
+  }
+
+  // Hands out what this call decoded before the error, which comes with the next call: the
+  // tar reader sees every good byte before the stream's damage.
+  la_ssize_t fail(archive* a, const void** buffer, const char* message) {
+    m_error = message;
+    const auto decoded = static_cast<la_ssize_t>(m_out.size() - m_inflate->avail_out);
+    if (decoded > 0) {
+      *buffer = m_out.data();
+      return decoded;
+    }
+    archive_set_error(a, EINVAL, "%s", message);
+    return ARCHIVE_FATAL;
+  }
+
+  static const char* inflate_message(int r) {
+    switch (r) {
+    case ISAL_INCORRECT_CHECKSUM:
+      return "gzip: CRC-32 mismatch";
+    case ISAL_INVALID_WRAPPER:
+    case ISAL_UNSUPPORTED_METHOD:
+      return "gzip: invalid header";
+    default:
+      return "gzip: invalid compressed data";
+    }
+  }
+
+  ByteSource m_source;
+  std::string_view m_input;       // source bytes not handed to the decoder yet
+  std::string m_head;             // the first two bytes, when the first block had one
+  std::string_view m_pushed_back; // the rest of the block that gave the second byte
+  bool m_input_done = false;
+  bool m_started = false;
+  bool m_gzip_done = false;
+  const char* m_error = nullptr;            // a decoding error to report at the next call
+  std::unique_ptr<inflate_state> m_inflate; // null: not gzip
+  std::vector<std::uint8_t> m_out;
+  ReadPtr m_archive; // last: closed before the state its callbacks use
+};
+
+// A file read in 1 MiB blocks, as a `ByteSource`.
+struct FileBlocks {
+  explicit FileBlocks(int descriptor) : fd(descriptor), block(std::size_t{1} << 20) {}
+  ~FileBlocks() {
+    if (fd >= 0) {
+      ::close(fd);
+    }
+  }
+  FileBlocks(const FileBlocks&) = delete;
+  FileBlocks& operator=(const FileBlocks&) = delete;
+
+  std::string_view next() {
+    while (true) {
+      const auto n = ::read(fd, block.data(), block.size());
+      if (n >= 0) {
+        return {block.data(), static_cast<std::size_t>(n)};
+      }
+      if (errno != EINTR) {
+        throw Error(ErrorKind::io, "read failed: " + std::string(std::strerror(errno)));
+      }
+    }
+  }
+
+  int fd;
+  std::vector<char> block;
+};
+
+// Opens `tgz` for reading as a `TarStream`.
+std::unique_ptr<TarStream> open_reader(const fs::path& tgz) {
   std::error_code ec;
   if (!fs::exists(tgz, ec)) {
     throw Error(ErrorKind::not_found, tgz.string() + ": no such file");
@@ -67,18 +267,13 @@ ReadPtr open_reader(const fs::path& tgz, std::size_t block_size = 1 << 16) {
   if (!fs::is_regular_file(tgz, ec)) {
     throw Error(ErrorKind::invalid_input, tgz.string() + ": not a regular file");
   }
-  ReadPtr a = new_reader(tgz.string());
-  // libarchive detects the filter and the format while opening, so its failure to open means
-  // "no tar archive"; an unreadable file is reported as such first.
-  const int fd = ::open(tgz.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  // An unreadable file is reported as such before libarchive looks for a tar in it.
+  auto file = std::make_shared<FileBlocks>(::open(tgz.c_str(), O_RDONLY | O_CLOEXEC));
+  if (file->fd < 0) {
     throw Error(ErrorKind::io, tgz.string() + ": cannot open: " + std::strerror(errno));
   }
-  ::close(fd);
-  if (archive_read_open_filename(a.get(), tgz.c_str(), block_size) != ARCHIVE_OK) {
-    throw Error(ErrorKind::invalid_input, tgz.string() + ": " + std::string(k_not_tar));
-  }
-  return a;
+  ByteSource source = [file] { return file->next(); };
+  return std::make_unique<TarStream>(std::move(source), tgz.string());
 }
 
 // Returns the next header, nullptr at the end. A failure on the first header means the
@@ -249,9 +444,10 @@ std::vector<std::string> parents_of(const std::string& rel) {
   return out;
 }
 
-ScannedArchive scan_archive(archive* a, const std::string& where,
+ScannedArchive scan_archive(TarStream& stream, const std::string& where,
                             const std::function<bool(const std::string&)>& keep,
                             const UnpackLimits& limits) {
+  archive* a = stream.get();
   ScannedArchive out;
   std::set<std::string> files;
   std::set<std::string> dirs;
@@ -303,13 +499,8 @@ ScannedArchive scan_archive(archive* a, const std::string& where,
     dirs.insert(parents.begin(), parents.end());
     out.files.push_back(h.rel);
   }
+  stream.finish(where, limits.max_total_bytes - out.total_bytes, over);
   return out;
-}
-
-la_ssize_t read_source(archive*, void* client, const void** buffer) {
-  const std::string_view block = (*static_cast<const ByteSource*>(client))();
-  *buffer = block.data();
-  return static_cast<la_ssize_t>(block.size());
 }
 
 // Removes what an unfinished extraction left in `dest`, unless disarmed.
@@ -349,17 +540,18 @@ la_ssize_t append_to_string(archive*, void* client, const void* buffer, size_t l
 void for_each_tar_entry(const fs::path& tgz,
                         const std::function<bool(const TarEntry&, std::string_view)>& fn) {
   constexpr auto damaged = ErrorKind::corrupt;
-  ReadPtr a = open_reader(tgz);
+  const auto stream = open_reader(tgz);
+  archive* a = stream->get();
   bool first = true;
-  while (archive_entry* entry = next_header(a.get(), tgz, first, damaged)) {
+  while (archive_entry* entry = next_header(a, tgz, first, damaged)) {
     first = false;
     if (archive_entry_filetype(entry) != AE_IFREG || archive_entry_hardlink(entry) != nullptr) {
       continue;
     }
     const char* raw = archive_entry_pathname(entry);
     TarEntry info{raw != nullptr ? raw : "", 0};
-    std::string data = read_data(a.get(), tgz, info.path, k_max_entry_in_memory,
-                                 "entry larger than 1 GiB", damaged);
+    std::string data =
+        read_data(a, tgz, info.path, k_max_entry_in_memory, "entry larger than 1 GiB", damaged);
     info.size = data.size();
     if (!fn(info, data)) {
       return;
@@ -457,7 +649,8 @@ std::vector<std::string> unpack_safely(const fs::path& tgz, const fs::path& dest
       throw Error(ErrorKind::invalid_input, dest.string() + ": destination is not empty");
     }
   }
-  ReadPtr a = open_reader(tgz);
+  const auto stream = open_reader(tgz);
+  archive* a = stream->get();
   if (!fs::exists(dest, ec)) {
     fs::create_directories(dest, ec);
     if (ec) {
@@ -473,7 +666,7 @@ std::vector<std::string> unpack_safely(const fs::path& tgz, const fs::path& dest
   const std::string over =
       "archive expands past " + std::to_string(limits.max_total_bytes) + " bytes";
   const std::string where = tgz.string();
-  while (archive_entry* entry = next_header(a.get(), tgz, count == 0, damaged)) {
+  while (archive_entry* entry = next_header(a, tgz, count == 0, damaged)) {
     const CheckedHeader h = check_header(entry, where, ++count, limits);
     const std::string& rel = h.rel;
     const std::string& shown = h.shown;
@@ -491,7 +684,7 @@ std::vector<std::string> unpack_safely(const fs::path& tgz, const fs::path& dest
       throw Error(ErrorKind::invalid_input, tgz.string() + ": " + shown + ": duplicate entry");
     }
     const std::string data =
-        read_data(a.get(), tgz, shown, limits.max_total_bytes - total, over, damaged);
+        read_data(a, tgz, shown, limits.max_total_bytes - total, over, damaged);
     total += data.size();
     // `dest` started empty and only regular files and directories are created in it, so no
     // link can redirect this write; an existing path means two entries collide.
@@ -513,6 +706,7 @@ std::vector<std::string> unpack_safely(const fs::path& tgz, const fs::path& dest
     }
     files.push_back(rel);
   }
+  stream->finish(where, limits.max_total_bytes - total, over);
   guard.disarm();
   return files;
 }
@@ -521,20 +715,14 @@ ScannedArchive scan_safely(const ByteSource& source, std::string_view name,
                            const std::function<bool(const std::string&)>& keep,
                            const UnpackLimits& limits) {
   const std::string where(name);
-  ReadPtr a = new_reader(where);
-  // libarchive calls back for bytes while it detects the filter and the format: a failure to
-  // open means "no tar archive".
-  if (archive_read_open(a.get(), const_cast<ByteSource*>(&source), nullptr, read_source, nullptr) !=
-      ARCHIVE_OK) {
-    throw Error(ErrorKind::invalid_input, where + ": " + std::string(k_not_tar));
-  }
-  return scan_archive(a.get(), where, keep, limits);
+  TarStream stream(source, where);
+  return scan_archive(stream, where, keep, limits);
 }
 
 ScannedArchive scan_safely(const fs::path& tgz, const std::function<bool(const std::string&)>& keep,
                            const UnpackLimits& limits) {
-  ReadPtr a = open_reader(tgz, 1 << 20);
-  return scan_archive(a.get(), tgz.string(), keep, limits);
+  const auto stream = open_reader(tgz);
+  return scan_archive(*stream, tgz.string(), keep, limits);
 }
 
 } // namespace mlctl::artifact

@@ -49,7 +49,7 @@ std::vector<std::string> unpack_safely(const std::filesystem::path& tgz,
                                        const UnpackLimits& limits = {});
 
 // Returns the next block of an archive's bytes, valid until the next call; an empty view at
-// the end. Must not throw.
+// the end. An exception it throws ends the reading: its message becomes the archive's error.
 using ByteSource = std::function<std::string_view()>;
 
 struct ScannedArchive {

@@ -84,6 +84,21 @@ void make_tar(const fs::path& out, const std::vector<RawEntry>& entries, bool gz
   archive_write_free(a);
 }
 
+// Returns `bytes` as one gzip member (zlib, RFC 1952).
+std::string gzip_member(std::string_view bytes) {
+  z_stream z{};
+  REQUIRE(deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  std::string out(deflateBound(&z, bytes.size()), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(bytes.data()));
+  z.avail_in = static_cast<uInt>(bytes.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  REQUIRE(deflate(&z, Z_FINISH) == Z_STREAM_END);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
+}
+
 void make_model_dir(const fs::path& dir) {
   write_file_atomic(dir / "model.onnx", std::string(5000, 'm'));
   write_file_atomic(dir / "model.yaml", "apiVersion: mlctl/v1\n");
@@ -415,4 +430,49 @@ TEST_CASE("unpack_safely and for_each_tar_entry refuse what is not a tar archive
             .starts_with(cut.string() + ": "));
   CHECK(kind == ErrorKind::invalid_input);
   CHECK_FALSE(fs::exists(tmp.path() / "d"));
+}
+
+TEST_CASE("scan_safely reads gzip members in turn and checks every trailer") {
+  TempDir tmp;
+  const auto plain = tmp.path() / "a.tar";
+  make_tar(plain,
+           {{"a.txt", AE_IFREG, std::string(70000, 'a'), "", ""},
+            {"b.bin", AE_IFREG, std::string(3000, 'b'), "", ""}},
+           false);
+  const std::string tar = read_file(plain);
+  const auto expected = scan_safely(plain, keep_all);
+  REQUIRE(expected.files == std::vector<std::string>{"a.txt", "b.bin"});
+
+  // The tar cut in three members, as `cat a.gz b.gz c.gz` gives; bytes after the last member
+  // are ignored (as gzip(1) and libarchive do).
+  const std::string members = gzip_member(tar.substr(0, 1000)) +
+                              gzip_member(tar.substr(1000, 60000)) + gzip_member(tar.substr(61000));
+  for (const std::string& bytes : {members, members + "trailing bytes"}) {
+    const auto scanned = scan_safely(one_block(bytes), "upload", keep_all);
+    CHECK(scanned.files == expected.files);
+    CHECK(scanned.kept == expected.kept);
+  }
+
+  // A damaged trailer is found even though the tar ends before it.
+  std::string bad_crc = gzip_member(tar);
+  bad_crc[bad_crc.size() - 8] = static_cast<char>(bad_crc[bad_crc.size() - 8] ^ 1);
+  CHECK_THROWS_WITH_AS(scan_safely(one_block(bad_crc), "upload", keep_all),
+                       "upload: damaged archive: gzip: CRC-32 mismatch", mlctl::Error);
+  const std::string whole = gzip_member(tar);
+  CHECK_THROWS_WITH_AS(
+      scan_safely(one_block(whole.substr(0, whole.size() - 4)), "upload", keep_all),
+      "upload: damaged archive: gzip: truncated input", mlctl::Error);
+  std::string broken = whole;
+  broken[20] = static_cast<char>(broken[20] ^ 0x55);
+  ErrorKind kind = ErrorKind::internal;
+  CHECK(error_of([&] { scan_safely(one_block(broken), "upload", keep_all); }, &kind)
+            .starts_with("upload: "));
+  CHECK(kind == ErrorKind::invalid_input);
+
+  // What follows the tar's end inside the gzip stream counts against the byte limit.
+  const std::string padded = gzip_member(tar + std::string(4000000, '\0'));
+  CHECK_THROWS_WITH_AS(
+      scan_safely(one_block(padded), "upload", keep_all, UnpackLimits{1000000, 10}),
+      "upload: archive expands past 1000000 bytes", mlctl::Error);
+  CHECK(scan_safely(one_block(padded), "upload", keep_all).files == expected.files);
 }
