@@ -8,7 +8,6 @@
 #include <cmath>
 #include <cstring>
 #include <fcntl.h>
-#include <limits.h>
 #include <unistd.h>
 
 namespace mlctl::server {
@@ -55,7 +54,10 @@ void append_record(std::string& out, const AccessRecord& r) {
 
 } // namespace
 
-AccessLog::AccessLog(const std::filesystem::path& path) : m_fd(STDERR_FILENO), m_owned(false) {
+constexpr std::size_t k_flush_bytes = 64 * 1024; // a request that gathers this much writes it
+
+AccessLog::AccessLog(const std::filesystem::path& path, std::chrono::milliseconds flush_interval)
+    : m_fd(STDERR_FILENO), m_owned(false), m_interval(flush_interval) {
   if (!path.empty()) {
     m_fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
     if (m_fd < 0) {
@@ -64,9 +66,18 @@ AccessLog::AccessLog(const std::filesystem::path& path) : m_fd(STDERR_FILENO), m
     }
     m_owned = true;
   }
+  m_pending.reserve(k_flush_bytes);
+  m_flusher = std::thread([this] { run_flusher(); });
 }
 
 AccessLog::~AccessLog() {
+  {
+    const std::lock_guard lock(m_mutex);
+    m_stopping = true;
+  }
+  m_cv.notify_all();
+  m_flusher.join();
+  write_out();
   if (m_owned) {
     ::close(m_fd);
   }
@@ -79,31 +90,62 @@ std::string AccessLog::format(const AccessRecord& r) {
 }
 
 void AccessLog::write(const AccessRecord& record) {
-  // Called on every request's thread: the line is built in a buffer the thread keeps, and
-  // goes out in one write(2) without a lock. O_APPEND writes to a file, and writes of at most
-  // PIPE_BUF bytes to a pipe, are not interleaved with other writers; longer lines (rare: a
-  // path of several KB) take the lock so that they cannot interleave with each other.
+  // The line is built outside the lock, in a buffer the request's thread keeps.
   thread_local std::string line;
   line.clear();
   append_record(line, record);
   line += '\n';
-  std::unique_lock lock(m_mutex, std::defer_lock);
-  if (line.size() > PIPE_BUF) {
+  bool first = false;
+  bool full = false;
+  {
+    const std::lock_guard lock(m_mutex);
+    first = m_pending.empty();
+    m_pending += line;
+    full = m_pending.size() >= k_flush_bytes;
+  }
+  if (full) {
+    write_out();
+  } else if (first) {
+    m_cv.notify_one(); // the flusher sleeps until there is something to write
+  }
+}
+
+void AccessLog::flush() {
+  write_out();
+}
+
+void AccessLog::run_flusher() {
+  std::unique_lock lock(m_mutex);
+  while (!m_stopping) {
+    m_cv.wait(lock, [&] { return m_stopping || !m_pending.empty(); });
+    // Let lines gather for one interval: a busy server writes a few times a second.
+    m_cv.wait_for(lock, m_interval, [&] { return m_stopping; });
+    lock.unlock();
+    write_out();
     lock.lock();
   }
-  const char* p = line.data();
-  std::size_t left = line.size();
+}
+
+void AccessLog::write_out() {
+  const std::lock_guard writing(m_write_mutex);
+  {
+    const std::lock_guard lock(m_mutex);
+    m_writing.swap(m_pending);
+  }
+  const char* p = m_writing.data();
+  std::size_t left = m_writing.size();
   while (left > 0) {
     const auto n = ::write(m_fd, p, left);
     if (n < 0) {
       if (errno == EINTR) {
         continue;
       }
-      return; // a full disk or a closed stderr must not fail the request
+      break; // a full disk or a closed stderr must not fail the server
     }
     p += n;
     left -= static_cast<std::size_t>(n);
   }
+  m_writing.clear();
 }
 
 } // namespace mlctl::server

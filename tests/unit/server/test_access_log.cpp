@@ -1,8 +1,12 @@
 #include "server/access_log.hpp"
 #include "util/fs.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
+#include <thread>
+#include <vector>
 
 using mlctl::server::AccessLog;
 using mlctl::server::AccessRecord;
@@ -10,7 +14,8 @@ using mlctl::server::AccessRecord;
 TEST_CASE("the access log appends one JSON object per line") {
   mlctl::util::TempDir dir;
   const auto path = dir.path() / "access.log";
-  AccessRecord r{"2026-11-28T12:00:00.000Z", "GET", "/api/v1/models", 200, 1.23456, "abc", "127.0.0.1", 0, 42};
+  AccessRecord r{
+      "2026-11-28T12:00:00.000Z", "GET", "/api/v1/models", 200, 1.23456, "abc", "127.0.0.1", 0, 42};
   {
     AccessLog log(path);
     log.write(r);
@@ -50,4 +55,52 @@ TEST_CASE("the access log escapes paths and replaces invalid UTF-8, keeping each
   CHECK(j["latency_ms"].is_number_float());
   CHECK(line.find("\"latency_ms\":2.0,") != std::string::npos);
   CHECK(line.rfind("{\"bytes_in\":0,", 0) == 0);
+}
+
+TEST_CASE("the access log writes gathered lines within its interval, whole and all of them") {
+  mlctl::util::TempDir dir;
+  const auto path = dir.path() / "access.log";
+  AccessRecord r{"2026-11-28T12:00:00.000Z",
+                 "POST",
+                 "/v2/models/a/infer",
+                 200,
+                 0.5,
+                 "t",
+                 "127.0.0.1",
+                 6000,
+                 300};
+  const auto count_lines = [&] {
+    const auto text = mlctl::util::read_file(path);
+    return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+  };
+  AccessLog log(path, std::chrono::milliseconds(20));
+  log.write(r);
+  // The flusher writes it without being asked (the file exists at once: opened for appending).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (count_lines() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK(count_lines() == 1);
+
+  // Four threads, far more than one 64 KB buffer: every line arrives whole.
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 5000; ++i) {
+        log.write(r);
+      }
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  log.flush();
+  const auto text = mlctl::util::read_file(path);
+  std::size_t lines = 0;
+  for (std::size_t pos = 0, next = 0; (next = text.find('\n', pos)) != std::string::npos;
+       pos = next + 1) {
+    CHECK(nlohmann::json::parse(text.substr(pos, next - pos))["status"] == 200);
+    ++lines;
+  }
+  CHECK(lines == 20001);
 }
