@@ -61,17 +61,20 @@ struct Platform {
 // Sends `value` as JSON with `status`.
 void send_json(httplib::Response& res, int status, const nlohmann::json& value);
 // Sends `{"error": {"code", "message"}}` with `status`.
-void send_error(httplib::Response& res, int status, std::string_view code, std::string_view message);
+void send_error(httplib::Response& res, int status, std::string_view code,
+                std::string_view message);
 // Sends the error body of `error` with the status of its kind.
 void send_error(httplib::Response& res, const Error& error);
 
 // Wraps a handler so that an `Error` becomes its JSON error response and anything else a 500
 // "internal" (logged through `log`).
-httplib::Server::Handler guarded(const util::LogFn& log,
-                                 std::function<void(const httplib::Request&, httplib::Response&)> fn);
+httplib::Server::Handler
+guarded(const util::LogFn& log,
+        std::function<void(const httplib::Request&, httplib::Response&)> fn);
 httplib::Server::HandlerWithContentReader guarded(
     const util::LogFn& log,
-    std::function<void(const httplib::Request&, httplib::Response&, const httplib::ContentReader&)> fn);
+    std::function<void(const httplib::Request&, httplib::Response&, const httplib::ContentReader&)>
+        fn);
 
 // Returns the caller: `X-Mlctl-User` when it is a plausible user name, else "anonymous", and
 // the peer address.
@@ -79,8 +82,8 @@ Actor actor_of(const httplib::Request& req);
 
 // Parses an integer query parameter in [min, max], `fallback` when absent. Throws
 // `Error{invalid_input}` naming the parameter.
-std::int64_t int_param(const httplib::Request& req, const char* key, std::int64_t fallback, std::int64_t min,
-                       std::int64_t max);
+std::int64_t int_param(const httplib::Request& req, const char* key, std::int64_t fallback,
+                       std::int64_t min, std::int64_t max);
 // Returns true for `?key=true|1|yes`, false for absent or `false|0|no`; throws otherwise.
 bool bool_param(const httplib::Request& req, const char* key);
 

@@ -12,12 +12,12 @@
 #include "util/build_info.hpp"
 
 #include <arpa/inet.h>
-#include <sys/socket.h>
 #include <charconv>
 #include <condition_variable>
 #include <csignal>
-#include <malloc.h>
 #include <limits>
+#include <malloc.h>
+#include <sys/socket.h>
 #include <thread>
 
 namespace mlctl::server {
@@ -31,21 +31,25 @@ thread_local std::chrono::steady_clock::time_point t_start{};
 thread_local std::uint64_t t_bytes_in = 0;
 } // namespace
 
-void note_bytes_in(std::uint64_t bytes) { t_bytes_in = bytes; }
+void note_bytes_in(std::uint64_t bytes) {
+  t_bytes_in = bytes;
+}
 
 void register_health_routes(httplib::Server& http, Platform& p) {
-  http.Get(std::string(api::routes::k_healthz), [](const httplib::Request&, httplib::Response& res) {
-    send_json(res, 200, api::Health{"ok", std::string(build::version())});
-  });
-  http.Get(std::string(api::routes::k_readyz), [&p](const httplib::Request&, httplib::Response& res) {
-    if (p.stopping.load()) {
-      send_error(res, 503, "unavailable", "shutting down");
-    } else if (!p.ready.load()) {
-      send_error(res, 503, "unavailable", "starting");
-    } else {
-      send_json(res, 200, api::Health{"ready", std::string(build::version())});
-    }
-  });
+  http.Get(std::string(api::routes::k_healthz),
+           [](const httplib::Request&, httplib::Response& res) {
+             send_json(res, 200, api::Health{"ok", std::string(build::version())});
+           });
+  http.Get(std::string(api::routes::k_readyz),
+           [&p](const httplib::Request&, httplib::Response& res) {
+             if (p.stopping.load()) {
+               send_error(res, 503, "unavailable", "shutting down");
+             } else if (!p.ready.load()) {
+               send_error(res, 503, "unavailable", "starting");
+             } else {
+               send_json(res, 200, api::Health{"ready", std::string(build::version())});
+             }
+           });
 }
 
 } // namespace detail
@@ -96,7 +100,8 @@ std::string reason_message(const httplib::Request& req, int status) {
 
 void parse_listen(std::string_view text, ServerOptions& options) {
   const auto bad = [&] {
-    return Error(ErrorKind::invalid_input, "--listen '" + std::string(text) + "': expected HOST:PORT, e.g. 127.0.0.1:9090");
+    return Error(ErrorKind::invalid_input,
+                 "--listen '" + std::string(text) + "': expected HOST:PORT, e.g. 127.0.0.1:9090");
   };
   const auto colon = text.rfind(':');
   if (colon == std::string_view::npos) {
@@ -111,7 +116,8 @@ void parse_listen(std::string_view text, ServerOptions& options) {
   }
   int port = -1;
   const auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (port_text.empty() || ec != std::errc() || p != port_text.data() + port_text.size() || port < 0 || port > 65535) {
+  if (port_text.empty() || ec != std::errc() || p != port_text.data() + port_text.size() ||
+      port < 0 || port > 65535) {
     throw bad();
   }
   options.host = host.empty() ? "127.0.0.1" : std::string(host);
@@ -149,8 +155,9 @@ struct Server::Impl {
     if (token.empty()) {
       return std::nullopt;
     }
-    const bool is_protected = std::any_of(protected_prefixes.begin(), protected_prefixes.end(),
-                                          [&](const std::string& p) { return req.path.rfind(p, 0) == 0; });
+    const bool is_protected =
+        std::any_of(protected_prefixes.begin(), protected_prefixes.end(),
+                    [&](const std::string& p) { return req.path.rfind(p, 0) == 0; });
     if (!is_protected) {
       return std::nullopt;
     }
@@ -191,7 +198,8 @@ struct Server::Impl {
     http->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       detail::t_start = std::chrono::steady_clock::now();
       detail::t_bytes_in = req.body.size();
-      res.set_header("traceparent", trace_from_header(req.get_header_value("traceparent")).traceparent());
+      res.set_header("traceparent",
+                     trace_from_header(req.get_header_value("traceparent")).traceparent());
       if (const auto refusal = authorize(req)) {
         refuse_unauthorized(res, refusal->second);
         return httplib::Server::HandlerResponse::Handled;
@@ -199,21 +207,22 @@ struct Server::Impl {
       return httplib::Server::HandlerResponse::Unhandled;
     });
     // Large uploads ask first (curl sends `Expect: 100-continue`): refuse before the body.
-    http->set_expect_100_continue_handler([this](const httplib::Request& req, httplib::Response& res) {
-      if (const auto refusal = authorize(req)) {
-        refuse_unauthorized(res, refusal->second);
-        return 401;
-      }
-      const auto length = req.get_header_value<std::uint64_t>("Content-Length");
-      if (length > platform.options.max_body_bytes) {
-        detail::send_error(res, 413, api::k_code_too_large,
-                           "request body is larger than the server's limit of " +
-                               std::to_string(platform.options.max_body_bytes >> 20) +
-                               " MiB (mlctl serve --max-body-mb)");
-        return 413;
-      }
-      return 100;
-    });
+    http->set_expect_100_continue_handler(
+        [this](const httplib::Request& req, httplib::Response& res) {
+          if (const auto refusal = authorize(req)) {
+            refuse_unauthorized(res, refusal->second);
+            return 401;
+          }
+          const auto length = req.get_header_value<std::uint64_t>("Content-Length");
+          if (length > platform.options.max_body_bytes) {
+            detail::send_error(res, 413, api::k_code_too_large,
+                               "request body is larger than the server's limit of " +
+                                   std::to_string(platform.options.max_body_bytes >> 20) +
+                                   " MiB (mlctl serve --max-body-mb)");
+            return 413;
+          }
+          return 100;
+        });
     // Statuses cpp-httplib sets itself (404 no route, 413, 400 bad request line) get our JSON.
     http->set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req,
                                                                     httplib::Response& res) {
@@ -223,19 +232,20 @@ struct Server::Impl {
       detail::send_error(res, res.status, reason_code(res.status), reason_message(req, res.status));
       return httplib::Server::HandlerResponse::Handled;
     }));
-    http->set_exception_handler([this](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
-      std::string what = "unknown exception";
-      try {
-        std::rethrow_exception(ep);
-      } catch (const std::exception& e) {
-        what = e.what();
-      } catch (...) { // NOLINT(bugprone-empty-catch): reported below
-      }
-      if (platform.log) {
-        platform.log("internal error in " + req.method + " " + req.path + ": " + what);
-      }
-      detail::send_error(res, 500, "internal", "internal error: " + what);
-    });
+    http->set_exception_handler(
+        [this](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+          std::string what = "unknown exception";
+          try {
+            std::rethrow_exception(ep);
+          } catch (const std::exception& e) {
+            what = e.what();
+          } catch (...) { // NOLINT(bugprone-empty-catch): reported below
+          }
+          if (platform.log) {
+            platform.log("internal error in " + req.method + " " + req.path + ": " + what);
+          }
+          detail::send_error(res, 500, "internal", "internal error: " + what);
+        });
     http->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       // Runs once per request: the record keeps its strings' capacity from one request to the next.
       thread_local AccessRecord r;
@@ -245,7 +255,9 @@ struct Server::Impl {
       r.status = res.status;
       r.latency_ms = 0;
       if (detail::t_start != std::chrono::steady_clock::time_point{}) {
-        r.latency_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - detail::t_start).count();
+        r.latency_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                                 detail::t_start)
+                           .count();
       }
       const auto tp = res.headers.find("traceparent");
       if (tp != res.headers.end() && tp->second.size() >= 35) {
@@ -282,7 +294,8 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
     throw Error(ErrorKind::invalid_input, "--data-dir: is required");
   }
   if (o.threads < 1 || o.threads > 1024) {
-    throw Error(ErrorKind::invalid_input, "--threads " + std::to_string(o.threads) + ": must be 1..1024");
+    throw Error(ErrorKind::invalid_input,
+                "--threads " + std::to_string(o.threads) + ": must be 1..1024");
   }
   if (o.max_body_bytes < (1u << 20)) {
     throw Error(ErrorKind::invalid_input, "--max-body-mb: must be at least 1");
@@ -305,7 +318,8 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
                       "(pass --token-file F, or --insecure-listen-anywhere on a trusted network)");
     }
     if (impl.token.empty()) {
-      p.log("warning: listening on " + o.host + " without authentication (--insecure-listen-anywhere)");
+      p.log("warning: listening on " + o.host +
+            " without authentication (--insecure-listen-anywhere)");
     }
   }
   // A client that disconnects mid-response must not kill the server with SIGPIPE.
@@ -324,8 +338,9 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
   p.registry = std::make_unique<Registry>(o.data_dir);
   const auto recovery = p.registry->recover();
   if (recovery.temporaries_removed + recovery.orphans_removed > 0) {
-    p.log("recovered from an interrupted run: removed " + std::to_string(recovery.temporaries_removed) +
-          " temporary file(s) and " + std::to_string(recovery.orphans_removed) + " unreferenced artifact(s)");
+    p.log("recovered from an interrupted run: removed " +
+          std::to_string(recovery.temporaries_removed) + " temporary file(s) and " +
+          std::to_string(recovery.orphans_removed) + " unreferenced artifact(s)");
   }
   for (const auto& ref : recovery.missing_artifacts) {
     p.log("warning: model " + ref + ": artifact bytes are missing from " + o.data_dir.string());
@@ -339,9 +354,11 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
     p.inference_sinks.push_back(p.request_store.get());
   }
   detail::start_monitoring(p);
-  const auto storage_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  const auto storage_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   if (o.max_batch < 1 || o.max_batch > 1'000'000) {
-    throw Error(ErrorKind::invalid_input, "--max-batch " + std::to_string(o.max_batch) + ": must be 1..1000000");
+    throw Error(ErrorKind::invalid_input,
+                "--max-batch " + std::to_string(o.max_batch) + ": must be 1..1000000");
   }
   // Applications: their models load before the server answers (ready = every one served).
   p.model_pool = std::make_unique<ModelPool>(*p.registry);
@@ -359,7 +376,8 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
     sources.accuracy = [&p](const std::string& app, const std::string& since) {
       return p.request_store->accuracy(app, since);
     };
-    p.rollouts = std::make_unique<Rollouts>(*p.registry, *p.applications, std::move(sources), p.log);
+    p.rollouts =
+        std::make_unique<Rollouts>(*p.registry, *p.applications, std::move(sources), p.log);
   }
 
   if (!o.tls_cert.empty()) {
@@ -371,8 +389,8 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
     }
     impl.http = std::make_unique<httplib::SSLServer>(o.tls_cert.c_str(), o.tls_key.c_str());
     if (!impl.http->is_valid()) {
-      throw Error(ErrorKind::invalid_input,
-                  o.tls_cert.string() + ", " + o.tls_key.string() + ": cannot load the TLS certificate and key (PEM)");
+      throw Error(ErrorKind::invalid_input, o.tls_cert.string() + ", " + o.tls_key.string() +
+                                                ": cannot load the TLS certificate and key (PEM)");
     }
   } else {
     impl.http = make_plain_http_server();
@@ -387,18 +405,21 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
     throw Error(ErrorKind::io, "cannot listen on " + o.host + ":" + std::to_string(o.port) +
                                    " (address in use, or not an address of this machine)");
   }
-  p.log("storage ready in " + std::to_string(static_cast<int>(storage_ms)) + " ms (" + o.data_dir.string() + ")");
+  p.log("storage ready in " + std::to_string(static_cast<int>(storage_ms)) + " ms (" +
+        o.data_dir.string() + ")");
 }
 
 Server::~Server() = default;
 
-int Server::port() const noexcept { return m_impl->port; }
+int Server::port() const noexcept {
+  return m_impl->port;
+}
 
 std::string Server::url() const {
   const auto& o = m_impl->platform.options;
   const bool v6 = o.host.find(':') != std::string::npos;
-  return std::string(o.tls_cert.empty() ? "http" : "https") + "://" + (v6 ? "[" + o.host + "]" : o.host) + ":" +
-         std::to_string(m_impl->port);
+  return std::string(o.tls_cert.empty() ? "http" : "https") + "://" +
+         (v6 ? "[" + o.host + "]" : o.host) + ":" + std::to_string(m_impl->port);
 }
 
 void Server::run() {
