@@ -590,11 +590,20 @@ std::shared_ptr<const Route> route_of(Platform& p, const std::string& name) {
          503);
 }
 
-// Turns `/versions/{v}` into a pinned variant.
-std::string pin_of(const Route& route, const Request& req) {
-  auto pinned = req.get_header_value(api::routes::k_variant_header);
+// The version of a `/versions/{v}` route (its second capture group), or nothing.
+std::optional<std::string> version_of(const Request& req) {
   if (req.matches.size() > 2 && req.matches[2].matched) {
-    const auto v = api::parse_version_number(req.matches[2].str());
+    return req.matches[2].str();
+  }
+  return std::nullopt;
+}
+
+// Turns `/versions/{v}` into a pinned variant.
+std::string pin_of(const Route& route, const Request& req,
+                   const std::optional<std::string>& version) {
+  auto pinned = req.get_header_value(api::routes::k_variant_header);
+  if (version) {
+    const auto v = api::parse_version_number(*version);
     if (v) {
       for (const auto& stage : route.stages) {
         for (const auto& slot : stage.variants) {
@@ -604,8 +613,8 @@ std::string pin_of(const Route& route, const Request& req) {
         }
       }
     }
-    refuse("application '" + route.name + "' does not serve version '" +
-               req.matches[2].str().substr(0, 40) + "'",
+    refuse("application '" + route.name + "' does not serve version '" + version->substr(0, 40) +
+               "'",
            404);
   }
   return pinned;
@@ -624,12 +633,12 @@ template <class Fn> void v2_guard(Platform& p, const Request& req, Response& res
   }
 }
 
-void v2_infer(Platform& p, const Request& req, Response& res) {
-  const auto name = req.matches[1].str();
+void v2_infer(Platform& p, const std::string& name, const std::optional<std::string>& version,
+              const Request& req, Response& res) {
   const auto route = route_of(p, name);
   InferCall call;
   call.trace_id = trace_id_of(res);
-  call.pinned = pin_of(*route, req);
+  call.pinned = pin_of(*route, req, version);
   const auto& first = *route->stages.front().variants.front()->model;
   const auto decode = [&](bool fast) {
     return decode_v2(req.body, first, static_cast<std::size_t>(p.options.max_batch),
@@ -689,12 +698,11 @@ void v2_infer(Platform& p, const Request& req, Response& res) {
   send_raw_json(res, 200, std::move(out));
 }
 
-void predict(Platform& p, const Request& req, Response& res) {
-  const auto name = req.matches[1].str();
+void predict(Platform& p, const std::string& name, const Request& req, Response& res) {
   const auto route = route_of(p, name);
   InferCall call;
   call.trace_id = trace_id_of(res);
-  call.pinned = pin_of(*route, req);
+  call.pinned = pin_of(*route, req, std::nullopt);
   const auto& first = *route->stages.front().variants.front()->model;
   const auto decode = [&](bool fast) {
     decode_images(req.body, first, static_cast<std::size_t>(p.options.max_batch),
@@ -743,24 +751,80 @@ void predict(Platform& p, const Request& req, Response& res) {
 
 } // namespace
 
+std::optional<InferenceRoute> match_inference_route(std::string_view target) {
+  // cpp-httplib decodes %-escapes and splits queries before it matches: such targets go to it.
+  if (target.find_first_of("%?") != std::string_view::npos) {
+    return std::nullopt;
+  }
+  const auto segment = [](std::string_view& rest) {
+    const auto end = rest.find('/');
+    const auto s = rest.substr(0, end);
+    rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 1);
+    return s;
+  };
+  InferenceRoute route;
+  std::string_view rest = target;
+  if (rest.starts_with("/api/v1/applications/")) {
+    rest.remove_prefix(std::string_view("/api/v1/applications/").size());
+    const auto name = segment(rest);
+    if (name.empty() || rest != "predict") {
+      return std::nullopt;
+    }
+    route.kind = InferenceRoute::Kind::predict;
+    route.name = name;
+    return route;
+  }
+  if (rest.starts_with("/v2/models/")) {
+    rest.remove_prefix(std::string_view("/v2/models/").size());
+    const auto name = segment(rest);
+    if (name.empty()) {
+      return std::nullopt;
+    }
+    if (rest.starts_with("versions/")) {
+      rest.remove_prefix(std::string_view("versions/").size());
+      const auto version = segment(rest);
+      if (version.empty()) {
+        return std::nullopt;
+      }
+      route.version = std::string(version);
+    }
+    if (rest != "infer") {
+      return std::nullopt;
+    }
+    route.kind = InferenceRoute::Kind::v2_infer;
+    route.name = name;
+    return route;
+  }
+  return std::nullopt;
+}
+
+void serve_inference(Platform& p, const InferenceRoute& route, const Request& req, Response& res) {
+  if (route.kind == InferenceRoute::Kind::v2_infer) {
+    v2_guard(p, req, res, [&] { v2_infer(p, route.name, route.version, req, res); });
+    return;
+  }
+  try {
+    predict(p, route.name, req, res);
+  } catch (const BadRequest& e) {
+    send_error(res, e.status,
+               e.status == 404   ? "not_found"
+               : e.status == 503 ? "unavailable"
+                                 : "invalid_input",
+               e.message);
+  } catch (const Error& e) {
+    send_error(res, e);
+  } catch (const std::exception& e) {
+    p.log(std::string("internal error in ") + req.method + " " + req.path + ": " + e.what());
+    send_error(res, 500, "internal", std::string("internal error: ") + e.what());
+  }
+}
+
 void register_application_routes(httplib::Server& http, Platform& p) {
   const auto& log = p.log;
   // The hot path first: cpp-httplib tries the patterns in order.
   http.Post(pattern::k_application_predict, [&p](const Request& req, Response& res) {
-    try {
-      predict(p, req, res);
-    } catch (const BadRequest& e) {
-      send_error(res, e.status,
-                 e.status == 404   ? "not_found"
-                 : e.status == 503 ? "unavailable"
-                                   : "invalid_input",
-                 e.message);
-    } catch (const Error& e) {
-      send_error(res, e);
-    } catch (const std::exception& e) {
-      p.log(std::string("internal error in ") + req.method + " " + req.path + ": " + e.what());
-      send_error(res, 500, "internal", std::string("internal error: ") + e.what());
-    }
+    serve_inference(p, {InferenceRoute::Kind::predict, req.matches[1].str(), std::nullopt}, req,
+                    res);
   });
   http.Get(pattern::k_applications, guarded(log, [&p](const Request&, Response& res) {
              send_json(res, 200, p.applications->list());
@@ -803,7 +867,8 @@ void register_application_routes(httplib::Server& http, Platform& p) {
 
 void register_gateway_routes(httplib::Server& http, Platform& p) {
   http.Post(pattern::k_v2_infer, [&p](const Request& req, Response& res) {
-    v2_guard(p, req, res, [&] { v2_infer(p, req, res); });
+    serve_inference(p, {InferenceRoute::Kind::v2_infer, req.matches[1].str(), version_of(req)}, req,
+                    res);
   });
   http.Get(pattern::k_v2, [](const Request&, Response& res) {
     std::string out = "{\"name\":\"mlctl\",\"version\":";
@@ -822,7 +887,7 @@ void register_gateway_routes(httplib::Server& http, Platform& p) {
   http.Get(pattern::k_v2_model_ready, [&p](const Request& req, Response& res) {
     v2_guard(p, req, res, [&] {
       const auto route = route_of(p, req.matches[1].str());
-      (void)pin_of(*route, req);
+      (void)pin_of(*route, req, version_of(req));
       res.status = 200; // the status alone answers (the protocol's readiness probes)
     });
   });
@@ -830,7 +895,7 @@ void register_gateway_routes(httplib::Server& http, Platform& p) {
     v2_guard(p, req, res, [&] {
       const auto name = req.matches[1].str();
       const auto route = route_of(p, name);
-      const auto pinned = pin_of(*route, req);
+      const auto pinned = pin_of(*route, req, version_of(req));
       const auto tensors = [](const std::vector<onnx::TensorInfo>& list) {
         nlohmann::json out = nlohmann::json::array();
         for (const auto& t : list) {

@@ -5,11 +5,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace mlctl::server {
 
@@ -35,6 +41,12 @@ void address_of(const sockaddr_storage& addr, std::string& ip, int& port) {
     port = ntohs(a.sin6_port);
   }
   ip = text;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == y;
+         });
 }
 
 Clock::duration timeout_of(time_t sec, time_t usec) {
@@ -64,6 +76,77 @@ public:
   bool wait_for_request(Clock::duration idle) {
     return m_begin < m_end || fill(Clock::now() + idle, true) > 0;
   }
+
+  // Offers the request at the front of the buffer to `fast` when it arrived whole; true when
+  // `fast` answered it (its response is in the output buffer, its bytes consumed).
+  bool try_fast(const FastHandler& fast, bool last, bool& close) {
+    const std::string_view data(m_input.get() + m_begin, m_end - m_begin);
+    const auto head_end = data.find("\r\n\r\n");
+    if (head_end == std::string_view::npos) {
+      return false;
+    }
+    const auto line_end = data.find("\r\n");
+    const std::string_view line = data.substr(0, line_end);
+    const auto sp1 = line.find(' ');
+    const auto sp2 = line.rfind(' ');
+    if (sp1 == std::string_view::npos || sp2 <= sp1 || line.substr(sp2 + 1) != "HTTP/1.1") {
+      return false;
+    }
+    RawRequest req;
+    req.method = line.substr(0, sp1);
+    req.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    req.close = last;
+    m_headers.clear();
+    std::optional<std::size_t> length;
+    for (auto rest = data.substr(line_end + 2, head_end + 2 - (line_end + 2)); !rest.empty();) {
+      const auto eol = rest.find("\r\n");
+      const auto header = rest.substr(0, eol);
+      rest.remove_prefix(eol + 2);
+      const auto colon = header.find(':');
+      if (colon == std::string_view::npos) {
+        return false; // cpp-httplib answers malformed headers
+      }
+      const auto name = header.substr(0, colon);
+      auto value = header.substr(colon + 1);
+      while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
+        value.remove_prefix(1);
+      }
+      while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) {
+        value.remove_suffix(1);
+      }
+      if (iequals(name, "content-length")) {
+        std::size_t n = 0;
+        const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (length || ec != std::errc() || end != value.data() + value.size()) {
+          return false;
+        }
+        length = n;
+      } else if (iequals(name, "transfer-encoding") || iequals(name, "expect")) {
+        return false;
+      } else if (iequals(name, "connection") && value == "close") {
+        req.close = true;
+      }
+      m_headers.emplace_back(name, value);
+    }
+    req.headers = m_headers;
+    if (!length || *length > data.size() - (head_end + 4)) {
+      return false; // no body length, or a body still arriving
+    }
+    req.body = data.substr(head_end + 4, *length);
+    lookup(m_remote, ::getpeername);
+    req.remote_ip = m_remote.ip;
+    req.remote_port = m_remote.port;
+    bool closing = req.close;
+    if (!fast(req, m_output, closing)) {
+      return false;
+    }
+    m_begin += head_end + 4 + *length;
+    close = closing;
+    return true;
+  }
+
+  // True when the answers gathered so far should go out now.
+  bool output_full() const { return m_output.size() >= k_output_buffer; }
 
   // Sends what the last response left in the buffer.
   bool flush() {
@@ -179,9 +262,13 @@ private:
   bool m_failed = false;
   mutable Address m_remote;
   mutable Address m_local;
+  std::vector<std::pair<std::string_view, std::string_view>> m_headers; // of `try_fast`
 };
 
 class PlainServer final : public httplib::Server {
+public:
+  explicit PlainServer(FastHandler fast) : m_fast(std::move(fast)) {}
+
 private:
   // Replaces cpp-httplib's per-connection loop (a virtual of httplib::Server).
   bool process_and_close_socket(socket_t sock) override {
@@ -195,8 +282,14 @@ private:
           break;
         }
         bool connection_closed = false;
-        ret = process_request(conn, left == 1, connection_closed, nullptr);
-        ret = conn.flush() && ret;
+        if (m_fast && conn.try_fast(m_fast, left == 1, connection_closed)) {
+          // Answers to pipelined requests go out together, after the last one that arrived.
+          const bool more = conn.is_readable() && !connection_closed && !conn.output_full();
+          ret = more || conn.flush();
+        } else {
+          ret = process_request(conn, left == 1, connection_closed, nullptr);
+          ret = conn.flush() && ret;
+        }
         if (!ret || connection_closed) {
           break;
         }
@@ -206,12 +299,14 @@ private:
     ::close(sock);
     return ret;
   }
+
+  FastHandler m_fast;
 };
 
 } // namespace
 
-std::unique_ptr<httplib::Server> make_plain_http_server() {
-  return std::make_unique<PlainServer>();
+std::unique_ptr<httplib::Server> make_plain_http_server(FastHandler fast) {
+  return std::make_unique<PlainServer>(std::move(fast));
 }
 
 } // namespace mlctl::server

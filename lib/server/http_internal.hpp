@@ -23,6 +23,7 @@
 #include <httplib.h>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -96,6 +97,21 @@ std::string application_of(const httplib::Request& req);
 
 // Records how many body bytes this request read (for the access log of streamed bodies).
 void note_bytes_in(std::uint64_t bytes);
+
+// An inference route: `POST /api/v1/applications/{name}/predict` or
+// `POST /v2/models/{name}[/versions/{version}]/infer`.
+struct InferenceRoute {
+  enum class Kind { predict, v2_infer };
+  Kind kind = Kind::predict;
+  std::string name;
+  std::optional<std::string> version;
+};
+// Returns the inference route a request target names (as cpp-httplib's patterns would match
+// it), or nothing; targets with a query or %-escapes give nothing.
+std::optional<InferenceRoute> match_inference_route(std::string_view target);
+// Answers an inference request (the handler cpp-httplib calls for these routes).
+void serve_inference(Platform& platform, const InferenceRoute& route, const httplib::Request& req,
+                     httplib::Response& res);
 
 void register_health_routes(httplib::Server& http, Platform& platform);
 void register_registry_routes(httplib::Server& http, Platform& platform);

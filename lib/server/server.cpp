@@ -136,6 +136,40 @@ bool is_loopback(std::string_view host) {
   return false;
 }
 
+constexpr std::size_t k_keep_alive_max = std::numeric_limits<std::size_t>::max() / 2;
+constexpr time_t k_keep_alive_timeout = 5;
+// The header cpp-httplib sends on a connection it keeps.
+const std::string k_keep_alive_header =
+    "timeout=" + std::to_string(k_keep_alive_timeout) + ", max=" + std::to_string(k_keep_alive_max);
+
+// The reason phrases of the statuses the inference routes answer (RFC 9110 §15).
+const char* status_text(int status) {
+  switch (status) {
+  case 200:
+    return "OK";
+  case 400:
+    return "Bad Request";
+  case 401:
+    return "Unauthorized";
+  case 403:
+    return "Forbidden";
+  case 404:
+    return "Not Found";
+  case 409:
+    return "Conflict";
+  case 413:
+    return "Payload Too Large";
+  case 429:
+    return "Too Many Requests";
+  case 500:
+    return "Internal Server Error";
+  case 503:
+    return "Service Unavailable";
+  default:
+    return status < 400 ? "OK" : status < 500 ? "Bad Request" : "Internal Server Error";
+  }
+}
+
 struct Server::Impl {
   Platform platform;
   std::unique_ptr<httplib::Server> http;
@@ -178,12 +212,132 @@ struct Server::Impl {
     detail::send_error(res, 401, api::k_code_unauthorized, message);
   }
 
+  // Starts a request's clock and trace; answers it with a 401 (true) when it lacks the token.
+  bool pre_route(const httplib::Request& req, httplib::Response& res) {
+    detail::t_start = std::chrono::steady_clock::now();
+    detail::t_bytes_in = req.body.size();
+    res.set_header("traceparent",
+                   trace_from_header(req.get_header_value("traceparent")).traceparent());
+    if (const auto refusal = authorize(req)) {
+      refuse_unauthorized(res, refusal->second);
+      return true;
+    }
+    return false;
+  }
+
+  // Writes the request's access log line.
+  void log_access(const httplib::Request& req, const httplib::Response& res) {
+    // Runs once per request: the record keeps its strings' capacity from one request to the next.
+    thread_local AccessRecord r;
+    r.time = api::format_time(std::chrono::system_clock::now());
+    r.method = req.method;
+    r.path = req.path;
+    r.status = res.status;
+    r.latency_ms = 0;
+    if (detail::t_start != std::chrono::steady_clock::time_point{}) {
+      r.latency_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                               detail::t_start)
+                         .count();
+    }
+    const auto tp = res.headers.find("traceparent");
+    if (tp != res.headers.end() && tp->second.size() >= 35) {
+      r.trace_id.assign(tp->second, 3, 32);
+    } else {
+      r.trace_id.clear();
+    }
+    r.remote = req.remote_addr;
+    r.bytes_in = std::max<std::uint64_t>(detail::t_bytes_in, req.body.size());
+    r.bytes_out = res.body.empty() ? res.content_length_ : res.body.size();
+    access_log->write(r);
+    detail::t_start = {};
+    detail::t_bytes_in = 0;
+  }
+
+  // The inference routes without cpp-httplib's request parsing (see http_connection.hpp):
+  // the same handlers, pre-routing and access log, and the response cpp-httplib would write.
+  bool answer_fast(const RawRequest& raw, std::string& out, bool& close) {
+    if (raw.method != "POST" || !platform.ready.load(std::memory_order_relaxed)) {
+      return false;
+    }
+    const auto route = detail::match_inference_route(raw.target);
+    if (!route) {
+      return false;
+    }
+    bool ran = false;
+    try {
+      thread_local httplib::Request req;
+      thread_local httplib::Response res;
+      req.method = "POST";
+      req.path.assign(raw.target);
+      req.version = "HTTP/1.1";
+      req.headers.clear();
+      for (const auto& [name, value] : raw.headers) {
+        req.headers.emplace(std::string(name), std::string(value));
+      }
+      req.body.assign(raw.body);
+      req.remote_addr = raw.remote_ip;
+      req.remote_port = raw.remote_port;
+      res.status = -1;
+      res.headers.clear();
+      res.body.clear();
+      res.content_length_ = 0;
+      ran = true;
+      if (!pre_route(req, res)) {
+        detail::serve_inference(platform, *route, req, res);
+      }
+      if (res.status == -1) {
+        res.status = 200; // as cpp-httplib: a handler that set no status succeeded
+      }
+      if (res.get_header_value("Connection") == "close") {
+        close = true;
+      }
+      append_response(req, res, close, out);
+      log_access(req, res);
+      return true;
+    } catch (...) {
+      // Out of memory: before the request ran, cpp-httplib gets its chance; after, the
+      // connection closes without an answer rather than running the request twice.
+      close = ran || close;
+      return ran;
+    }
+  }
+
+  // Appends the status line, headers and body cpp-httplib's `write_response` would send.
+  void append_response(const httplib::Request& req, httplib::Response& res, bool close,
+                       std::string& out) const {
+    if (res.status >= 400 && res.body.empty()) {
+      detail::send_error(res, res.status, reason_code(res.status), reason_message(req, res.status));
+    }
+    out += "HTTP/1.1 ";
+    out += std::to_string(res.status);
+    out += ' ';
+    out += status_text(res.status);
+    out += "\r\n";
+    if (close) {
+      res.set_header("Connection", "close");
+    } else if (!res.has_header("Keep-Alive")) {
+      res.set_header("Keep-Alive", k_keep_alive_header);
+    }
+    if (!res.has_header("Content-Type") && !res.body.empty()) {
+      res.set_header("Content-Type", "text/plain");
+    }
+    res.set_header("Content-Length", std::to_string(res.body.size()));
+    for (const auto& [name, value] : res.headers) {
+      out += name;
+      out += ": ";
+      out += value;
+      out += "\r\n";
+    }
+    out += "\r\n";
+    out += res.body;
+  }
+
   void configure() {
     auto& p = platform;
     const auto threads = static_cast<std::size_t>(std::max(1, p.options.threads));
     http->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-    http->set_keep_alive_max_count(std::numeric_limits<std::size_t>::max() / 2);
-    http->set_keep_alive_timeout(5);
+    http->set_keep_alive_max_count(k_keep_alive_max);
+    http->set_keep_alive_timeout(k_keep_alive_timeout);
     http->set_tcp_nodelay(true);
     // cpp-httplib's default also sets SO_REUSEPORT, which would let a second server bind the
     // same port and silently take half the connections.
@@ -196,15 +350,8 @@ struct Server::Impl {
     http->set_payload_max_length(static_cast<std::size_t>(p.options.max_body_bytes));
 
     http->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-      detail::t_start = std::chrono::steady_clock::now();
-      detail::t_bytes_in = req.body.size();
-      res.set_header("traceparent",
-                     trace_from_header(req.get_header_value("traceparent")).traceparent());
-      if (const auto refusal = authorize(req)) {
-        refuse_unauthorized(res, refusal->second);
-        return httplib::Server::HandlerResponse::Handled;
-      }
-      return httplib::Server::HandlerResponse::Unhandled;
+      return pre_route(req, res) ? httplib::Server::HandlerResponse::Handled
+                                 : httplib::Server::HandlerResponse::Unhandled;
     });
     // Large uploads ask first (curl sends `Expect: 100-continue`): refuse before the body.
     http->set_expect_100_continue_handler(
@@ -247,30 +394,7 @@ struct Server::Impl {
           detail::send_error(res, 500, "internal", "internal error: " + what);
         });
     http->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-      // Runs once per request: the record keeps its strings' capacity from one request to the next.
-      thread_local AccessRecord r;
-      r.time = api::format_time(std::chrono::system_clock::now());
-      r.method = req.method;
-      r.path = req.path;
-      r.status = res.status;
-      r.latency_ms = 0;
-      if (detail::t_start != std::chrono::steady_clock::time_point{}) {
-        r.latency_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                                 detail::t_start)
-                           .count();
-      }
-      const auto tp = res.headers.find("traceparent");
-      if (tp != res.headers.end() && tp->second.size() >= 35) {
-        r.trace_id.assign(tp->second, 3, 32);
-      } else {
-        r.trace_id.clear();
-      }
-      r.remote = req.remote_addr;
-      r.bytes_in = std::max<std::uint64_t>(detail::t_bytes_in, req.body.size());
-      r.bytes_out = res.body.empty() ? res.content_length_ : res.body.size();
-      access_log->write(r);
-      detail::t_start = {};
-      detail::t_bytes_in = 0;
+      log_access(req, res);
     });
 
     // cpp-httplib tries the routes of a method in the order they were added: inference first.
@@ -393,7 +517,10 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
                                                 ": cannot load the TLS certificate and key (PEM)");
     }
   } else {
-    impl.http = make_plain_http_server();
+    impl.http =
+        make_plain_http_server([&impl](const RawRequest& raw, std::string& out, bool& close) {
+          return impl.answer_fast(raw, out, close);
+        });
   }
   impl.configure();
   if (o.port == 0) {

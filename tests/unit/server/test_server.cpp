@@ -7,13 +7,17 @@
 #include "util/error.hpp"
 #include "util/fs.hpp"
 
+#include <algorithm>
 #include <arpa/inet.h>
+#include <cctype>
+#include <cstdio>
 #include <doctest/doctest.h>
 #include <filesystem>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <thread>
 #include <unistd.h>
+#include <vector>
 
 namespace fs = std::filesystem;
 namespace api = mlctl::api;
@@ -144,11 +148,81 @@ TEST_CASE("server connections: pipelined and split requests, keep-alive, Connect
   CHECK(c.receive(1).starts_with("HTTP/1.1 200"));
   CHECK(c.closed_by_server());
 
-  // Each request is logged once, with the client's address.
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Each request is logged once, with the client's address (the log is written within 50 ms).
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const auto log = mlctl::util::read_file(o.log_file);
   CHECK(std::count(log.begin(), log.end(), '\n') == 4);
   CHECK(log.find("\"remote\":\"127.0.0.1\"") != std::string::npos);
+}
+
+// The header names of one HTTP response, lowercase and sorted.
+std::vector<std::string> header_names(std::string_view response) {
+  std::vector<std::string> names;
+  const auto head = response.substr(0, response.find("\r\n\r\n"));
+  for (std::size_t pos = head.find("\r\n"); pos != std::string_view::npos;) {
+    const auto next = head.find("\r\n", pos + 2);
+    const auto line = head.substr(pos + 2, next == std::string_view::npos ? next : next - pos - 2);
+    std::string name(line.substr(0, line.find(':')));
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    names.push_back(name);
+    pos = next;
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+TEST_CASE("server connections: inference requests answered without cpp-httplib's parsing") {
+  mlctl::util::TempDir tmp;
+  auto o = options_in(tmp, 2);
+  Running running(o);
+  RawConnection c(running.server.port());
+  const std::string body = R"({"images": [[0.5]]})";
+  const auto post = [&](const std::string& target, const std::string& extra) {
+    return "POST " + target + " HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n" + extra +
+           "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  };
+
+  // Whole requests (here two in one segment) take the fast path; a chunked one cpp-httplib's.
+  c.send(post("/api/v1/applications/ghost/predict", "") + post("/v2/models/ghost/infer", ""));
+  const auto two = c.receive(2);
+  REQUIRE(RawConnection::complete_responses(two) == 2);
+  const auto second = two.find("HTTP/1.1", 1);
+  const std::string fast = two.substr(0, second);
+  CHECK(fast.starts_with("HTTP/1.1 404 Not Found\r\n"));
+  CHECK(fast.find("\"code\":\"not_found\"") != std::string::npos);
+  CHECK(fast.find("application 'ghost'") != std::string::npos);
+  CHECK(two.substr(second).starts_with("HTTP/1.1 404"));
+  CHECK(two.substr(second).find("{\"error\":") != std::string::npos); // the V2 error shape
+
+  std::string chunked = "POST /api/v1/applications/ghost/predict HTTP/1.1\r\nHost: t\r\n"
+                        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+  char size[16];
+  std::snprintf(size, sizeof size, "%zx", body.size());
+  chunked += std::string(size) + "\r\n" + body + "\r\n0\r\n\r\n";
+  c.send(chunked);
+  const auto slow = c.receive(1);
+  CHECK(slow.starts_with("HTTP/1.1 404 Not Found\r\n"));
+  // The same headers either way (traceparent, Keep-Alive, Content-Type, Content-Length) and
+  // the same body.
+  CHECK(header_names(fast) == header_names(slow));
+  CHECK(header_names(fast) ==
+        std::vector<std::string>{"content-length", "content-type", "keep-alive", "traceparent"});
+  CHECK(fast.substr(fast.find("\r\n\r\n")) == slow.substr(slow.find("\r\n\r\n")));
+
+  // A client's trace id is kept; `Connection: close` is honoured.
+  c.send(post("/api/v1/applications/ghost/predict",
+              "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+              "Connection: close\r\n"));
+  const auto last = c.receive(1);
+  CHECK(last.find("traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-") != std::string::npos);
+  CHECK(last.find("Connection: close") != std::string::npos);
+  CHECK(c.closed_by_server());
+
+  // Each request is logged once (the log is written within 50 ms).
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto log = mlctl::util::read_file(o.log_file);
+  CHECK(std::count(log.begin(), log.end(), '\n') == 4);
 }
 
 TEST_CASE("server and client: upload, list, get, download, alias, delete, errors") {
