@@ -54,10 +54,12 @@ void append_record(std::string& out, const AccessRecord& r) {
 
 } // namespace
 
-constexpr std::size_t k_flush_bytes = 64 * 1024; // a request that gathers this much writes it
+constexpr std::size_t k_flush_bytes = 64 * 1024;        // wakes the flusher before its interval
+constexpr std::size_t k_max_pending = 16 * 1024 * 1024; // past this, lines are dropped
 
-AccessLog::AccessLog(const std::filesystem::path& path, std::chrono::milliseconds flush_interval)
-    : m_fd(STDERR_FILENO), m_owned(false), m_interval(flush_interval) {
+AccessLog::AccessLog(const std::filesystem::path& path, std::chrono::milliseconds flush_interval,
+                     util::LogFn note)
+    : m_fd(STDERR_FILENO), m_owned(false), m_interval(flush_interval), m_note(std::move(note)) {
   if (!path.empty()) {
     m_fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
     if (m_fd < 0) {
@@ -95,18 +97,21 @@ void AccessLog::write(const AccessRecord& record) {
   line.clear();
   append_record(line, record);
   line += '\n';
-  bool first = false;
-  bool full = false;
+  bool wake = false;
   {
     const std::lock_guard lock(m_mutex);
-    first = m_pending.empty();
+    if (m_pending.size() + line.size() > k_max_pending) {
+      ++m_dropped;
+      return;
+    }
+    // The flusher sleeps until there is something to write, then for its interval unless
+    // 64 KB gather first.
+    wake = m_pending.empty() ||
+           (m_pending.size() < k_flush_bytes && m_pending.size() + line.size() >= k_flush_bytes);
     m_pending += line;
-    full = m_pending.size() >= k_flush_bytes;
   }
-  if (full) {
-    write_out();
-  } else if (first) {
-    m_cv.notify_one(); // the flusher sleeps until there is something to write
+  if (wake) {
+    m_cv.notify_one();
   }
 }
 
@@ -114,15 +119,28 @@ void AccessLog::flush() {
   write_out();
 }
 
+std::uint64_t AccessLog::dropped() const {
+  const std::lock_guard lock(m_mutex);
+  return m_dropped;
+}
+
 void AccessLog::run_flusher() {
   std::unique_lock lock(m_mutex);
   while (!m_stopping) {
     m_cv.wait(lock, [&] { return m_stopping || !m_pending.empty(); });
-    // Let lines gather for one interval: a busy server writes a few times a second.
-    m_cv.wait_for(lock, m_interval, [&] { return m_stopping; });
+    m_cv.wait_for(lock, m_interval,
+                  [&] { return m_stopping || m_pending.size() >= k_flush_bytes; });
     lock.unlock();
     write_out();
     lock.lock();
+    if (m_dropped != m_dropped_noted && m_note) {
+      const auto n = m_dropped - m_dropped_noted;
+      m_dropped_noted = m_dropped;
+      lock.unlock();
+      m_note("access log: " + std::to_string(n) +
+             " line(s) dropped: the log could not be written as fast as requests came");
+      lock.lock();
+    }
   }
 }
 

@@ -4,9 +4,13 @@
 // "bytes_out"}`, to stderr or a file (appended).
 //
 // Lines are gathered in memory and written by a flusher thread at most `flush_interval` after
-// the first of them, or at once by the request that fills 64 KB: a write(2) per request cost
-// about a tenth of the gateway's CPU per request. A crash may lose the lines of that interval;
-// a clean stop loses none.
+// the first of them, or as soon as 64 KB are waiting: a write(2) per request cost about a
+// tenth of the gateway's CPU per request. Requests never wait for the file: should it stall,
+// lines gather up to 16 MB, and further lines are dropped and counted (`note` says how many
+// once the writing resumes). A crash may lose the lines of the last interval; a clean stop
+// loses none.
+
+#include "util/progress.hpp"
 
 #include <chrono>
 #include <condition_variable>
@@ -34,7 +38,8 @@ class AccessLog {
 public:
   // Appends to `path`, or writes to stderr when it is empty. Throws `Error{io}`.
   explicit AccessLog(const std::filesystem::path& path,
-                     std::chrono::milliseconds flush_interval = std::chrono::milliseconds(50));
+                     std::chrono::milliseconds flush_interval = std::chrono::milliseconds(50),
+                     util::LogFn note = {});
   // Writes what is gathered.
   ~AccessLog();
   AccessLog(const AccessLog&) = delete;
@@ -44,6 +49,8 @@ public:
   void write(const AccessRecord& record);
   // Writes the lines gathered so far before returning.
   void flush();
+  // Returns how many lines were dropped because 16 MB were waiting already.
+  std::uint64_t dropped() const;
   // Returns the JSON line (without the newline) `write` would write.
   static std::string format(const AccessRecord& record);
 
@@ -54,9 +61,12 @@ private:
   int m_fd;
   bool m_owned;
   std::chrono::milliseconds m_interval;
-  std::mutex m_mutex; // guards the members below
+  util::LogFn m_note;
+  mutable std::mutex m_mutex; // guards the members below
   std::condition_variable m_cv;
   std::string m_pending; // gathered lines
+  std::uint64_t m_dropped = 0;
+  std::uint64_t m_dropped_noted = 0;
   bool m_stopping = false;
   std::mutex m_write_mutex; // keeps the order of the writes
   std::string m_writing;    // the lines being written (under `m_write_mutex`)

@@ -455,7 +455,7 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
   mallopt(M_MMAP_THRESHOLD, 64 << 20);
   mallopt(M_TRIM_THRESHOLD, 64 << 20);
 
-  impl.access_log = std::make_unique<AccessLog>(o.log_file);
+  impl.access_log = std::make_unique<AccessLog>(o.log_file, std::chrono::milliseconds(50), p.log);
   p.artifact_limits.max_unpacked_bytes = std::max<std::uint64_t>(64ull << 20, 4 * o.max_body_bytes);
 
   const auto t0 = std::chrono::steady_clock::now();

@@ -39,6 +39,16 @@ def stored_rows(db: Path, app: str) -> int:
         return con.execute("SELECT COUNT(*) FROM requests WHERE application = ?", (app,)).fetchone()[0]
 
 
+def dropped_records(url: str) -> int:
+    """The records the store dropped because its queue was full (the server's /metrics)."""
+    import urllib.request
+    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    for line in text.splitlines():
+        if line.startswith("mlctl_request_store_records_dropped_total"):
+            return int(float(line.split()[-1]))
+    return 0
+
+
 def main() -> int:
     from bench_gateway import default_mlctl, run_wrk
 
@@ -85,6 +95,7 @@ def main() -> int:
             results["rows_stored"] = stored_rows(data / "requests.db", "stored")
             results["rows_unstored"] = stored_rows(data / "requests.db", "unstored")
             results["requests_stored_app"] = sum(r["requests"] for r in results["stored"])
+            results["records_dropped"] = dropped_records(server.url)
 
             if args.rss_duration > 0:
                 samples = []
@@ -129,6 +140,8 @@ def main() -> int:
             print(f"{label:<34}{r['rps']:>10.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}")
     print(f"rows written for 'stored': {results['rows_stored']} (retention 200000) of "
           f"{results['requests_stored_app']} requests; for 'unstored': {results['rows_unstored']}")
+    print(f"records dropped by the store (queue full: the writer could not keep up with a saturated "
+          f"machine): {results['records_dropped']} of {results['requests_stored_app']}")
     print(f"request store cost: {100 * cost:.1f}% of throughput (target <= 15%)")
     if "long_run" in results:
         r = results["long_run"]

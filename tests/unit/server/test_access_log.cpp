@@ -2,10 +2,15 @@
 #include "util/fs.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <sys/stat.h>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 using mlctl::server::AccessLog;
@@ -103,4 +108,65 @@ TEST_CASE("the access log writes gathered lines within its interval, whole and a
     ++lines;
   }
   CHECK(lines == 20001);
+}
+
+TEST_CASE(
+    "the access log never makes a request wait for a stalled file: lines past 16 MB are dropped") {
+  mlctl::util::TempDir dir;
+  const auto fifo = dir.path() / "stalled";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  // A reader that reads nothing yet: once the pipe's buffer is full, the flusher's write blocks.
+  const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+  REQUIRE(reader >= 0);
+  std::mutex notes_mutex;
+  std::vector<std::string> notes;
+  const auto noted = [&] {
+    const std::lock_guard lock(notes_mutex);
+    return !notes.empty();
+  };
+  {
+    AccessLog log(fifo, std::chrono::milliseconds(5), [&](const std::string& note) {
+      const std::lock_guard lock(notes_mutex);
+      notes.push_back(note);
+    });
+    AccessRecord r{"2026-11-28T12:00:00.000Z",
+                   "POST",
+                   "/v2/models/a/infer",
+                   200,
+                   0.5,
+                   "t",
+                   "127.0.0.1",
+                   6000,
+                   300};
+    const auto start = std::chrono::steady_clock::now();
+    // ~50 MB of lines: more than the 16 MB waiting plus the 16 MB the flusher took at most.
+    for (int i = 0; i < 300000; ++i) {
+      log.write(r);
+    }
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+    CHECK(log.dropped() > 0);
+    // Draining the pipe lets the flusher write the rest; it then notes the drop.
+    std::atomic<bool> done{false};
+    std::thread drain([&] {
+      char buf[65536];
+      while (!done.load()) {
+        if (::read(reader, buf, sizeof buf) <= 0) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+      }
+    });
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      log.flush();
+      if (noted()) {
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    done = true;
+    drain.join();
+  }
+  ::close(reader);
+  REQUIRE(notes.size() == 1);
+  CHECK(notes[0].find("line(s) dropped") != std::string::npos);
 }
