@@ -178,6 +178,9 @@ bool capture_keeps(std::string_view trace_id, double sample) noexcept {
   return u < sample;
 }
 
+// WAL frames (pages) past which the writer starts the WAL over itself: 16 MB of 4 KB pages.
+constexpr std::int64_t k_wal_restart_frames = 4096;
+
 struct RequestStore::Impl {
   RequestStoreOptions options;
   util::LogFn log;
@@ -210,6 +213,13 @@ struct RequestStore::Impl {
   std::optional<sql::Statement> insert_row;   // writer thread; finalised before `writer_db`
   std::optional<sql::Statement> insert_input; // closes (declared after it)
   std::thread writer;
+  // WAL checkpoints (copying committed pages into the database file, then an fsync) run on
+  // their own thread and connection, after each batch: the writer only appends to the WAL.
+  std::mutex checkpoint_mutex;                 // held by whichever thread checkpoints
+  std::atomic<bool> wal_restart_wanted{false}; // the checkpointer saw a long WAL
+  std::condition_variable checkpoint_cv;
+  bool checkpoint_wanted = false; // under `mutex`
+  std::thread checkpointer;
 
   void run_writer() {
     std::vector<std::shared_ptr<const InferenceRecord>> batch;
@@ -308,11 +318,22 @@ struct RequestStore::Impl {
         }
       }
       tx.commit();
+      {
+        const std::lock_guard lock(mutex);
+        checkpoint_wanted = true;
+      }
+      checkpoint_cv.notify_one();
       row_count -= deleted;
       rows_deleted += static_cast<std::uint64_t>(deleted);
       records_stored += batch.size();
       rows_stored += rows;
       ++batches;
+      // The WAL starts over only when a transaction begins with every frame copied, which a
+      // writer that never pauses does not leave the checkpointer time for: past 16 MB the
+      // writer copies the few frames left itself, and its next batch starts the WAL over.
+      if (wal_restart_wanted.exchange(false)) {
+        checkpoint(db, "PRAGMA wal_checkpoint(RESTART)");
+      }
     } catch (const std::exception& e) {
       write_errors += 1;
       recount();
@@ -322,6 +343,41 @@ struct RequestStore::Impl {
         log("request store: lost " + std::to_string(batch.size()) + " record(s): " + e.what());
       }
     }
+  }
+
+  void run_checkpointer(sql::Database& db) {
+    std::unique_lock lock(mutex);
+    while (true) {
+      checkpoint_cv.wait(lock, [&] { return stopping || checkpoint_wanted; });
+      if (stopping) {
+        return; // closing the last connection checkpoints what is left
+      }
+      checkpoint_wanted = false;
+      lock.unlock();
+      // PASSIVE never waits for (nor blocks) the writer or readers; what it cannot copy now,
+      // the next one will.
+      if (checkpoint(db, "PRAGMA wal_checkpoint(PASSIVE)") > k_wal_restart_frames) {
+        wal_restart_wanted = true;
+      }
+      lock.lock();
+    }
+  }
+
+  // Runs one checkpoint `pragma` and returns the WAL's length in frames (0 when unknown);
+  // errors are logged (what is committed stays committed, and the next batch tries again).
+  std::int64_t checkpoint(sql::Database& db, std::string_view pragma) {
+    try {
+      // One checkpoint at a time: SQLite refuses a second one at once (no busy wait).
+      const std::lock_guard checkpointing(checkpoint_mutex);
+      auto run = db.prepare(pragma); // one row: busy, WAL frames, frames copied
+      return run.step() ? run.int64(1) : 0;
+    } catch (const std::exception& e) {
+      if (log) {
+        log(std::string("request store: checkpoint failed (retried after the next batch): ") +
+            e.what());
+      }
+    }
+    return 0;
   }
 
   void recount() {
@@ -353,12 +409,17 @@ RequestStore::RequestStore(RequestStoreOptions options, util::LogFn log)
   // the edges of the table and of its indexes where rows are appended and retention deletes
   // (with 2 MB it re-read and rewrote pages: measured 14-18% of gateway throughput, 3-11% with 16
   // MB).
-  impl.writer_db->exec("PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16384");
+  impl.writer_db->exec("PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16384; "
+                       "PRAGMA wal_autocheckpoint=0");
   apply_migrations(*impl.writer_db, k_request_migrations);
   impl.recount();
   impl.readers = std::make_unique<sql::ConnectionPool>(impl.options.path, 4);
+  std::shared_ptr<sql::Database> checkpoint_db = sql::Database::open(impl.options.path);
+  checkpoint_db->exec("PRAGMA synchronous=NORMAL");
   impl.queue.reserve(impl.options.batch_size);
   impl.writer = std::thread([&impl] { impl.run_writer(); });
+  impl.checkpointer =
+      std::thread([&impl, checkpoint_db] { impl.run_checkpointer(*checkpoint_db); });
 }
 
 RequestStore::~RequestStore() {
@@ -376,6 +437,10 @@ void RequestStore::close() {
     impl.stopping = true;
   }
   impl.work_cv.notify_all();
+  impl.checkpoint_cv.notify_all();
+  if (impl.checkpointer.joinable()) {
+    impl.checkpointer.join();
+  }
   if (impl.writer.joinable()) {
     impl.writer.join();
   }
