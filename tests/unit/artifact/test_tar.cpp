@@ -23,6 +23,7 @@ using mlctl::artifact::unpack_safely;
 using mlctl::artifact::UnpackLimits;
 using mlctl::test::error_of;
 using mlctl::test::fixture;
+using mlctl::test::gzip;
 using mlctl::util::read_file;
 using mlctl::util::TempDir;
 using mlctl::util::write_file_atomic;
@@ -82,21 +83,6 @@ void make_tar(const fs::path& out, const std::vector<RawEntry>& entries, bool gz
   }
   REQUIRE(archive_write_close(a) == ARCHIVE_OK);
   archive_write_free(a);
-}
-
-// Returns `bytes` as one gzip member (zlib, RFC 1952).
-std::string gzip_member(std::string_view bytes) {
-  z_stream z{};
-  REQUIRE(deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  std::string out(deflateBound(&z, bytes.size()), '\0');
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(bytes.data()));
-  z.avail_in = static_cast<uInt>(bytes.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  REQUIRE(deflate(&z, Z_FINISH) == Z_STREAM_END);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return out;
 }
 
 void make_model_dir(const fs::path& dir) {
@@ -445,8 +431,8 @@ TEST_CASE("scan_safely reads gzip members in turn and checks every trailer") {
 
   // The tar cut in three members, as `cat a.gz b.gz c.gz` gives; bytes after the last member
   // are ignored (as gzip(1) and libarchive do).
-  const std::string members = gzip_member(tar.substr(0, 1000)) +
-                              gzip_member(tar.substr(1000, 60000)) + gzip_member(tar.substr(61000));
+  const std::string members =
+      gzip(tar.substr(0, 1000)) + gzip(tar.substr(1000, 60000)) + gzip(tar.substr(61000));
   for (const std::string& bytes : {members, members + "trailing bytes"}) {
     const auto scanned = scan_safely(one_block(bytes), "upload", keep_all);
     CHECK(scanned.files == expected.files);
@@ -454,11 +440,11 @@ TEST_CASE("scan_safely reads gzip members in turn and checks every trailer") {
   }
 
   // A damaged trailer is found even though the tar ends before it.
-  std::string bad_crc = gzip_member(tar);
+  std::string bad_crc = gzip(tar);
   bad_crc[bad_crc.size() - 8] = static_cast<char>(bad_crc[bad_crc.size() - 8] ^ 1);
   CHECK_THROWS_WITH_AS(scan_safely(one_block(bad_crc), "upload", keep_all),
                        "upload: damaged archive: gzip: CRC-32 mismatch", mlctl::Error);
-  const std::string whole = gzip_member(tar);
+  const std::string whole = gzip(tar);
   CHECK_THROWS_WITH_AS(
       scan_safely(one_block(whole.substr(0, whole.size() - 4)), "upload", keep_all),
       "upload: damaged archive: gzip: truncated input", mlctl::Error);
@@ -470,7 +456,7 @@ TEST_CASE("scan_safely reads gzip members in turn and checks every trailer") {
   CHECK(kind == ErrorKind::invalid_input);
 
   // What follows the tar's end inside the gzip stream counts against the byte limit.
-  const std::string padded = gzip_member(tar + std::string(4000000, '\0'));
+  const std::string padded = gzip(tar + std::string(4000000, '\0'));
   CHECK_THROWS_WITH_AS(
       scan_safely(one_block(padded), "upload", keep_all, UnpackLimits{1000000, 10}),
       "upload: archive expands past 1000000 bytes", mlctl::Error);

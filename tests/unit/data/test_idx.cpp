@@ -1,14 +1,15 @@
 #include "data/idx.hpp"
+#include "data/test_support.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 
 #include <doctest/doctest.h>
-#include <zlib.h>
 
 using mlctl::data::encode_idx;
 using mlctl::data::IdxArray;
 using mlctl::data::parse_idx;
 using mlctl::data::read_idx_file;
+using mlctl::test::gzip;
 using mlctl::util::TempDir;
 
 namespace {
@@ -25,21 +26,6 @@ IdxArray images(std::uint32_t n, std::uint32_t rows, std::uint32_t cols) {
     a.data[i] = static_cast<std::uint8_t>(i * 31 % 256);
   }
   return a;
-}
-
-// gzip (RFC 1952) of `raw`, as the MNIST mirrors serve the files.
-std::string gzip(const std::string& raw) {
-  z_stream zs{};
-  REQUIRE(deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  std::string out(deflateBound(&zs, raw.size()) + 64, '\0');
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(raw.data()));
-  zs.avail_in = static_cast<uInt>(raw.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  REQUIRE(deflate(&zs, Z_FINISH) == Z_STREAM_END);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
 }
 
 std::string header(std::uint8_t type, std::vector<std::uint32_t> dims) {

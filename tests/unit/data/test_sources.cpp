@@ -6,6 +6,7 @@
 #include "data/idx.hpp"
 #include "data/npz.hpp"
 #include "data/sources.hpp"
+#include "data/test_support.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
 
@@ -13,29 +14,15 @@
 #include <filesystem>
 #include <map>
 #include <set>
-#include <zlib.h>
 
 namespace fs = std::filesystem;
 using mlctl::Error;
 using mlctl::ErrorKind;
+using mlctl::test::gzip;
 using mlctl::util::TempDir;
 using namespace mlctl::data;
 
 namespace {
-
-std::string gzip(const std::string& raw) {
-  z_stream zs{};
-  REQUIRE(deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  std::string out(deflateBound(&zs, raw.size()) + 64, '\0');
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(raw.data()));
-  zs.avail_in = static_cast<uInt>(raw.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  REQUIRE(deflate(&zs, Z_FINISH) == Z_STREAM_END);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
-}
 
 IdxArray pixels(std::uint32_t n, std::uint8_t salt) {
   IdxArray a;

@@ -3,9 +3,12 @@
 
 #include "util/error.hpp"
 
+#include <doctest/doctest.h>
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <string_view>
+#include <zlib.h>
 
 namespace mlctl::test {
 
@@ -36,6 +39,22 @@ inline std::string error_of(const std::function<void()>& fn, ErrorKind* kind = n
 // Returns the path of a committed fixture (files numpy wrote, see tests/unit/data/fixtures).
 inline std::filesystem::path fixture(const std::string& name) {
   return std::filesystem::path(MLCTL_SOURCE_DIR) / "tests/unit/data/fixtures" / name;
+}
+
+// Returns `raw` as one gzip member (RFC 1952) written by zlib at `level`. The test's target
+// links zlib.
+inline std::string gzip(std::string_view raw, int level = 6) {
+  z_stream zs{};
+  REQUIRE(deflateInit2(&zs, level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  std::string out(deflateBound(&zs, raw.size()) + 64, '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(raw.data()));
+  zs.avail_in = static_cast<uInt>(raw.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  REQUIRE(deflate(&zs, Z_FINISH) == Z_STREAM_END);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
 }
 
 } // namespace mlctl::test

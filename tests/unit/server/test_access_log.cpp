@@ -62,18 +62,27 @@ TEST_CASE("the access log escapes paths and replaces invalid UTF-8, keeping each
   CHECK(line.rfind("{\"bytes_in\":0,", 0) == 0);
 }
 
+namespace {
+
+// The access record of one inference request.
+AccessRecord inference_line() {
+  return {"2026-11-28T12:00:00.000Z",
+          "POST",
+          "/v2/models/a/infer",
+          200,
+          0.5,
+          "t",
+          "127.0.0.1",
+          6000,
+          300};
+}
+
+} // namespace
+
 TEST_CASE("the access log writes gathered lines within its interval, whole and all of them") {
   mlctl::util::TempDir dir;
   const auto path = dir.path() / "access.log";
-  AccessRecord r{"2026-11-28T12:00:00.000Z",
-                 "POST",
-                 "/v2/models/a/infer",
-                 200,
-                 0.5,
-                 "t",
-                 "127.0.0.1",
-                 6000,
-                 300};
+  const auto r = inference_line();
   const auto count_lines = [&] {
     const auto text = mlctl::util::read_file(path);
     return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
@@ -129,15 +138,7 @@ TEST_CASE(
       const std::lock_guard lock(notes_mutex);
       notes.push_back(note);
     });
-    AccessRecord r{"2026-11-28T12:00:00.000Z",
-                   "POST",
-                   "/v2/models/a/infer",
-                   200,
-                   0.5,
-                   "t",
-                   "127.0.0.1",
-                   6000,
-                   300};
+    const auto r = inference_line();
     const auto start = std::chrono::steady_clock::now();
     // ~50 MB of lines: more than the 16 MB waiting plus the 16 MB the flusher took at most.
     for (int i = 0; i < 300000; ++i) {
