@@ -9,7 +9,6 @@
 // request costs one recv(2) and its response one send(2); input is read 128 KB at a time; the
 // addresses are asked once. Timeouts stay the server's (read, write, keep-alive), enforced with
 // socket timeouts; an idle connection notices a stopping server within 100 ms.
-
 //
 // The inference routes can go faster still: a request that arrived whole (an HTTP/1.1 request
 // with a Content-Length body, no Transfer-Encoding, no Expect) is first offered to a
@@ -32,8 +31,8 @@ namespace mlctl::server {
 struct RawRequest {
   std::string_view method;
   std::string_view target; // the path and query, as sent
-  std::span<const std::pair<std::string_view, std::string_view>>
-      headers;           // names as sent, values trimmed
+  // The header fields: names as sent, values without surrounding blanks.
+  std::span<const std::pair<std::string_view, std::string_view>> headers;
   std::string_view body; // Content-Length bytes
   std::string remote_ip;
   int remote_port = 0;
@@ -45,6 +44,7 @@ struct RawRequest {
 // close after the response. Must not throw.
 using FastHandler = std::function<bool(const RawRequest& request, std::string& out, bool& close)>;
 
+// Returns the plain-HTTP server; `fast`, when given, is offered every request that arrived whole.
 std::unique_ptr<httplib::Server> make_plain_http_server(FastHandler fast = nullptr);
 
 } // namespace mlctl::server
