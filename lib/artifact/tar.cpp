@@ -51,10 +51,10 @@ constexpr std::size_t k_gunzip_block = std::size_t{256} << 10; // decoded bytes 
 
 // Feeds libarchive a plain tar stream (formats ustar, pax, gnu): the bytes of `source` as they
 // are, or gunzipped by ISA-L when they start with the gzip magic (RFC 1952 §2.3.1). ISA-L
-// decodes about 1.5 times faster than the zlib inside libarchive's gzip filter, and the check of
-// an upload waits for this decoding. Members are decoded in turn (a multi-member file is one
-// stream, as gzip(1) reads it), each trailer's CRC-32 and size are checked, and bytes after the
-// last member are ignored, as libarchive did.
+// inflated the 49 MB upload benchmark artifact 1.4-1.8 times faster than zlib (146-167 ms
+// against 222-305 ms), and the check of an upload waits for this decoding. Members are decoded in
+// turn (a multi-member file is one stream, as gzip(1) reads it), each trailer's CRC-32 and size are
+// checked, and bytes after the last member are ignored, as libarchive did.
 class TarStream {
 public:
   // Opens the stream; throws `Error{invalid_input}` "<where>: not a gzip-compressed tar
@@ -160,7 +160,8 @@ private:
     z.avail_out = static_cast<std::uint32_t>(m_out.size());
     while (z.avail_out != 0 && !m_gzip_done) {
       if (z.block_state == ISAL_BLOCK_FINISH) {
-        // Another member follows only if the next bytes are its magic.
+        // Another member follows only if the next byte starts its magic (ISA-L checks the
+        // rest of its header); anything else is trailing bytes.
         if (!refill() || static_cast<unsigned char>(m_input[0]) != 0x1f) {
           m_gzip_done = true;
           break;

@@ -164,6 +164,9 @@ void AccessLog::write_out() {
     left -= static_cast<std::size_t>(n);
   }
   m_writing.clear();
+  if (m_writing.capacity() > 4 * k_flush_bytes) {
+    m_writing.shrink_to_fit(); // what a stalled file made grow is given back
+  }
 }
 
 } // namespace mlctl::server

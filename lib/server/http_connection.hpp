@@ -34,7 +34,7 @@ struct RawRequest {
   // The header fields: names as sent, values without surrounding blanks.
   std::span<const std::pair<std::string_view, std::string_view>> headers;
   std::string_view body; // Content-Length bytes
-  std::string remote_ip;
+  std::string_view remote_ip;
   int remote_port = 0;
   bool close = false; // the client sent `Connection: close`, or the connection's last request
 };

@@ -9,7 +9,7 @@
 // Off the hot path: `on_inference` only samples and queues (bounded; when full the record is
 // dropped and counted, inference never blocks on logging); one writer thread drains the queue
 // in batches, one transaction per batch, and applies the retention limit (oldest rows first);
-// a second thread checkpoints the WAL after each batch, so that the writer only appends.
+// a second thread checkpoints the WAL after each batch, so that the writer mostly only appends.
 // Ground-truth labels join stored rows by trace id (`add_feedback`). The read API serves the
 // routes, the monitors (accuracy) and the subsampler (streaming rows).
 

@@ -170,6 +170,16 @@ const char* status_text(int status) {
   }
 }
 
+// Gives an error status that has no body yet (cpp-httplib's own 404, 413, 400) our JSON error
+// body; false when it has one.
+bool give_error_body(const httplib::Request& req, httplib::Response& res) {
+  if (!res.body.empty() || res.content_length_ != 0) {
+    return false;
+  }
+  detail::send_error(res, res.status, reason_code(res.status), reason_message(req, res.status));
+  return true;
+}
+
 struct Server::Impl {
   Platform platform;
   std::unique_ptr<httplib::Server> http;
@@ -275,7 +285,7 @@ struct Server::Impl {
         req.headers.emplace(std::string(name), std::string(value));
       }
       req.body.assign(raw.body);
-      req.remote_addr = raw.remote_ip;
+      req.remote_addr.assign(raw.remote_ip);
       req.remote_port = raw.remote_port;
       res.status = -1;
       res.headers.clear();
@@ -305,8 +315,8 @@ struct Server::Impl {
   // Appends the status line, headers and body cpp-httplib's `write_response` would send.
   void append_response(const httplib::Request& req, httplib::Response& res, bool close,
                        std::string& out) const {
-    if (res.status >= 400 && res.body.empty()) {
-      detail::send_error(res, res.status, reason_code(res.status), reason_message(req, res.status));
+    if (res.status >= 400) {
+      give_error_body(req, res);
     }
     out += "HTTP/1.1 ";
     out += std::to_string(res.status);
@@ -370,15 +380,11 @@ struct Server::Impl {
           }
           return 100;
         });
-    // Statuses cpp-httplib sets itself (404 no route, 413, 400 bad request line) get our JSON.
-    http->set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req,
-                                                                    httplib::Response& res) {
-      if (!res.body.empty() || res.content_length_ != 0) {
-        return httplib::Server::HandlerResponse::Unhandled;
-      }
-      detail::send_error(res, res.status, reason_code(res.status), reason_message(req, res.status));
-      return httplib::Server::HandlerResponse::Handled;
-    }));
+    http->set_error_handler(httplib::Server::HandlerWithResponse(
+        [](const httplib::Request& req, httplib::Response& res) {
+          return give_error_body(req, res) ? httplib::Server::HandlerResponse::Handled
+                                           : httplib::Server::HandlerResponse::Unhandled;
+        }));
     http->set_exception_handler(
         [this](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
           std::string what = "unknown exception";

@@ -37,11 +37,11 @@ std::string new_trace_id() {
       static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(
                                      std::chrono::system_clock::now().time_since_epoch())
                                      .count());
-  std::string id = random_hex(32);
-  for (int i = 0; i < 8; ++i) {
-    id[static_cast<std::size_t>(i)] = k_hex[(seconds >> (28 - 4 * i)) & 15];
+  std::string id(8, '0');
+  for (std::size_t i = 0; i < 8; ++i) {
+    id[i] = k_hex[(seconds >> (28 - 4 * i)) & 15];
   }
-  return id;
+  return id + random_hex(24);
 }
 
 bool is_hex(std::string_view s) {

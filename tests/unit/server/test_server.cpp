@@ -3,6 +3,7 @@
 #include "client/api_client.hpp"
 #include "model/card.hpp"
 #include "onnx/runtime.hpp"
+#include "server/http_connection.hpp"
 #include "server/server.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
@@ -13,6 +14,7 @@
 #include <cstdio>
 #include <doctest/doctest.h>
 #include <filesystem>
+#include <mutex>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <thread>
@@ -223,6 +225,60 @@ TEST_CASE("server connections: inference requests answered without cpp-httplib's
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const auto log = mlctl::util::read_file(o.log_file);
   CHECK(std::count(log.begin(), log.end(), '\n') == 4);
+}
+
+TEST_CASE(
+    "the connection loop offers whole requests to its fast handler, the rest to cpp-httplib") {
+  std::mutex mutex;
+  std::vector<std::string> fast_bodies;
+  auto http = mlctl::server::make_plain_http_server([&](const mlctl::server::RawRequest& r,
+                                                        std::string& out, bool&) {
+    if (r.target != "/x") {
+      return false; // declined: cpp-httplib answers
+    }
+    const std::lock_guard lock(mutex);
+    fast_bodies.emplace_back(r.body);
+    const std::string body = "fast:" + std::string(r.body);
+    out += "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+    return true;
+  });
+  http->Post("/x", [](const httplib::Request& req, httplib::Response& res) {
+    res.set_content("slow:" + req.body, "text/plain");
+  });
+  const int port = http->bind_to_any_port("127.0.0.1");
+  REQUIRE(port > 0);
+  std::thread loop([&] { http->listen_after_bind(); });
+  const auto post = [](const std::string& target, const std::string& body, const char* version) {
+    return "POST " + target + " " + version +
+           "\r\nHost: t\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  };
+  {
+    RawConnection c(port);
+    // Two whole requests in one segment: both fast, in order.
+    c.send(post("/x", "a", "HTTP/1.1") + post("/x", "bb", "HTTP/1.1"));
+    const auto two = c.receive(2);
+    CHECK(two.find("fast:a") < two.find("fast:bb"));
+    CHECK(two.find("fast:bb") != std::string::npos);
+    // A body still arriving, a chunked body, HTTP/1.0: cpp-httplib's path.
+    c.send("POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nhal");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    c.send("ves");
+    CHECK(c.receive(1).ends_with("slow:halves"));
+    c.send(
+        "POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    CHECK(c.receive(1).ends_with("slow:abc"));
+    // A route the handler declines.
+    c.send(post("/y", "z", "HTTP/1.1"));
+    CHECK(c.receive(1).starts_with("HTTP/1.1 404"));
+  }
+  {
+    RawConnection c(port);
+    c.send(post("/x", "old", "HTTP/1.0"));
+    CHECK(c.receive(1).ends_with("slow:old"));
+  }
+  http->stop();
+  loop.join();
+  CHECK(fast_bodies == std::vector<std::string>{"a", "bb"});
 }
 
 TEST_CASE("server and client: upload, list, get, download, alias, delete, errors") {
