@@ -70,6 +70,12 @@ def parse_duration_ms(text):
     return v * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[m.group(2)]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(url, body, threads, connections, duration, tmp):
     # What an earlier run left dirty (the request store's pages) is written back first: the
     # kernel's writeback would otherwise take CPU from whichever server runs next.
@@ -181,10 +187,13 @@ def main() -> int:
                 if r.code != 0:
                     print(f"bench_gateway: setup failed: mlctl {' '.join(map(str, cmd))}\n{r}")
                     return 1
-            results["mlctl_simple"] = run_wrk(server.url + "/api/v1/applications/bench/predict", simple,
-                                              args.threads, args.connections, args.duration, tmp)
-            results["mlctl_v2"] = run_wrk(server.url + "/v2/models/bench/infer", v2, args.threads,
-                                          args.connections, args.duration, tmp)
+            for key, url, body in (("mlctl_simple", "/api/v1/applications/bench/predict", simple),
+                                   ("mlctl_v2", "/v2/models/bench/infer", v2)):
+                before = cpu_seconds(server.pid)
+                results[key] = run_wrk(server.url + url, body, args.threads, args.connections,
+                                       args.duration, tmp)
+                used = cpu_seconds(server.pid) - before
+                results[key]["server_cpu_us_per_request"] = 1e6 * used / max(1, results[key]["requests"])
             results["mlctl_rss_mb"] = int(Path(f"/proc/{server.pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
 
         if torch is not None:
@@ -252,6 +261,7 @@ http {{
             line += f", {100 * share:.0f}% of nginx (target >= 40%)"
             ok &= share >= 0.40
         line += f", p99 {r['p99_ms']:.2f} ms (target <= 5), {r['errors']} errors"
+        line += f"; server CPU {r['server_cpu_us_per_request']:.0f} us/request"
         ok &= r["p99_ms"] <= 5 and r["errors"] == 0
         print(line)
     print("targets met" if ok else "targets NOT met")
