@@ -409,8 +409,11 @@ RequestStore::RequestStore(RequestStoreOptions options, util::LogFn log)
   // the edges of the table and of its indexes where rows are appended and retention deletes
   // (with 2 MB it re-read and rewrote pages: measured 14-18% of gateway throughput, 3-11% with 16
   // MB).
+  // Debian builds SQLite with SECURE_DELETE, which zeroes what retention deletes: every freed
+  // page written once more (571 instead of 676 pages per batch of 1,024 rows at the retention
+  // limit without it); the pages are reused by the next batches anyway.
   impl.writer_db->exec("PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16384; "
-                       "PRAGMA wal_autocheckpoint=0");
+                       "PRAGMA wal_autocheckpoint=0; PRAGMA secure_delete=OFF");
   apply_migrations(*impl.writer_db, k_request_migrations);
   impl.recount();
   impl.readers = std::make_unique<sql::ConnectionPool>(impl.options.path, 4);

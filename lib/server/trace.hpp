@@ -1,7 +1,7 @@
 #pragma once
 // W3C Trace Context (`traceparent: 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`): a
 // request that carries a valid header keeps its trace id; any other gets a fresh one: the Unix
-// time in seconds (8 hex digits), then 96 random bits.
+// time in milliseconds (12 hex digits), then 80 random bits.
 
 #include <string>
 #include <string_view>
