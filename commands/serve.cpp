@@ -116,7 +116,7 @@ void register_serve(CLI::App& parent, Dispatch& dispatch) {
                 "Run without the metrics and health monitors (for measuring their cost)");
   cmd->add_option("--store-max-rows", opts->store_max_rows,
                   "Request store retention: keep at most this many stored rows (one per image), "
-                  "deleting the oldest first (0: no limit)")
+                  "deleting the oldest first (images go in whole 16 MB files; 0: no limit)")
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40));
   cmd->add_option("--store-queue", opts->store_queue,

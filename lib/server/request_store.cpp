@@ -1,6 +1,7 @@
 #include "server/request_store.hpp"
 
 #include "api/time.hpp"
+#include "server/image_log.hpp"
 #include "server/migrations.hpp"
 #include "server/sqlite.hpp"
 #include "util/error.hpp"
@@ -69,9 +70,18 @@ CREATE INDEX requests_labelled_scan ON requests(application, time, id, status, p
   WHERE label IS NOT NULL;
 )sql";
 
+// Version 3: new images go to append-only segment files beside the database (image_log.hpp);
+// a row names its image's place. Rows stored before keep theirs in `request_inputs`.
+constexpr std::string_view k_request_image_files = R"sql(
+ALTER TABLE requests ADD COLUMN input_segment INTEGER; -- <name>-images/<8 digits>.u8; NULL: no image there
+ALTER TABLE requests ADD COLUMN input_offset INTEGER;  -- bytes into that file
+ALTER TABLE requests ADD COLUMN input_size INTEGER;    -- bytes of the image
+)sql";
+
 constexpr std::array k_request_migrations{
     Migration{1, "requests", k_requests_schema},
     Migration{2, "request_inputs", k_request_inputs},
+    Migration{3, "request_image_files", k_request_image_files},
 };
 
 constexpr std::string_view k_time_max = "~"; // sorts after every RFC 3339 time
@@ -80,10 +90,14 @@ std::string row_columns(bool include_input) {
   return std::string("id, trace_id, idx, application, stage, model, version, variant, time, "
                      "latency, status, error, "
                      "predicted, probabilities, label, labelled_at, ") +
-         (include_input ? "(SELECT input FROM request_inputs i WHERE i.id = requests.id)" : "NULL");
+         (include_input ? "(SELECT input FROM request_inputs i WHERE i.id = requests.id), "
+                          "input_segment, input_offset, input_size"
+                        : "NULL, NULL, NULL, NULL");
 }
 
-api::StoredRequest read_row(const sql::Statement& s) {
+// Reads the row at `s` (columns of `row_columns`); its image from `images` when the row names
+// one there (no reader: the query did not ask for images).
+api::StoredRequest read_row(const sql::Statement& s, ImageReader* images) {
   api::StoredRequest r;
   r.id = s.int64(0);
   r.trace_id = s.text(1);
@@ -112,6 +126,9 @@ api::StoredRequest read_row(const sql::Statement& s) {
   r.labelled_at = s.text(15);
   const auto input = s.blob(16);
   r.input.assign(input.begin(), input.end());
+  if (r.input.empty() && images != nullptr && !s.is_null(17)) {
+    r.input = images->read({s.int64(17), s.int64(18), s.int64(19)});
+  }
   return r;
 }
 
@@ -209,9 +226,12 @@ struct RequestStore::Impl {
 
   std::int64_t row_count = 0; // writer thread only
   std::chrono::steady_clock::time_point last_error_log{};
-  std::vector<std::uint8_t> pixels;           // writer thread scratch
-  std::optional<sql::Statement> insert_row;   // writer thread; finalised before `writer_db`
-  std::optional<sql::Statement> insert_input; // closes (declared after it)
+  std::vector<std::uint8_t> pixels;  // writer thread scratch
+  std::optional<ImageLog> image_log; // writer thread
+  std::int64_t oldest_named_id = 0;  // writer thread: see `remove_unnamed_segments`
+  std::filesystem::path images_dir;  // set once, before the threads start
+  // Writer thread; finalised before `writer_db` closes (declared after it).
+  std::optional<sql::Statement> insert_row;
   std::thread writer;
   // WAL checkpoints (copying committed pages into the database file, then an fsync) run on
   // their own thread and connection, after each batch: the writer only appends to the WAL.
@@ -260,11 +280,11 @@ struct RequestStore::Impl {
       sql::Transaction tx(db, sql::TransactionMode::immediate);
       // Prepared once, reused by every batch (writer thread only).
       if (!insert_row) {
-        insert_row = db.prepare("INSERT INTO requests (trace_id, idx, application, stage, model, "
-                                "version, variant, time, latency, "
-                                "status, error, predicted, probabilities, trace_key) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-        insert_input = db.prepare("INSERT INTO request_inputs (id, input) VALUES (?, ?)");
+        insert_row = db.prepare(
+            "INSERT INTO requests (trace_id, idx, application, stage, model, version, variant, "
+            "time, latency, status, error, predicted, probabilities, trace_key, input_segment, "
+            "input_offset, input_size) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
       }
       auto& insert = *insert_row;
       std::uint64_t rows = 0;
@@ -293,26 +313,28 @@ struct RequestStore::Impl {
             insert.bind(13, nullptr);
           }
           insert.bind(14, key);
-          insert.run();
           if (per_image > 0) {
             pixels.resize(per_image);
-            const float* x = r.input.data() + i * per_image;
-            to_pixels(x, per_image, pixels.data());
-            insert_input->reset();
-            insert_input->bind(1, db.last_insert_rowid()).bind_blob(2, pixels);
-            insert_input->run();
+            to_pixels(r.input.data() + i * per_image, per_image, pixels.data());
+            const auto where = image_log->add(pixels);
+            insert.bind(15, where.segment).bind(16, where.offset).bind(17, where.size);
+          } else {
+            insert.bind(15, nullptr).bind(16, nullptr).bind(17, nullptr);
           }
+          insert.run();
           ++rows;
         }
       }
+      image_log->write(); // before the rows that name the images are committed
       row_count += static_cast<std::int64_t>(rows);
       std::int64_t deleted = 0;
+      std::int64_t first_kept = 0;
       if (options.max_rows > 0 && row_count > options.max_rows) {
         // Oldest first: the `excess` smallest ids go.
         auto find = db.prepare("SELECT id FROM requests ORDER BY id LIMIT 1 OFFSET ?");
         find.bind(1, row_count - options.max_rows);
         if (find.step()) {
-          const auto first_kept = find.int64(0);
+          first_kept = find.int64(0);
           deleted = db.prepare("DELETE FROM requests WHERE id < ?").bind(1, first_kept).run();
           db.prepare("DELETE FROM request_inputs WHERE id < ?").bind(1, first_kept).run();
         }
@@ -325,6 +347,9 @@ struct RequestStore::Impl {
       checkpoint_cv.notify_one();
       row_count -= deleted;
       rows_deleted += static_cast<std::uint64_t>(deleted);
+      if (deleted > 0) {
+        remove_unnamed_segments(first_kept);
+      }
       records_stored += batch.size();
       rows_stored += rows;
       ++batches;
@@ -380,6 +405,37 @@ struct RequestStore::Impl {
     return 0;
   }
 
+  // After retention deleted the rows before `first_kept`: unlinks the image segments older
+  // than the one the oldest remaining row with an image names (a reader still going through the
+  // deleted rows finds no image for them). Segments also left by a crash between a retention
+  // and its unlinks go at the first retention. The lookup passes over rows without an image in
+  // file (refused requests, rows from before schema 3) once each, not at every batch: it is
+  // needed again only when retention has deleted the row it found.
+  void remove_unnamed_segments(std::int64_t first_kept) {
+    if (oldest_named_id >= first_kept) {
+      return;
+    }
+    try {
+      auto oldest = writer_db->prepare("SELECT id, input_segment FROM requests WHERE id >= ? AND "
+                                       "input_segment IS NOT NULL ORDER BY id LIMIT 1");
+      oldest.bind(1, first_kept);
+      const bool found = oldest.step();
+      oldest_named_id = found ? oldest.int64(0) : 0;
+      image_log->remove_before(found ? oldest.int64(1) : image_log->current());
+    } catch (const std::exception& e) {
+      if (log) {
+        log(std::string("request store: cannot remove old image files (retried after the next "
+                        "retention): ") +
+            e.what());
+      }
+    }
+  }
+
+  // A reader of images for a query that asked for them (nullptr otherwise).
+  std::unique_ptr<ImageReader> image_reader(bool include_input) const {
+    return include_input ? std::make_unique<ImageReader>(images_dir) : nullptr;
+  }
+
   void recount() {
     try {
       auto count = writer_db->prepare("SELECT COUNT(*) FROM requests");
@@ -416,6 +472,9 @@ RequestStore::RequestStore(RequestStoreOptions options, util::LogFn log)
                        "PRAGMA wal_autocheckpoint=0; PRAGMA secure_delete=OFF");
   apply_migrations(*impl.writer_db, k_request_migrations);
   impl.recount();
+  impl.images_dir = impl.options.path;
+  impl.images_dir.replace_filename(impl.options.path.stem().string() + "-images");
+  impl.image_log.emplace(impl.images_dir, impl.options.image_segment_bytes);
   impl.readers = std::make_unique<sql::ConnectionPool>(impl.options.path, 4);
   std::shared_ptr<sql::Database> checkpoint_db = sql::Database::open(impl.options.path);
   checkpoint_db->exec("PRAGMA synchronous=NORMAL");
@@ -546,6 +605,7 @@ api::RequestList RequestStore::list(const RequestListQuery& q) {
   sql += std::string(" ORDER BY time ") + dir + ", id " + dir + " LIMIT ?6";
   auto db = m_impl->readers->acquire();
   auto stmt = db->prepare(sql);
+  auto images = m_impl->image_reader(q.include_input);
   stmt.bind_all(q.application, since, until);
   if (!q.page_token.empty()) {
     stmt.bind(4, token_time).bind(5, token_id);
@@ -559,7 +619,7 @@ api::RequestList RequestStore::list(const RequestListQuery& q) {
       out.next_page_token = last.time + "/" + std::to_string(last.id);
       break;
     }
-    out.requests.push_back(read_row(stmt));
+    out.requests.push_back(read_row(stmt, images.get()));
   }
   return out;
 }
@@ -569,10 +629,11 @@ api::TraceRequests RequestStore::trace(std::string_view trace_id, bool include_i
   auto stmt = db->prepare("SELECT " + row_columns(include_input) +
                           " FROM requests WHERE trace_key = ? AND trace_id = ? ORDER BY id");
   stmt.bind(1, trace_key(trace_id)).bind(2, trace_id);
+  auto images = m_impl->image_reader(include_input);
   api::TraceRequests out;
   out.trace_id = std::string(trace_id);
   while (stmt.step()) {
-    out.requests.push_back(read_row(stmt));
+    out.requests.push_back(read_row(stmt, images.get()));
   }
   return out;
 }
@@ -616,10 +677,11 @@ std::int64_t RequestStore::for_each_row(const RowQuery& q,
   auto stmt =
       db->prepare("SELECT " + row_columns(q.include_input) + row_filter(q) + " ORDER BY time, id");
   bind_row_filter(stmt, q);
+  auto images = m_impl->image_reader(q.include_input);
   std::int64_t n = 0;
   while (stmt.step()) {
     ++n;
-    if (!fn(read_row(stmt))) {
+    if (!fn(read_row(stmt, images.get()))) {
       break;
     }
   }
@@ -659,13 +721,14 @@ std::vector<api::StoredRequest> RequestStore::rows_by_id(const std::vector<std::
                                                          bool include_input) {
   auto db = m_impl->readers->acquire();
   auto stmt = db->prepare("SELECT " + row_columns(include_input) + " FROM requests WHERE id = ?");
+  auto images = m_impl->image_reader(include_input);
   std::vector<api::StoredRequest> out;
   out.reserve(ids.size());
   for (const auto id : ids) {
     stmt.reset();
     stmt.bind(1, id);
     if (stmt.step()) {
-      out.push_back(read_row(stmt));
+      out.push_back(read_row(stmt, images.get()));
     }
   }
   return out;

@@ -1,6 +1,7 @@
 #pragma once
 // The request store: every inference the gateway reports (`InferenceSink`) is kept, one row
-// per image, in its own SQLite database `requests.db` in the data directory — apart from
+// per image, in its own SQLite database `requests.db` in the data directory (the images in
+// append-only files beside it, `requests-images/`: image_log.hpp) — apart from
 // `registry.db`, so that request traffic never waits for (nor delays) registry writes: SQLite
 // has one writer lock per database file, and telemetry does not need the registry's
 // synchronous=FULL commits (the store commits with synchronous=NORMAL: a process crash loses
@@ -35,6 +36,9 @@ struct RequestStoreOptions {
   std::size_t batch_size = 1024;                // the writer wakes up early at this many records
   std::chrono::milliseconds flush_interval{50}; // otherwise it writes at least this often
   std::int64_t max_rows = 0; // retention: keep at most this many rows (0: no limit)
+  // Images go to append-only files in `<path's stem>-images/` beside the database (see
+  // image_log.hpp), a new one past this many bytes; retention unlinks whole files.
+  std::uint64_t image_segment_bytes = 16U << 20U;
 };
 
 // What the metrics exporter reads; all counts since the store opened.

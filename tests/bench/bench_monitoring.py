@@ -99,6 +99,12 @@ def fill_store(db_path, rows, digits):
     base = 1_764_000_000.0
     chunk = 20000
     split = con.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'request_inputs'").fetchone()[0] == 1
+    files = con.execute("SELECT COUNT(*) FROM pragma_table_info('requests') "
+                        "WHERE name = 'input_segment'").fetchone()[0] == 1
+    segment = None
+    if files:  # schema 3: images in append-only files beside the database, rows name their place
+        (Path(db_path).parent / "requests-images").mkdir(exist_ok=True)
+        segment = open(Path(db_path).parent / "requests-images" / "00000001.u8", "wb")
     for start in range(0, rows, chunk):
         batch, images = [], []
         for k in range(start, min(rows, start + chunk)):
@@ -112,12 +118,19 @@ def fill_store(db_path, rows, digits):
         con.executemany("INSERT INTO requests (id, trace_key, trace_id, idx, application, stage, model, version, "
                         "variant, time, latency, status, error, predicted, probabilities, label, labelled_at) "
                         "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", batch)
-        if split:  # schema 2: the images live in `request_inputs`, keyed by the row's id
+        if files:
+            for k, image in images:
+                segment.write(image)
+            con.executemany("UPDATE requests SET input_segment = 1, input_offset = ?2, input_size = ?3 WHERE id = ?1",
+                            [(k, (k - 1) * len(image), len(image)) for k, image in images])
+        elif split:  # schema 2: the images live in `request_inputs`, keyed by the row's id
             con.executemany("INSERT INTO request_inputs (id, input) VALUES (?,?)", images)
         else:  # schema 1 (an older mlctl, for comparisons): inline in `requests`
             con.executemany("UPDATE requests SET input = ?2 WHERE id = ?1", images)
         con.commit()
     con.close()
+    if segment:
+        segment.close()
 
 
 def bench_subsample(tmp, model_dir, digits, rows):

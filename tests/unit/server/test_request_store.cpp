@@ -409,7 +409,7 @@ PRAGMA user_version = 1;
     rq.labelled_only = false;
     CHECK(store.for_each_class(rq, [](std::int64_t, std::int64_t, std::int64_t) {}) == 3);
 
-    // New rows are written in schema 2 next to the migrated ones.
+    // New rows are written in schema 3 next to the migrated ones: their images in files.
     store.on_inference(record(50, 1, 1.0F));
     REQUIRE(store.flush(std::chrono::seconds(10)));
     const auto fresh = store.trace(trace_id(50), true);
@@ -419,10 +419,18 @@ PRAGMA user_version = 1;
   auto db = server::sql::Database::open(dir.path() / "requests.db");
   auto version = db->prepare("PRAGMA user_version");
   REQUIRE(version.step());
-  CHECK(version.int64(0) == 2);
+  CHECK(version.int64(0) == 3);
   auto inputs = db->prepare("SELECT COUNT(*) FROM request_inputs");
   REQUIRE(inputs.step());
-  CHECK(inputs.int64(0) == 4); // three migrated images and the new one
+  CHECK(inputs.int64(0) == 3); // the migrated images; the new one is in requests-images/
+  auto place = db->prepare("SELECT input_segment, input_offset, input_size FROM requests "
+                           "WHERE input_segment IS NOT NULL");
+  REQUIRE(place.step());
+  CHECK(place.int64(0) == 1);
+  CHECK(place.int64(1) == 0);
+  CHECK(place.int64(2) == 784);
+  CHECK_FALSE(place.step());
+  CHECK(std::filesystem::file_size(dir.path() / "requests-images" / "00000001.u8") == 784);
   auto columns =
       db->prepare("SELECT COUNT(*) FROM pragma_table_info('requests') WHERE name = 'input'");
   REQUIRE(columns.step());
@@ -435,9 +443,16 @@ TEST_CASE("a writer that never pauses still gets its WAL started over: the WAL s
   o.queue_capacity = 100000;
   o.batch_size = 500;
   RequestStore store(o, {});
-  // ~60 MB of rows and indexes in back-to-back batches (each image is 784 bytes).
+  // ~60 MB of rows and indexes in back-to-back batches (refused requests with long messages:
+  // images would go to their own files).
   for (int i = 0; i < 60000; ++i) {
-    store.on_inference(record(i));
+    auto r = record(i);
+    r->input.clear();
+    r->classes.clear();
+    r->probabilities.clear();
+    r->status = 400;
+    r->error = std::string(800, 'e');
+    store.on_inference(r);
     if (i % 5000 == 4999) {
       REQUIRE(store.flush(std::chrono::seconds(60)));
     }
@@ -450,4 +465,78 @@ TEST_CASE("a writer that never pauses still gets its WAL started over: the WAL s
   // nothing starts it over).
   CHECK(std::filesystem::file_size(wal) < (40u << 20));
   CHECK(std::filesystem::file_size(dir.path() / "requests.db") > (40u << 20));
+}
+
+namespace {
+
+std::set<std::string> files_in(const std::filesystem::path& dir) {
+  std::set<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    names.insert(e.path().filename().string());
+  }
+  return names;
+}
+
+} // namespace
+
+TEST_CASE("images go to append-only files beside the database; retention unlinks whole files") {
+  mlctl::util::TempDir dir;
+  auto o = options(dir);
+  o.max_rows = 50;
+  o.batch_size = 16;
+  o.image_segment_bytes = 10 * 784; // ten images a file
+  const auto images = dir.path() / "requests-images";
+  // What a crash between a retention and its unlinks leaves: a file no row names.
+  std::filesystem::create_directories(images);
+  mlctl::util::write_file_atomic(images / "00000001.u8", std::string(784, 'x'));
+  {
+    RequestStore store(o, {});
+    for (int i = 0; i < 200; ++i) {
+      store.on_inference(record(i, 1, static_cast<float>(i % 256) / 255.0F));
+    }
+    REQUIRE(store.flush(std::chrono::seconds(10)));
+    // New files start after the last one there: rows 150..199 are kept, files 17..21 hold
+    // them; 2..16 and the stray 1 are gone.
+    CHECK(files_in(images) == std::set<std::string>{"00000017.u8", "00000018.u8", "00000019.u8",
+                                                    "00000020.u8", "00000021.u8"});
+    CHECK(std::filesystem::file_size(images / "00000021.u8") == 10 * 784);
+    mlctl::server::RowQuery q;
+    q.application = "app";
+    int n = 0;
+    store.for_each_row(q, [&](const api::StoredRequest& r) {
+      const auto i = 150 + n++;
+      CHECK(r.trace_id == trace_id(i));
+      CHECK(r.input == std::vector<std::uint8_t>(784, static_cast<std::uint8_t>(i % 256)));
+      return true;
+    });
+    CHECK(n == 50);
+  }
+  // Reopened: new images start a new file (the tail of the last one may hold an uncommitted
+  // batch), the old ones still read.
+  RequestStore store(o, {});
+  store.on_inference(record(500, 2, 1.0F));
+  REQUIRE(store.flush(std::chrono::seconds(10)));
+  CHECK(std::filesystem::file_size(images / "00000022.u8") == 2 * 784);
+  CHECK(store.trace(trace_id(500), true).requests.at(1).input ==
+        std::vector<std::uint8_t>(784, 255));
+  CHECK(store.trace(trace_id(199), true).requests.at(0).input ==
+        std::vector<std::uint8_t>(784, 199));
+}
+
+TEST_CASE("a row whose image file is gone or cut short reads without an image") {
+  mlctl::util::TempDir dir;
+  auto o = options(dir);
+  o.image_segment_bytes = 784;
+  RequestStore store(o, {});
+  for (int i = 0; i < 3; ++i) {
+    store.on_inference(record(i));
+  }
+  REQUIRE(store.flush(std::chrono::seconds(10)));
+  const auto images = dir.path() / "requests-images";
+  std::filesystem::remove(images / "00000001.u8");
+  std::filesystem::resize_file(images / "00000002.u8", 700);
+  CHECK(store.trace(trace_id(0), true).requests.at(0).input.empty());
+  CHECK(store.trace(trace_id(1), true).requests.at(0).input.empty());
+  CHECK(store.trace(trace_id(2), true).requests.at(0).input.size() == 784);
+  CHECK(store.trace(trace_id(0), true).requests.at(0).predicted == 0); // the row itself is whole
 }
