@@ -26,6 +26,7 @@ struct ServeOptions {
   int shutdown_grace_seconds = 10;
   int max_batch = 256;
   std::int64_t store_max_rows = 0;
+  std::uint64_t store_max_mb = 0;
   std::size_t store_queue = 4096;
   std::string webhook;
   bool no_monitoring = false;
@@ -45,6 +46,7 @@ int run_serve(const ServeOptions& opts, Context& ctx) {
   o.shutdown_grace = std::chrono::seconds(opts.shutdown_grace_seconds);
   o.max_batch = opts.max_batch;
   o.store_max_rows = opts.store_max_rows;
+  o.store_max_bytes = opts.store_max_mb << 20U;
   o.store_queue_capacity = opts.store_queue;
   o.webhook_url = opts.webhook;
   o.monitoring = !opts.no_monitoring;
@@ -119,6 +121,12 @@ void register_serve(CLI::App& parent, Dispatch& dispatch) {
                   "deleting the oldest first (images go in whole 16 MB files; 0: no limit)")
       ->capture_default_str()
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40));
+  cmd->add_option("--store-max-mb", opts->store_max_mb,
+                  "Request store retention by size: keep requests.db's pages in use plus the "
+                  "image files under this many MiB, deleting the oldest rows first (0: no limit; "
+                  "else at least 64)")
+      ->capture_default_str()
+      ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 30));
   cmd->add_option("--store-queue", opts->store_queue,
                   "Images waiting to be written to the request store; when full, records are dropped "
                   "and counted (inference never waits)")

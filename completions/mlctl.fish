@@ -72,6 +72,7 @@ complete -c mlctl -n '__fish_seen_subcommand_from serve' -l shutdown-grace -r -F
 complete -c mlctl -n '__fish_seen_subcommand_from serve' -l webhook -r -F -d 'URL that receives every health change of a served version as a JSON POST'
 complete -c mlctl -n '__fish_seen_subcommand_from serve' -l no-monitoring -d 'Run without the metrics and health monitors (for measuring their cost)'
 complete -c mlctl -n '__fish_seen_subcommand_from serve' -l store-max-rows -r -F -d 'Request store retention: keep at most this many stored rows (one per image), deleting the oldest first (images go in whole 16 MB files; 0: no limit)'
+complete -c mlctl -n '__fish_seen_subcommand_from serve' -l store-max-mb -r -F -d 'Request store retention by size: keep requests.db'\''s pages in use plus the image files under this many MiB, deleting the oldest rows first (0: no limit; else at least 64)'
 complete -c mlctl -n '__fish_seen_subcommand_from serve' -l store-queue -r -F -d 'Images waiting to be written to the request store; when full, records are dropped and counted (inference never waits)'
 complete -c mlctl -n '__fish_seen_subcommand_from serve' -l max-batch -r -F -d 'Largest batch (images or tensor rows) one inference request may carry; more: 400'
 complete -c mlctl -n '__fish_seen_subcommand_from catalog; and not __fish_seen_subcommand_from upload list get download alias tag history rm gc' -a upload -d 'Pack a model directory (or a bare .onnx) and register it as the next version'

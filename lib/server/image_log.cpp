@@ -46,7 +46,10 @@ ImageLog::ImageLog(std::filesystem::path dir, std::uint64_t segment_bytes)
     std::int64_t n = 0;
     const auto [end, err] = std::from_chars(name.data(), name.data() + name.size(), n);
     if (err == std::errc() && n > 0 && std::string_view(end) == ".u8") {
-      m_segments.insert(n);
+      std::error_code size_error;
+      const auto size = entry.file_size(size_error);
+      m_segments[n] = size_error ? 0 : size;
+      m_bytes += m_segments[n];
     }
   }
   if (ec) {
@@ -54,7 +57,7 @@ ImageLog::ImageLog(std::filesystem::path dir, std::uint64_t segment_bytes)
   }
   // Never append to a segment of an earlier run: its tail may hold a batch that was written
   // but not committed.
-  m_segment = m_segments.empty() ? 1 : *m_segments.rbegin() + 1;
+  m_segment = m_segments.empty() ? 1 : m_segments.rbegin()->first + 1;
 }
 
 ImageLog::~ImageLog() {
@@ -70,6 +73,7 @@ ImageLocation ImageLog::add(std::span<const std::uint8_t> bytes) {
                             static_cast<std::int64_t>(bytes.size())};
   m_pending.insert(m_pending.end(), bytes.begin(), bytes.end());
   m_size += bytes.size();
+  m_bytes += bytes.size();
   return where;
 }
 
@@ -84,7 +88,7 @@ void ImageLog::write() {
       if (m_fd < 0) {
         fail(path, "cannot create");
       }
-      m_segments.insert(m_segment);
+      m_segments.emplace(m_segment, 0);
     }
     const auto* p = m_pending.data();
     auto left = m_pending.size();
@@ -99,6 +103,7 @@ void ImageLog::write() {
       p += n;
       left -= static_cast<std::size_t>(n);
     }
+    m_segments[m_segment] += m_pending.size();
     m_pending.clear();
   } catch (...) {
     next_segment(); // offsets in this segment are no longer what the file holds
@@ -108,17 +113,27 @@ void ImageLog::write() {
 
 void ImageLog::next_segment() {
   close_fd(m_fd);
+  m_bytes -= m_pending.size(); // what an error left unwritten
   m_pending.clear();
   m_size = 0;
   ++m_segment;
 }
 
 void ImageLog::remove_before(std::int64_t segment) {
-  while (!m_segments.empty() && *m_segments.begin() < std::min(segment, m_segment)) {
+  while (!m_segments.empty() && m_segments.begin()->first < std::min(segment, m_segment)) {
     std::error_code ec; // a segment already gone is what was wanted
-    std::filesystem::remove(segment_path(m_dir, *m_segments.begin()), ec);
+    std::filesystem::remove(segment_path(m_dir, m_segments.begin()->first), ec);
+    m_bytes -= m_segments.begin()->second;
     m_segments.erase(m_segments.begin());
   }
+}
+
+std::vector<std::int64_t> ImageLog::segments() const {
+  std::vector<std::int64_t> out;
+  for (const auto& [n, size] : m_segments) {
+    out.push_back(n);
+  }
+  return out;
 }
 
 ImageReader::~ImageReader() {

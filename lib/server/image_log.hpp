@@ -17,7 +17,7 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <set>
+#include <map>
 #include <span>
 #include <vector>
 
@@ -51,7 +51,9 @@ public:
   // The segment new images go to.
   std::int64_t current() const noexcept { return m_segment; }
   // The segments on disk, oldest first.
-  std::vector<std::int64_t> segments() const { return {m_segments.begin(), m_segments.end()}; }
+  std::vector<std::int64_t> segments() const;
+  // Bytes of the segments on disk and of what `add` kept.
+  std::uint64_t bytes() const noexcept { return m_bytes; }
   const std::filesystem::path& dir() const noexcept { return m_dir; }
 
 private:
@@ -59,7 +61,8 @@ private:
 
   std::filesystem::path m_dir;
   std::uint64_t m_segment_bytes;
-  std::set<std::int64_t> m_segments;
+  std::map<std::int64_t, std::uint64_t> m_segments; // on disk: number -> bytes
+  std::uint64_t m_bytes = 0;
   std::int64_t m_segment = 1;
   int m_fd = -1;                       // the current segment, opened at its first write
   std::uint64_t m_size = 0;            // its length, written and kept

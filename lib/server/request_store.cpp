@@ -329,10 +329,10 @@ struct RequestStore::Impl {
       row_count += static_cast<std::int64_t>(rows);
       std::int64_t deleted = 0;
       std::int64_t first_kept = 0;
-      if (options.max_rows > 0 && row_count > options.max_rows) {
+      if (const auto excess = excess_rows(db); excess > 0) {
         // Oldest first: the `excess` smallest ids go.
         auto find = db.prepare("SELECT id FROM requests ORDER BY id LIMIT 1 OFFSET ?");
-        find.bind(1, row_count - options.max_rows);
+        find.bind(1, excess);
         if (find.step()) {
           first_kept = find.int64(0);
           deleted = db.prepare("DELETE FROM requests WHERE id < ?").bind(1, first_kept).run();
@@ -405,6 +405,28 @@ struct RequestStore::Impl {
     return 0;
   }
 
+  // Returns how many of the oldest rows retention deletes now: those over `max_rows`, and
+  // enough to bring the bytes in use under `max_bytes` at the average bytes of a row (the
+  // image bytes go with whole files, a few batches later).
+  std::int64_t excess_rows(sql::Database& db) const {
+    std::int64_t excess = options.max_rows > 0 ? row_count - options.max_rows : 0;
+    if (options.max_bytes > 0 && row_count > 0) {
+      auto pages = db.prepare("SELECT (SELECT page_count FROM pragma_page_count) - "
+                              "(SELECT freelist_count FROM pragma_freelist_count), "
+                              "(SELECT page_size FROM pragma_page_size)");
+      pages.step();
+      const auto used =
+          static_cast<std::uint64_t>(pages.int64(0) * pages.int64(1)) + image_log->bytes();
+      if (used > options.max_bytes) {
+        const auto per_row =
+            std::max<std::uint64_t>(1, used / static_cast<std::uint64_t>(row_count));
+        excess = std::max(
+            excess, static_cast<std::int64_t>((used - options.max_bytes + per_row - 1) / per_row));
+      }
+    }
+    return std::min(excess, row_count - 1); // the newest row stays
+  }
+
   // After retention deleted the rows before `first_kept`: unlinks the image segments older
   // than the one the oldest remaining row with an image names (a reader still going through the
   // deleted rows finds no image for them). Segments also left by a crash between a retention
@@ -456,6 +478,13 @@ RequestStore::RequestStore(RequestStoreOptions options, util::LogFn log)
   if (options.max_rows < 0) {
     throw Error(ErrorKind::invalid_input,
                 "--store-max-rows " + std::to_string(options.max_rows) + ": must be >= 0");
+  }
+  if (options.max_bytes > 0 && options.max_bytes < 4 * options.image_segment_bytes) {
+    throw Error(ErrorKind::invalid_input,
+                "--store-max-mb " + std::to_string(options.max_bytes >> 20U) +
+                    ": must be 0 (no limit) or at least " +
+                    std::to_string((4 * options.image_segment_bytes) >> 20U) +
+                    " (four image files)");
   }
   impl.options = std::move(options);
   impl.log = std::move(log);

@@ -36,6 +36,11 @@ struct RequestStoreOptions {
   std::size_t batch_size = 1024;                // the writer wakes up early at this many records
   std::chrono::milliseconds flush_interval{50}; // otherwise it writes at least this often
   std::int64_t max_rows = 0; // retention: keep at most this many rows (0: no limit)
+  // Retention: keep the database's pages in use plus the image files under this many bytes,
+  // deleting the oldest rows first (0: no limit; else at least four image files, 64 MiB). The
+  // images go in whole files, so the disk holds up to one file (16 MB) more; the WAL beside
+  // the database (started over past 16 MB) is not counted.
+  std::uint64_t max_bytes = 0;
   // Images go to append-only files in `<path's stem>-images/` beside the database (see
   // image_log.hpp), a new one past this many bytes; retention unlinks whole files.
   std::uint64_t image_segment_bytes = 16U << 20U;

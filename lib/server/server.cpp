@@ -479,6 +479,7 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
     RequestStoreOptions store;
     store.path = o.data_dir / "requests.db";
     store.max_rows = o.store_max_rows;
+    store.max_bytes = o.store_max_bytes;
     store.queue_capacity = o.store_queue_capacity;
     p.request_store = std::make_unique<RequestStore>(std::move(store), p.log);
     p.inference_sinks.push_back(p.request_store.get());

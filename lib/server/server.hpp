@@ -29,6 +29,7 @@ struct ServerOptions {
   std::string webhook_url;            // health changes are POSTed here as JSON (empty: none)
   bool monitoring = true;             // metrics and health monitors (off: /metrics answers 503)
   std::int64_t store_max_rows = 0;         // request store retention (rows, oldest first; 0: no limit)
+  std::uint64_t store_max_bytes = 0;       // request store retention (bytes on disk; 0: no limit)
   std::size_t store_queue_capacity = 4096; // images queued for the request store; more are dropped
 };
 

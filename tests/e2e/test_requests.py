@@ -193,6 +193,17 @@ class RequestStoreTest(TestCase):
             for _, b in last:
                 self.assertIn(b["trace_id"], stored)
         self.assertTrue((data / "requests.db").exists())
+        self.assertTrue(list((data / "requests-images").glob("*.u8")))  # the images, beside it
+
+    def test_retention_by_size_needs_four_image_files(self):
+        r = mlctl("serve", "--data-dir", self.tmp / "d", "--listen", "127.0.0.1:0", "--store-max-mb", "10",
+                  timeout=30)
+        self.assertFails(r, 1, "--store-max-mb 10: must be 0 (no limit) or at least 64 (four image files)")
+        with Server(self.tmp / "data", args=["--store-max-mb", "64"]) as server:
+            self.deploy(server, app="sized")
+            answers = self.send_all(server, "sized", images(20, seed=4))
+            rows = self.list_all(server, "sized")
+            self.assertEqual({r["trace_id"] for r in rows}, {b["trace_id"] for _, b in answers})
 
 
 if __name__ == "__main__":

@@ -540,3 +540,40 @@ TEST_CASE("a row whose image file is gone or cut short reads without an image") 
   CHECK(store.trace(trace_id(2), true).requests.at(0).input.size() == 784);
   CHECK(store.trace(trace_id(0), true).requests.at(0).predicted == 0); // the row itself is whole
 }
+
+TEST_CASE("retention by bytes keeps the database's pages in use plus the image files under the "
+          "limit") {
+  mlctl::util::TempDir dir;
+  auto o = options(dir);
+  o.batch_size = 100;
+  o.image_segment_bytes = 64 * 784; // 50 KB files
+  o.max_bytes = 1U << 20U;
+  {
+    auto small = o;
+    small.max_bytes = 4 * o.image_segment_bytes - 1;
+    CHECK_THROWS_AS(RequestStore(small, {}), Error);
+  }
+  RequestStore store(o, {});
+  for (int i = 0; i < 5000; ++i) { // 3.9 MB of images alone
+    store.on_inference(record(i));
+    if (i % 100 == 99) {
+      REQUIRE(store.flush(std::chrono::seconds(10)));
+    }
+  }
+  REQUIRE(store.flush(std::chrono::seconds(10)));
+  std::uint64_t image_bytes = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path() / "requests-images")) {
+    image_bytes += e.file_size();
+  }
+  auto db = server::sql::Database::open(dir.path() / "requests.db");
+  auto pages = db->prepare("SELECT (SELECT page_count FROM pragma_page_count) - "
+                           "(SELECT freelist_count FROM pragma_freelist_count)");
+  REQUIRE(pages.step());
+  const auto used = static_cast<std::uint64_t>(pages.int64(0)) * 4096 + image_bytes;
+  // Under the limit but for one image file and one batch; the oldest rows went first.
+  CHECK(used <= o.max_bytes + o.image_segment_bytes + 100 * 784);
+  CHECK(used > o.max_bytes / 2);
+  CHECK(store.stats().rows_deleted > 3000);
+  CHECK(store.trace(trace_id(0), false).requests.empty());
+  CHECK(store.trace(trace_id(4999), true).requests.at(0).input.size() == 784);
+}
