@@ -2,13 +2,13 @@
 
 #include "util/error.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <string>
-#include <sys/stat.h>
 #include <unistd.h>
 
 namespace mlctl::server {
@@ -26,13 +26,14 @@ void close_fd(int& fd) {
   }
 }
 
-} // namespace
-
+// The file of `segment` in `dir`: `<dir>/00000042.u8`.
 std::filesystem::path segment_path(const std::filesystem::path& dir, std::int64_t segment) {
   char name[32];
   std::snprintf(name, sizeof name, "%08lld.u8", static_cast<long long>(segment));
   return dir / name;
 }
+
+} // namespace
 
 ImageLog::ImageLog(std::filesystem::path dir, std::uint64_t segment_bytes)
     : m_dir(std::move(dir)), m_segment_bytes(segment_bytes) {
@@ -128,13 +129,6 @@ void ImageLog::remove_before(std::int64_t segment) {
   }
 }
 
-std::vector<std::int64_t> ImageLog::segments() const {
-  std::vector<std::int64_t> out;
-  for (const auto& [n, size] : m_segments) {
-    out.push_back(n);
-  }
-  return out;
-}
 
 ImageReader::~ImageReader() {
   close_fd(m_fd);

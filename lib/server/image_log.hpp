@@ -50,11 +50,8 @@ public:
   void remove_before(std::int64_t segment);
   // The segment new images go to.
   std::int64_t current() const noexcept { return m_segment; }
-  // The segments on disk, oldest first.
-  std::vector<std::int64_t> segments() const;
   // Bytes of the segments on disk and of what `add` kept.
   std::uint64_t bytes() const noexcept { return m_bytes; }
-  const std::filesystem::path& dir() const noexcept { return m_dir; }
 
 private:
   void next_segment();
@@ -86,8 +83,5 @@ private:
   std::int64_t m_segment = 0;
   int m_fd = -1;
 };
-
-// The file of `segment` in `dir`: `<dir>/00000042.u8`.
-std::filesystem::path segment_path(const std::filesystem::path& dir, std::int64_t segment);
 
 } // namespace mlctl::server
