@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,9 +13,15 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -56,13 +64,14 @@ Clock::duration timeout_of(time_t sec, time_t usec) {
 }
 
 // One connection's stream, kept from one request to the next (bytes a client sent ahead, as
-// pipelined requests, stay in the buffer). One worker thread serves a connection.
+// pipelined requests, stay in the buffer). One worker thread at a time serves it; between
+// requests it may wait parked (see `Workers`). Closes the socket when destroyed.
 class Connection final : public httplib::Stream {
 public:
   Connection(int sock, Clock::duration read_timeout, Clock::duration write_timeout,
-             const std::atomic<socket_t>& listener)
-      : m_sock(sock), m_read_timeout(read_timeout), m_listener(listener),
-        m_input(new char[k_input_buffer]) {
+             const std::atomic<socket_t>& listener, std::size_t requests)
+      : requests_left(requests), m_sock(sock), m_read_timeout(read_timeout),
+        m_listener(listener), m_input(new char[k_input_buffer]) {
     const timeval wake{
         0, static_cast<suseconds_t>(std::chrono::microseconds(k_wake_interval).count())};
     ::setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &wake, sizeof wake);
@@ -72,12 +81,36 @@ public:
     ::setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &send_limit, sizeof send_limit);
     m_output.reserve(4096);
   }
-
-  // Waits up to `idle` for the next request's first bytes. False: the client closed, the
-  // connection stayed idle, or the server is stopping.
-  bool wait_for_request(Clock::duration idle) {
-    return m_begin < m_end || fill(Clock::now() + idle, true) > 0;
+  ~Connection() override {
+    ::shutdown(m_sock, SHUT_RDWR);
+    ::close(m_sock);
   }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  std::size_t requests_left;                     // before the keep-alive limit
+  Clock::time_point idle_since = Clock::now();   // when the last answer went out
+  bool in_epoll = false;                         // registered with the parking lot's epoll
+
+  enum class Wait { request, nothing_yet, closed };
+
+  // Waits until `until` for the next request's first bytes. `closed`: the client closed, an
+  // error, or the server is stopping.
+  Wait wait_for_request(Clock::time_point until) {
+    if (m_begin < m_end) {
+      return Wait::request;
+    }
+    if (fill(until, true) > 0) {
+      return Wait::request;
+    }
+    if (m_timed_out) {
+      m_failed = m_timed_out = false;
+      return Wait::nothing_yet;
+    }
+    return Wait::closed;
+  }
+
+  int sock() const { return m_sock; }
 
   // Offers the request at the front of the buffer to `fast` when it arrived whole; true when
   // `fast` answered it (its response is in the output buffer, its bytes consumed).
@@ -223,7 +256,8 @@ private:
   }
 
   // Reads what arrives into the (empty) buffer, waiting until `deadline`. Between requests
-  // (`idle`) a stopping server ends the wait; inside one, the request may finish.
+  // (`idle`) a stopping server ends the wait, and the deadline passing is no failure
+  // (`m_timed_out`); inside one, the request may finish.
   ssize_t fill(Clock::time_point deadline, bool idle) {
     m_begin = m_end = 0;
     while (!m_failed) {
@@ -232,10 +266,15 @@ private:
         m_end = static_cast<std::size_t>(n);
         return n;
       }
-      if (errno != EINTR &&
-          ((errno != EAGAIN && errno != EWOULDBLOCK) || Clock::now() >= deadline ||
-           (idle && m_listener.load() == INVALID_SOCKET))) {
+      if (errno == EINTR) {
+        continue;
+      }
+      if ((errno != EAGAIN && errno != EWOULDBLOCK) ||
+          (idle && m_listener.load() == INVALID_SOCKET)) {
         m_failed = true;
+      } else if (Clock::now() >= deadline) {
+        m_failed = true;
+        m_timed_out = idle;
       }
     }
     return -1;
@@ -262,53 +301,273 @@ private:
   std::size_t m_end = 0;
   std::string m_output;
   bool m_failed = false;
+  bool m_timed_out = false;
   mutable Address m_remote;
   mutable Address m_local;
   std::vector<std::pair<std::string_view, std::string_view>> m_headers; // of `try_fast`
 };
 
-class PlainServer final : public httplib::Server {
+// How long a worker waits for a connection's next request before it parks the connection.
+constexpr auto k_linger = k_wake_interval;
+
+class PlainServer;
+
+// The worker threads of a listening `PlainServer`, and its parking lot. A worker serves one
+// connection request after request while they keep coming (under load the next one arrives
+// within a millisecond: no hand-over, no extra wake-up). A connection idle for `k_linger`, or
+// one just answered while other connections wait for a worker, is parked: an epoll thread
+// watches it and queues it again when its next request arrives, and closes it once idle past
+// the keep-alive timeout. So idle keep-alive connections hold no thread, and more busy
+// connections than workers take turns instead of waiting for one to close.
+//
+// cpp-httplib's accept loop queues each new connection here (`enqueue`) and calls `shutdown`
+// when it stops: parked connections close at once, the requests being served finish.
+class Workers final : public httplib::TaskQueue {
 public:
-  explicit PlainServer(FastHandler fast) : m_fast(std::move(fast)) {}
+  Workers(PlainServer& server, std::size_t threads, Clock::duration keep_alive);
+  ~Workers() override { shutdown(); }
+  Workers(const Workers&) = delete;
+  Workers& operator=(const Workers&) = delete;
+
+  void enqueue(std::function<void()> fn) override;
+  void shutdown() override;
+
+  // True when work is queued that no worker has taken yet.
+  bool others_waiting() const { return m_queued.load(std::memory_order_relaxed) > 0; }
+  // Watches `conn` until its next request arrives (or closes it: stopping, expired).
+  void park(std::unique_ptr<Connection> conn);
 
 private:
-  // Replaces cpp-httplib's per-connection loop (a virtual of httplib::Server).
-  bool process_and_close_socket(socket_t sock) override {
-    bool ret = false;
-    {
-      Connection conn(sock, timeout_of(read_timeout_sec_, read_timeout_usec_),
-                      timeout_of(write_timeout_sec_, write_timeout_usec_), svr_sock_);
-      const auto idle = std::chrono::seconds(keep_alive_timeout_sec_);
-      for (auto left = keep_alive_max_count_; left > 0 && svr_sock_ != INVALID_SOCKET; --left) {
-        if (!conn.wait_for_request(idle)) {
-          break;
+  void run_worker();
+  void run_parking();
+  void resume(Connection* conn);
+
+  PlainServer& m_server;
+  Clock::duration m_keep_alive;
+  std::vector<std::thread> m_threads;
+  std::mutex m_mutex; // guards m_jobs, m_stopping
+  std::condition_variable m_cv;
+  std::deque<std::function<void()>> m_jobs;
+  std::atomic<std::size_t> m_queued{0};
+  bool m_stopping = false;
+  bool m_shut_down = false;
+
+  int m_epoll = -1;
+  int m_wake = -1; // an eventfd, written by `shutdown`
+  std::thread m_parking;
+  std::mutex m_parked_mutex; // guards m_parked, m_parking_closed
+  std::unordered_map<Connection*, std::unique_ptr<Connection>> m_parked;
+  bool m_parking_closed = false;
+};
+
+class PlainServer final : public httplib::Server {
+public:
+  PlainServer(FastHandler fast, std::size_t threads) : m_fast(std::move(fast)) {
+    new_task_queue = [this, threads] {
+      auto* workers = new Workers(*this, threads, std::chrono::seconds(keep_alive_timeout_sec_));
+      m_workers = workers;
+      return workers;
+    };
+  }
+
+  // Serves `conn` until it closes, goes idle or should make way (then it is parked).
+  void serve(std::unique_ptr<Connection> conn) {
+    auto& c = *conn;
+    const auto keep_alive = std::chrono::seconds(keep_alive_timeout_sec_);
+    // A turn is at least one request: a connection queued because its request arrived is
+    // served, not parked again.
+    for (bool served = false; c.requests_left > 0 && svr_sock_ != INVALID_SOCKET; served = true) {
+      if (!c.is_readable()) {
+        if (served && m_workers->others_waiting()) {
+          m_workers->park(std::move(conn));
+          return;
         }
-        bool connection_closed = false;
-        if (m_fast && conn.try_fast(m_fast, left == 1, connection_closed)) {
-          // Answers to pipelined requests go out together, after the last one that arrived.
-          const bool more = conn.is_readable() && !connection_closed && !conn.output_full();
-          ret = more || conn.flush();
-        } else {
-          ret = process_request(conn, left == 1, connection_closed, nullptr);
-          ret = conn.flush() && ret;
+        const auto expires = c.idle_since + keep_alive;
+        const auto wait = c.wait_for_request(std::min(Clock::now() + k_linger, expires));
+        if (wait == Connection::Wait::closed) {
+          return;
         }
-        if (!ret || connection_closed) {
-          break;
+        if (wait == Connection::Wait::nothing_yet) {
+          if (Clock::now() < expires) {
+            m_workers->park(std::move(conn));
+          }
+          return;
         }
       }
+      const bool last = c.requests_left-- == 1;
+      bool closed = false;
+      bool ok = false;
+      if (m_fast && c.try_fast(m_fast, last, closed)) {
+        // Answers to pipelined requests go out together, after the last one that arrived.
+        const bool more = c.is_readable() && !closed && !c.output_full();
+        ok = more || c.flush();
+      } else {
+        ok = process_request(c, last, closed, nullptr);
+        ok = c.flush() && ok;
+      }
+      if (!ok || closed) {
+        return;
+      }
+      c.idle_since = Clock::now();
     }
-    ::shutdown(sock, SHUT_RDWR);
-    ::close(sock);
-    return ret;
+  }
+
+private:
+  // Called by the accept loop's task, on a worker (a virtual of httplib::Server).
+  bool process_and_close_socket(socket_t sock) override {
+    serve(std::make_unique<Connection>(sock, timeout_of(read_timeout_sec_, read_timeout_usec_),
+                                       timeout_of(write_timeout_sec_, write_timeout_usec_),
+                                       svr_sock_, keep_alive_max_count_));
+    return true;
   }
 
   FastHandler m_fast;
+  Workers* m_workers = nullptr; // owned by cpp-httplib's accept loop, alive while we serve
 };
+
+Workers::Workers(PlainServer& server, std::size_t threads, Clock::duration keep_alive)
+    : m_server(server), m_keep_alive(keep_alive) {
+  m_epoll = ::epoll_create1(EPOLL_CLOEXEC);
+  m_wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = nullptr; // the wake-up
+  if (m_epoll < 0 || m_wake < 0 || ::epoll_ctl(m_epoll, EPOLL_CTL_ADD, m_wake, &ev) != 0) {
+    const int error = errno;
+    ::close(m_epoll);
+    ::close(m_wake);
+    throw std::system_error(error, std::generic_category(), "cannot create an epoll instance");
+  }
+  m_parking = std::thread([this] { run_parking(); });
+  for (std::size_t i = 0; i < std::max<std::size_t>(threads, 1); ++i) {
+    m_threads.emplace_back([this] { run_worker(); });
+  }
+}
+
+void Workers::enqueue(std::function<void()> fn) {
+  {
+    const std::lock_guard lock(m_mutex);
+    m_jobs.push_back(std::move(fn));
+    ++m_queued;
+  }
+  m_cv.notify_one();
+}
+
+void Workers::run_worker() {
+  for (;;) {
+    std::function<void()> job;
+    {
+      std::unique_lock lock(m_mutex);
+      m_cv.wait(lock, [&] { return m_stopping || !m_jobs.empty(); });
+      if (m_jobs.empty()) {
+        return; // stopping, and every queued job ran
+      }
+      job = std::move(m_jobs.front());
+      m_jobs.pop_front();
+      --m_queued;
+    }
+    job();
+  }
+}
+
+void Workers::park(std::unique_ptr<Connection> conn) {
+  auto* c = conn.get();
+  {
+    const std::lock_guard lock(m_parked_mutex);
+    if (m_parking_closed) {
+      return; // stopping: closes the connection
+    }
+    m_parked.emplace(c, std::move(conn));
+  }
+  // Armed once: the event hands the connection to one worker, which parks it again after.
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+  ev.data.ptr = c;
+  const int op = c->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+  c->in_epoll = true; // before: once armed, another worker may have it
+  if (::epoll_ctl(m_epoll, op, c->sock(), &ev) == 0) {
+    return;
+  }
+  const std::lock_guard lock(m_parked_mutex);
+  m_parked.erase(c);
+}
+
+// Queues a parked connection whose next request (or its end) arrived.
+void Workers::resume(Connection* conn) {
+  std::unique_ptr<Connection> owned;
+  {
+    const std::lock_guard lock(m_parked_mutex);
+    const auto it = m_parked.find(conn);
+    if (it == m_parked.end()) {
+      return;
+    }
+    owned = std::move(it->second);
+    m_parked.erase(it);
+  }
+  enqueue([this, c = owned.release()] { m_server.serve(std::unique_ptr<Connection>(c)); });
+}
+
+void Workers::run_parking() {
+  constexpr int k_events = 64;
+  epoll_event events[k_events];
+  auto last_sweep = Clock::now();
+  for (;;) {
+    const int n = ::epoll_wait(m_epoll, events, k_events, 250);
+    for (int i = 0; i < n; ++i) {
+      if (events[i].data.ptr == nullptr) {
+        return; // shutdown
+      }
+      resume(static_cast<Connection*>(events[i].data.ptr));
+    }
+    // Connections idle past the keep-alive timeout close (within a quarter second of it).
+    if (const auto now = Clock::now(); now - last_sweep >= std::chrono::milliseconds(250)) {
+      last_sweep = now;
+      std::vector<std::unique_ptr<Connection>> expired;
+      const std::lock_guard lock(m_parked_mutex);
+      for (auto it = m_parked.begin(); it != m_parked.end();) {
+        if (now - it->second->idle_since >= m_keep_alive) {
+          expired.push_back(std::move(it->second));
+          it = m_parked.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
+}
+
+void Workers::shutdown() {
+  if (m_shut_down) {
+    return;
+  }
+  m_shut_down = true;
+  const std::uint64_t one = 1;
+  [[maybe_unused]] const auto written = ::write(m_wake, &one, sizeof one);
+  m_parking.join();
+  {
+    std::unordered_map<Connection*, std::unique_ptr<Connection>> parked;
+    {
+      const std::lock_guard lock(m_parked_mutex);
+      m_parking_closed = true;
+      parked.swap(m_parked);
+    }
+  } // closes them
+  {
+    const std::lock_guard lock(m_mutex);
+    m_stopping = true;
+  }
+  m_cv.notify_all();
+  for (auto& t : m_threads) {
+    t.join();
+  }
+  ::close(m_wake);
+  ::close(m_epoll);
+}
 
 } // namespace
 
-std::unique_ptr<httplib::Server> make_plain_http_server(FastHandler fast) {
-  return std::make_unique<PlainServer>(std::move(fast));
+std::unique_ptr<httplib::Server> make_plain_http_server(FastHandler fast, std::size_t threads) {
+  return std::make_unique<PlainServer>(std::move(fast), threads);
 }
 
 } // namespace mlctl::server

@@ -10,6 +10,12 @@
 // addresses are asked once. Timeouts stay the server's (read, write, keep-alive), enforced with
 // socket timeouts; an idle connection notices a stopping server within 100 ms.
 //
+// A worker thread serves a connection while its requests keep coming; one idle for 100 ms, or
+// just answered while other connections wait for a worker, is parked in an epoll set and
+// queued again when its next request arrives. Idle keep-alive connections hold no thread, and
+// more busy connections than workers take turns (cpp-httplib's pool gives each open connection
+// a thread of its own until it closes: the connection after the last thread waits).
+//
 // The inference routes can go faster still: a request that arrived whole (an HTTP/1.1 request
 // with a Content-Length body, no Transfer-Encoding, no Expect) is first offered to a
 // `FastHandler`, which answers it from the bytes in the buffer, without cpp-httplib's parsing,
@@ -44,7 +50,8 @@ struct RawRequest {
 // close after the response. Must not throw.
 using FastHandler = std::function<bool(const RawRequest& request, std::string& out, bool& close)>;
 
-// Returns the plain-HTTP server; `fast`, when given, is offered every request that arrived whole.
-std::unique_ptr<httplib::Server> make_plain_http_server(FastHandler fast = nullptr);
+// Returns the plain-HTTP server with `threads` workers; `fast`, when given, is offered every
+// request that arrived whole.
+std::unique_ptr<httplib::Server> make_plain_http_server(FastHandler fast, std::size_t threads);
 
 } // namespace mlctl::server

@@ -344,8 +344,6 @@ struct Server::Impl {
 
   void configure() {
     auto& p = platform;
-    const auto threads = static_cast<std::size_t>(std::max(1, p.options.threads));
-    http->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     http->set_keep_alive_max_count(k_keep_alive_max);
     http->set_keep_alive_timeout(k_keep_alive_timeout);
     http->set_tcp_nodelay(true);
@@ -519,15 +517,20 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
       }
     }
     impl.http = std::make_unique<httplib::SSLServer>(o.tls_cert.c_str(), o.tls_key.c_str());
+    // cpp-httplib's own connection loop: each open connection holds a worker thread.
+    const auto threads = static_cast<std::size_t>(o.threads);
+    impl.http->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     if (!impl.http->is_valid()) {
       throw Error(ErrorKind::invalid_input, o.tls_cert.string() + ", " + o.tls_key.string() +
                                                 ": cannot load the TLS certificate and key (PEM)");
     }
   } else {
     impl.http =
-        make_plain_http_server([&impl](const RawRequest& raw, std::string& out, bool& close) {
-          return impl.answer_fast(raw, out, close);
-        });
+        make_plain_http_server(
+            [&impl](const RawRequest& raw, std::string& out, bool& close) {
+              return impl.answer_fast(raw, out, close);
+            },
+            static_cast<std::size_t>(o.threads));
   }
   impl.configure();
   if (o.port == 0) {

@@ -20,7 +20,7 @@ struct ServerOptions {
   std::filesystem::path token_file;   // when set, every /api/v1 call needs the bearer token
   std::filesystem::path tls_cert;     // with `tls_key`: HTTPS
   std::filesystem::path tls_key;
-  int threads = 32;                   // worker threads (each keep-alive connection holds one)
+  int threads = 32;                   // worker threads: requests served at once
   std::uint64_t max_body_bytes = 256ull << 20;
   int max_batch = 256;                // images (rows) per inference request; more: 400
   std::filesystem::path log_file;     // access log (JSON lines); empty = stderr

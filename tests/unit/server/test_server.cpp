@@ -11,9 +11,11 @@
 #include <algorithm>
 #include <arpa/inet.h>
 #include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <doctest/doctest.h>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -241,7 +243,7 @@ TEST_CASE(
     const std::string body = "fast:" + std::string(r.body);
     out += "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
     return true;
-  });
+  }, 2);
   http->Post("/x", [](const httplib::Request& req, httplib::Response& res) {
     res.set_content("slow:" + req.body, "text/plain");
   });
@@ -279,6 +281,70 @@ TEST_CASE(
   http->stop();
   loop.join();
   CHECK(fast_bodies == std::vector<std::string>{"a", "bb"});
+}
+
+TEST_CASE("connections take turns on the workers: idle ones hold none, busy ones share them") {
+  auto http = mlctl::server::make_plain_http_server(
+      [](const mlctl::server::RawRequest&, std::string& out, bool&) {
+        out += "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        return true;
+      },
+      2);
+  http->set_keep_alive_timeout(2);
+  http->set_keep_alive_max_count(100'000);
+  const int port = http->bind_to_any_port("127.0.0.1");
+  REQUIRE(port > 0);
+  std::thread loop([&] { http->listen_after_bind(); });
+  const std::string request = "POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n";
+  const auto start = std::chrono::steady_clock::now();
+  const auto seconds = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+
+  // Six keep-alive connections on two workers, each answered in turn, then each again. Were
+  // an idle connection to keep its worker until the keep-alive timeout, the third would wait 2 s.
+  std::vector<std::unique_ptr<RawConnection>> idle;
+  for (int i = 0; i < 6; ++i) {
+    idle.push_back(std::make_unique<RawConnection>(port));
+    idle.back()->send(request);
+    CHECK(idle.back()->receive(1).ends_with("ok"));
+  }
+  for (auto& c : idle) {
+    c->send(request);
+    CHECK(c->receive(1).ends_with("ok"));
+  }
+  CHECK(seconds() < 1.5);
+
+  // Four connections sending without pause on two workers: every one is answered, often.
+  std::vector<int> answered(4, 0);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.emplace_back([&, i] {
+      RawConnection c(port);
+      const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+      while (std::chrono::steady_clock::now() < until) {
+        c.send(request);
+        if (!c.receive(1).ends_with("ok")) {
+          return;
+        }
+        ++answered[static_cast<std::size_t>(i)];
+      }
+    });
+  }
+  for (auto& t : clients) {
+    t.join();
+  }
+  for (const int n : answered) {
+    CHECK(n >= 10);
+  }
+
+  // A parked connection still closes once idle past the keep-alive timeout (2 s).
+  const auto parked_at = std::chrono::steady_clock::now();
+  CHECK(idle.front()->closed_by_server());
+  const auto waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - parked_at);
+  CHECK(waited.count() > 1.0);
+  http->stop();
+  loop.join();
 }
 
 TEST_CASE("server and client: upload, list, get, download, alias, delete, errors") {
