@@ -118,6 +118,24 @@ class ServeTest(TestCase):
             self.assertLess(elapsed, 8, "the stop was not bounded by --shutdown-grace")
         self.assertEqual(list((self.tmp / "data" / "tmp").iterdir()), [])
 
+    def test_idle_keep_alive_clients_hold_no_thread(self):
+        # 12 keep-alive clients stay open on a 4-thread server: each later client (and each
+        # old one again) is answered at once, not after the keep-alive timeout (5 s).
+        import http.client
+        with Server(self.tmp / "data", args=["--threads", "4"]) as s:
+            started = time.monotonic()
+            clients = []
+            for _ in range(12):
+                c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+                c.request("GET", "/healthz")
+                self.assertEqual(json.loads(c.getresponse().read())["status"], "ok")
+                clients.append(c)
+            for c in clients:
+                c.request("GET", "/readyz")
+                self.assertEqual(c.getresponse().status, 200)
+                c.close()
+            self.assertLess(time.monotonic() - started, 4.0)
+
     def test_body_over_max_body_mb_is_413(self):
         with Server(self.tmp / "data", args=["--max-body-mb", "1"]) as s:
             status, _, data = request(s, "POST", "/api/v1/models/big/versions", body=os.urandom(2 << 20))
