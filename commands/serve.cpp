@@ -96,7 +96,7 @@ void register_serve(CLI::App& parent, Dispatch& dispatch) {
       ->type_name("FILE");
   cmd->add_option("--tls-cert", opts->tls_cert, "PEM certificate: serve HTTPS (with --tls-key)")->type_name("FILE");
   cmd->add_option("--tls-key", opts->tls_key, "PEM private key of --tls-cert")->type_name("FILE");
-  cmd->add_option("--threads", opts->threads, "Worker threads: requests served at once (over plain HTTP idle keep-alive connections hold none; with TLS each open connection holds one)")
+  cmd->add_option("--threads", opts->threads, "Worker threads: requests served at once (idle keep-alive connections hold none)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
   cmd->add_option("--max-body-mb", opts->max_body_mb, "Largest request body accepted, in MiB (larger: 413)")

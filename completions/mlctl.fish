@@ -64,7 +64,7 @@ complete -c mlctl -n '__fish_seen_subcommand_from serve' -l listen -r -F -d 'Add
 complete -c mlctl -n '__fish_seen_subcommand_from serve' -l token-file -r -F -d 'File holding the bearer token every /api/v1 call must present'
 complete -c mlctl -n '__fish_seen_subcommand_from serve' -l tls-cert -r -F -d 'PEM certificate: serve HTTPS (with --tls-key)'
 complete -c mlctl -n '__fish_seen_subcommand_from serve' -l tls-key -r -F -d 'PEM private key of --tls-cert'
-complete -c mlctl -n '__fish_seen_subcommand_from serve' -l threads -r -F -d 'Worker threads: requests served at once (over plain HTTP idle keep-alive connections hold none; with TLS each open connection holds one)'
+complete -c mlctl -n '__fish_seen_subcommand_from serve' -l threads -r -F -d 'Worker threads: requests served at once (idle keep-alive connections hold none)'
 complete -c mlctl -n '__fish_seen_subcommand_from serve' -l max-body-mb -r -F -d 'Largest request body accepted, in MiB (larger: 413)'
 complete -c mlctl -n '__fish_seen_subcommand_from serve' -l log-file -r -F -d 'Append the access log (JSON lines) here instead of stderr'
 complete -c mlctl -n '__fish_seen_subcommand_from serve' -l insecure-listen-anywhere -d 'Allow a non-loopback address without --token-file'

@@ -7,11 +7,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
+#include <climits>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -20,6 +24,7 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <type_traits>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -68,9 +73,11 @@ Clock::duration timeout_of(time_t sec, time_t usec) {
 // requests it may wait parked (see `Workers`). Closes the socket when destroyed.
 class Connection final : public httplib::Stream {
 public:
-  Connection(int sock, Clock::duration read_timeout, Clock::duration write_timeout,
+  // `ssl`, when given, is the connection's TLS session (set to `sock`, not yet accepted); the
+  // connection owns it.
+  Connection(int sock, SSL* ssl, Clock::duration read_timeout, Clock::duration write_timeout,
              const std::atomic<socket_t>& listener, std::size_t requests)
-      : requests_left(requests), m_sock(sock), m_read_timeout(read_timeout),
+      : requests_left(requests), m_sock(sock), m_ssl(ssl), m_read_timeout(read_timeout),
         m_listener(listener), m_input(new char[k_input_buffer]) {
     const timeval wake{
         0, static_cast<suseconds_t>(std::chrono::microseconds(k_wake_interval).count())};
@@ -82,6 +89,12 @@ public:
     m_output.reserve(4096);
   }
   ~Connection() override {
+    if (m_ssl != nullptr) {
+      if (!m_failed) {
+        ::SSL_shutdown(m_ssl); // the close_notify alert; no wait for the client's
+      }
+      ::SSL_free(m_ssl);
+    }
     ::shutdown(m_sock, SHUT_RDWR);
     ::close(m_sock);
   }
@@ -111,6 +124,28 @@ public:
   }
 
   int sock() const { return m_sock; }
+
+  // The TLS handshake, waiting until `deadline`.
+  bool accept_tls(Clock::time_point deadline) {
+    while (!m_failed) {
+      const int r = ::SSL_accept(m_ssl);
+      if (r == 1) {
+        return true;
+      }
+      const int error = ::SSL_get_error(m_ssl, r);
+      const bool again = error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE ||
+                         (error == SSL_ERROR_SYSCALL && errno == EINTR);
+      if (!again || Clock::now() >= deadline || m_listener.load() == INVALID_SOCKET) {
+        m_failed = true;
+      }
+    }
+    return false;
+  }
+
+  // True when request bytes are buffered: here, or decrypted and waiting in the TLS session.
+  bool buffered() const {
+    return m_begin < m_end || (m_ssl != nullptr && ::SSL_pending(m_ssl) > 0);
+  }
 
   // Offers the request at the front of the buffer to `fast` when it arrived whole; true when
   // `fast` answered it (its response is in the output buffer, its bytes consumed).
@@ -261,7 +296,7 @@ private:
   ssize_t fill(Clock::time_point deadline, bool idle) {
     m_begin = m_end = 0;
     while (!m_failed) {
-      const auto n = ::recv(m_sock, m_input.get(), k_input_buffer, 0);
+      const auto n = receive(m_input.get(), k_input_buffer);
       if (n >= 0) {
         m_end = static_cast<std::size_t>(n);
         return n;
@@ -280,9 +315,50 @@ private:
     return -1;
   }
 
+  // recv(2), or a read of the TLS session, with recv's results: bytes read, 0 at the end of the
+  // stream, or -1 with errno (EAGAIN: the socket's receive timeout passed).
+  ssize_t receive(char* data, std::size_t size) {
+    if (m_ssl == nullptr) {
+      return ::recv(m_sock, data, size, 0);
+    }
+    const int n = ::SSL_read(m_ssl, data, static_cast<int>(std::min<std::size_t>(size, INT_MAX)));
+    return n > 0 ? n : tls_failure(n);
+  }
+
+  // send(2), or a write to the TLS session, with send's results.
+  ssize_t transmit(const char* data, std::size_t size) {
+    if (m_ssl == nullptr) {
+      return ::send(m_sock, data, size, MSG_NOSIGNAL);
+    }
+    const int n = ::SSL_write(m_ssl, data, static_cast<int>(std::min<std::size_t>(size, INT_MAX)));
+    return n > 0 ? n : tls_failure(n);
+  }
+
+  // What a failed TLS read or write means, as recv/send would say it.
+  ssize_t tls_failure(int result) {
+    switch (::SSL_get_error(m_ssl, result)) {
+    case SSL_ERROR_ZERO_RETURN:
+      return 0;
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+      errno = EAGAIN;
+      return -1;
+    case SSL_ERROR_SYSCALL:
+      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
+        return -1;
+      }
+      break;
+    default:
+      break;
+    }
+    ::ERR_clear_error();
+    errno = ECONNRESET;
+    return -1;
+  }
+
   bool send_all(const char* data, std::size_t size) {
     while (size > 0 && !m_failed) {
-      const auto n = ::send(m_sock, data, size, MSG_NOSIGNAL);
+      const auto n = transmit(data, size);
       if (n >= 0) {
         data += n;
         size -= static_cast<std::size_t>(n);
@@ -294,6 +370,7 @@ private:
   }
 
   int m_sock;
+  SSL* m_ssl;
   Clock::duration m_read_timeout;
   const std::atomic<socket_t>& m_listener;
   std::unique_ptr<char[]> m_input;
@@ -310,9 +387,7 @@ private:
 // How long a worker waits for a connection's next request before it parks the connection.
 constexpr auto k_linger = k_wake_interval;
 
-class PlainServer;
-
-// The worker threads of a listening `PlainServer`, and its parking lot. A worker serves one
+// The worker threads of a listening `ConnectionServer`, and its parking lot. A worker serves one
 // connection request after request while they keep coming (under load the next one arrives
 // within a millisecond: no hand-over, no extra wake-up). A connection idle for `k_linger`, or
 // one just answered while other connections wait for a worker, is parked: an epoll thread
@@ -324,7 +399,8 @@ class PlainServer;
 // when it stops: parked connections close at once, the requests being served finish.
 class Workers final : public httplib::TaskQueue {
 public:
-  Workers(PlainServer& server, std::size_t threads, Clock::duration keep_alive);
+  using Serve = std::function<void(std::unique_ptr<Connection>)>;
+  Workers(Serve serve, std::size_t threads, Clock::duration keep_alive);
   ~Workers() override { shutdown(); }
   Workers(const Workers&) = delete;
   Workers& operator=(const Workers&) = delete;
@@ -342,7 +418,7 @@ private:
   void run_parking();
   void resume(Connection* conn);
 
-  PlainServer& m_server;
+  Serve m_serve;
   Clock::duration m_keep_alive;
   std::vector<std::thread> m_threads;
   std::mutex m_mutex; // guards m_jobs, m_stopping
@@ -360,73 +436,8 @@ private:
   bool m_parking_closed = false;
 };
 
-class PlainServer final : public httplib::Server {
-public:
-  PlainServer(FastHandler fast, std::size_t threads) : m_fast(std::move(fast)) {
-    new_task_queue = [this, threads] {
-      auto* workers = new Workers(*this, threads, std::chrono::seconds(keep_alive_timeout_sec_));
-      m_workers = workers;
-      return workers;
-    };
-  }
-
-  // Serves `conn` until it closes, goes idle or should make way (then it is parked).
-  void serve(std::unique_ptr<Connection> conn) {
-    auto& c = *conn;
-    const auto keep_alive = std::chrono::seconds(keep_alive_timeout_sec_);
-    // A turn is at least one request: a connection queued because its request arrived is
-    // served, not parked again.
-    for (bool served = false; c.requests_left > 0 && svr_sock_ != INVALID_SOCKET; served = true) {
-      if (!c.is_readable()) {
-        if (served && m_workers->others_waiting()) {
-          m_workers->park(std::move(conn));
-          return;
-        }
-        const auto expires = c.idle_since + keep_alive;
-        const auto wait = c.wait_for_request(std::min(Clock::now() + k_linger, expires));
-        if (wait == Connection::Wait::closed) {
-          return;
-        }
-        if (wait == Connection::Wait::nothing_yet) {
-          if (Clock::now() < expires) {
-            m_workers->park(std::move(conn));
-          }
-          return;
-        }
-      }
-      const bool last = c.requests_left-- == 1;
-      bool closed = false;
-      bool ok = false;
-      if (m_fast && c.try_fast(m_fast, last, closed)) {
-        // Answers to pipelined requests go out together, after the last one that arrived.
-        const bool more = c.is_readable() && !closed && !c.output_full();
-        ok = more || c.flush();
-      } else {
-        ok = process_request(c, last, closed, nullptr);
-        ok = c.flush() && ok;
-      }
-      if (!ok || closed) {
-        return;
-      }
-      c.idle_since = Clock::now();
-    }
-  }
-
-private:
-  // Called by the accept loop's task, on a worker (a virtual of httplib::Server).
-  bool process_and_close_socket(socket_t sock) override {
-    serve(std::make_unique<Connection>(sock, timeout_of(read_timeout_sec_, read_timeout_usec_),
-                                       timeout_of(write_timeout_sec_, write_timeout_usec_),
-                                       svr_sock_, keep_alive_max_count_));
-    return true;
-  }
-
-  FastHandler m_fast;
-  Workers* m_workers = nullptr; // owned by cpp-httplib's accept loop, alive while we serve
-};
-
-Workers::Workers(PlainServer& server, std::size_t threads, Clock::duration keep_alive)
-    : m_server(server), m_keep_alive(keep_alive) {
+Workers::Workers(Serve serve, std::size_t threads, Clock::duration keep_alive)
+    : m_serve(std::move(serve)), m_keep_alive(keep_alive) {
   m_epoll = ::epoll_create1(EPOLL_CLOEXEC);
   m_wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   epoll_event ev{};
@@ -504,7 +515,7 @@ void Workers::resume(Connection* conn) {
     owned = std::move(it->second);
     m_parked.erase(it);
   }
-  enqueue([this, c = owned.release()] { m_server.serve(std::unique_ptr<Connection>(c)); });
+  enqueue([this, c = owned.release()] { m_serve(std::unique_ptr<Connection>(c)); });
 }
 
 void Workers::run_parking() {
@@ -564,10 +575,104 @@ void Workers::shutdown() {
   ::close(m_epoll);
 }
 
+// cpp-httplib's server (`httplib::Server`, or `httplib::SSLServer` for HTTPS) over our
+// connections and workers.
+template <class Base>
+class ConnectionServer final : public Base {
+public:
+  template <class... Args>
+  ConnectionServer(FastHandler fast, std::size_t threads, Args&&... args)
+      : Base(std::forward<Args>(args)...), m_fast(std::move(fast)) {
+    this->new_task_queue = [this, threads] {
+      auto* workers =
+          new Workers([this](std::unique_ptr<Connection> conn) { serve(std::move(conn)); },
+                      threads, std::chrono::seconds(this->keep_alive_timeout_sec_));
+      m_workers = workers;
+      return workers;
+    };
+  }
+
+private:
+  // Serves `conn` until it closes, goes idle or should make way (then it is parked).
+  void serve(std::unique_ptr<Connection> conn) {
+    auto& c = *conn;
+    const auto keep_alive = std::chrono::seconds(this->keep_alive_timeout_sec_);
+    // A turn is at least one request: a connection queued because its request arrived is
+    // served, not parked again.
+    for (bool served = false; c.requests_left > 0 && this->svr_sock_ != INVALID_SOCKET;
+         served = true) {
+      if (!c.is_readable()) {
+        if (served && !c.buffered() && m_workers->others_waiting()) {
+          m_workers->park(std::move(conn));
+          return;
+        }
+        const auto expires = c.idle_since + keep_alive;
+        const auto wait = c.wait_for_request(std::min(Clock::now() + k_linger, expires));
+        if (wait == Connection::Wait::closed) {
+          return;
+        }
+        if (wait == Connection::Wait::nothing_yet) {
+          if (Clock::now() < expires) {
+            m_workers->park(std::move(conn));
+          }
+          return;
+        }
+      }
+      const bool last = c.requests_left-- == 1;
+      bool closed = false;
+      bool ok = false;
+      if (m_fast && c.try_fast(m_fast, last, closed)) {
+        // Answers to pipelined requests go out together, after the last one that arrived.
+        const bool more = c.is_readable() && !closed && !c.output_full();
+        ok = more || c.flush();
+      } else {
+        ok = this->process_request(c, last, closed, nullptr);
+        ok = c.flush() && ok;
+      }
+      if (!ok || closed) {
+        return;
+      }
+      c.idle_since = Clock::now();
+    }
+  }
+
+  // Called by the accept loop's task, on a worker (a virtual of httplib::Server).
+  bool process_and_close_socket(socket_t sock) override {
+    const auto read_timeout = timeout_of(this->read_timeout_sec_, this->read_timeout_usec_);
+    SSL* ssl = nullptr;
+    if constexpr (std::is_same_v<Base, httplib::SSLServer>) {
+      ssl = ::SSL_new(this->ssl_context());
+      if (ssl == nullptr || ::SSL_set_fd(ssl, sock) != 1) {
+        ::SSL_free(ssl);
+        ::close(sock);
+        return false;
+      }
+    }
+    auto conn = std::make_unique<Connection>(
+        sock, ssl, read_timeout, timeout_of(this->write_timeout_sec_, this->write_timeout_usec_),
+        this->svr_sock_, this->keep_alive_max_count_);
+    if (ssl != nullptr && !conn->accept_tls(Clock::now() + read_timeout)) {
+      return false;
+    }
+    serve(std::move(conn));
+    return true;
+  }
+
+  FastHandler m_fast;
+  Workers* m_workers = nullptr; // owned by cpp-httplib's accept loop, alive while we serve
+};
+
 } // namespace
 
 std::unique_ptr<httplib::Server> make_plain_http_server(FastHandler fast, std::size_t threads) {
-  return std::make_unique<PlainServer>(std::move(fast), threads);
+  return std::make_unique<ConnectionServer<httplib::Server>>(std::move(fast), threads);
+}
+
+std::unique_ptr<httplib::Server> make_tls_http_server(const std::string& cert,
+                                                      const std::string& key, FastHandler fast,
+                                                      std::size_t threads) {
+  return std::make_unique<ConnectionServer<httplib::SSLServer>>(std::move(fast), threads,
+                                                                cert.c_str(), key.c_str());
 }
 
 } // namespace mlctl::server

@@ -1,6 +1,6 @@
 #pragma once
-// The plain-HTTP server: cpp-httplib's request parsing, routing and responses, over a
-// connection loop of our own.
+// The HTTP and HTTPS servers: cpp-httplib's request parsing, routing and responses (and its
+// TLS context), over a connection loop of our own.
 //
 // cpp-httplib 0.11 polls the socket before every read and every write, reads through a 4 KB
 // buffer, sends headers and body separately and asks the kernel for both socket addresses on
@@ -9,6 +9,9 @@
 // request costs one recv(2) and its response one send(2); input is read 128 KB at a time; the
 // addresses are asked once. Timeouts stay the server's (read, write, keep-alive), enforced with
 // socket timeouts; an idle connection notices a stopping server within 100 ms.
+//
+// Over TLS the stream reads and writes the connection's OpenSSL session instead of the socket
+// (a TLS record, at most 16 KB, per read).
 //
 // A worker thread serves a connection while its requests keep coming; one idle for 100 ms, or
 // just answered while other connections wait for a worker, is parked in an epoll set and
@@ -53,5 +56,11 @@ using FastHandler = std::function<bool(const RawRequest& request, std::string& o
 // Returns the plain-HTTP server with `threads` workers; `fast`, when given, is offered every
 // request that arrived whole.
 std::unique_ptr<httplib::Server> make_plain_http_server(FastHandler fast, std::size_t threads);
+
+// The same over TLS: `cert` and `key` are PEM files (check `is_valid()`); requests are read
+// from the TLS session into the same buffered stream.
+std::unique_ptr<httplib::Server> make_tls_http_server(const std::string& cert,
+                                                      const std::string& key, FastHandler fast,
+                                                      std::size_t threads);
 
 } // namespace mlctl::server

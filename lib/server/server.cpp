@@ -509,6 +509,11 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
         std::make_unique<Rollouts>(*p.registry, *p.applications, std::move(sources), p.log);
   }
 
+  // Inference requests go to `answer_fast` first (see http_connection.hpp).
+  auto fast = [&impl](const RawRequest& raw, std::string& out, bool& close) {
+    return impl.answer_fast(raw, out, close);
+  };
+  const auto threads = static_cast<std::size_t>(o.threads);
   if (!o.tls_cert.empty()) {
     for (const auto& f : {o.tls_cert, o.tls_key}) {
       std::error_code ec;
@@ -516,21 +521,13 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
         throw Error(ErrorKind::not_found, f.string() + ": no such file");
       }
     }
-    impl.http = std::make_unique<httplib::SSLServer>(o.tls_cert.c_str(), o.tls_key.c_str());
-    // cpp-httplib's own connection loop: each open connection holds a worker thread.
-    const auto threads = static_cast<std::size_t>(o.threads);
-    impl.http->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    impl.http = make_tls_http_server(o.tls_cert.string(), o.tls_key.string(), fast, threads);
     if (!impl.http->is_valid()) {
       throw Error(ErrorKind::invalid_input, o.tls_cert.string() + ", " + o.tls_key.string() +
                                                 ": cannot load the TLS certificate and key (PEM)");
     }
   } else {
-    impl.http =
-        make_plain_http_server(
-            [&impl](const RawRequest& raw, std::string& out, bool& close) {
-              return impl.answer_fast(raw, out, close);
-            },
-            static_cast<std::size_t>(o.threads));
+    impl.http = make_plain_http_server(fast, threads);
   }
   impl.configure();
   if (o.port == 0) {

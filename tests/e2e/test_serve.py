@@ -21,6 +21,25 @@ from registry_fixtures import request, request_json, tar_gz, model_entries
 TOKEN = "s3cret-token-0123456789abcdef"
 
 
+def check_keep_alive_clients(test, connect):
+    # 12 keep-alive clients stay open on a 4-thread server: each later client (and each
+    # old one again) is answered at once, not after the keep-alive timeout (5 s).
+    started = time.monotonic()
+    clients = []
+    for _ in range(12):
+        c = connect()
+        c.request("GET", "/healthz")
+        test.assertEqual(json.loads(c.getresponse().read())["status"], "ok")
+        clients.append(c)
+    for c in clients:
+        c.request("POST", "/api/v1/applications/ghost/predict", body=b'{"images": [[0.5]]}',
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        test.assertEqual((r.status, json.loads(r.read())["error"]["code"]), (404, "not_found"))
+        c.close()
+    test.assertLess(time.monotonic() - started, 4.0)
+
+
 class ServeTest(TestCase):
     def test_health_readiness_and_json_errors(self):
         with Server(self.tmp / "data") as s:
@@ -119,22 +138,9 @@ class ServeTest(TestCase):
         self.assertEqual(list((self.tmp / "data" / "tmp").iterdir()), [])
 
     def test_idle_keep_alive_clients_hold_no_thread(self):
-        # 12 keep-alive clients stay open on a 4-thread server: each later client (and each
-        # old one again) is answered at once, not after the keep-alive timeout (5 s).
         import http.client
         with Server(self.tmp / "data", args=["--threads", "4"]) as s:
-            started = time.monotonic()
-            clients = []
-            for _ in range(12):
-                c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
-                c.request("GET", "/healthz")
-                self.assertEqual(json.loads(c.getresponse().read())["status"], "ok")
-                clients.append(c)
-            for c in clients:
-                c.request("GET", "/readyz")
-                self.assertEqual(c.getresponse().status, 200)
-                c.close()
-            self.assertLess(time.monotonic() - started, 4.0)
+            check_keep_alive_clients(self, lambda: http.client.HTTPConnection("127.0.0.1", s.port, timeout=30))
 
     def test_body_over_max_body_mb_is_413(self):
         with Server(self.tmp / "data", args=["--max-body-mb", "1"]) as s:
@@ -228,18 +234,32 @@ class AuthTest(TestCase):
 
 
 class TlsTest(TestCase):
-    def test_https_with_tls_cert_and_key(self):
+    def certificate(self):
+        """A self-signed certificate for 127.0.0.1 and its key (skips without openssl)."""
         if not shutil.which("openssl"):
             self.skipTest("openssl is not installed")
         cert, key = self.tmp / "cert.pem", self.tmp / "key.pem"
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
                         "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+        return cert, key
+
+    def test_https_with_tls_cert_and_key(self):
+        cert, key = self.certificate()
         with Server(self.tmp / "data", args=["--tls-cert", cert, "--tls-key", key]) as s:
             self.assertTrue(s.url.startswith("https://"))
             context = ssl.create_default_context(cafile=str(cert))
             context.check_hostname = False
             with urllib.request.urlopen(s.url + "/api/v1/models", context=context, timeout=10) as r:
                 self.assertEqual(json.loads(r.read())["models"], [])
+
+    def test_idle_keep_alive_clients_hold_no_thread_over_tls(self):
+        import http.client
+        cert, key = self.certificate()
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        with Server(self.tmp / "data", args=["--threads", "4", "--tls-cert", cert, "--tls-key", key]) as s:
+            check_keep_alive_clients(
+                self, lambda: http.client.HTTPSConnection("127.0.0.1", s.port, timeout=30, context=context))
 
 
 class FlakyHandler(http.server.BaseHTTPRequestHandler):
