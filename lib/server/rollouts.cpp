@@ -352,7 +352,10 @@ struct Rollouts::Impl {
       r.deadline = started.value_or(std::chrono::system_clock::now()) +
                    std::chrono::seconds(r.spec.timeout_seconds);
       try {
-        for (const auto& rev : applications.revisions(r.application)["revisions"]) {
+        // Kept in a variable: a range-for over `revisions(...)["revisions"]` would iterate a
+        // temporary already destroyed (operator[] returns into it).
+        const auto history = applications.revisions(r.application);
+        for (const auto& rev : history["revisions"]) {
           if (rev.value("revision", std::int64_t{0}) == r.from_revision) {
             r.before = rev["manifest"];
           }

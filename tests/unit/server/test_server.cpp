@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <netinet/in.h>
+#include <nlohmann/json.hpp>
 #include <sys/socket.h>
 #include <thread>
 #include <unistd.h>
@@ -396,6 +397,41 @@ TEST_CASE("server and client: upload, list, get, download, alias, delete, errors
   const auto del = client.delete_version(ref);
   CHECK(del.artifact_removed);
   CHECK(client.gc(true).files_removed == 0);
+}
+
+TEST_CASE("a rollout running when the server stops resumes after a restart, its way back intact") {
+  mlctl::util::TempDir tmp;
+  const auto o = options_in(tmp, 4);
+  const auto tgz = packed_model(tmp.path());
+  const auto client_of = [](const Running& r) {
+    mlctl::client::ApiClientOptions co;
+    co.server = r.server.url();
+    return mlctl::client::ApiClient(co);
+  };
+  const nlohmann::json manifest = {{"apiVersion", "mlctl/v1"},
+                                   {"kind", "Application"},
+                                   {"metadata", {{"name", "app"}}},
+                                   {"spec", {{"singular", {{"model", "fixture:1"}}}}}};
+  {
+    Running running(o);
+    auto client = client_of(running);
+    client.upload("fixture", tgz, false);
+    client.upload("fixture", tgz, true); // fixture:2, the canary
+    client.call("PUT", "/api/v1/applications/app", manifest);
+    const auto started = client.call("POST", "/api/v1/applications/app/rollouts",
+                                     {{"model", "fixture:2"}, {"weight", 20}}, false);
+    CHECK(started["status"] == "running");
+  }
+  // On start the server reads the running rollout back with the revision it would return to
+  // (found in the application's history).
+  Running running(o);
+  auto client = client_of(running);
+  CHECK(client.call("GET", "/api/v1/applications/app/rollout")["status"] == "running");
+  const auto aborted = client.call("POST", "/api/v1/applications/app/rollout/abort", nullptr, false);
+  CHECK(aborted["status"] == "aborted");
+  const auto app = client.call("GET", "/api/v1/applications/app");
+  CHECK(app.dump().find("fixture:2") == std::string::npos);
+  CHECK(app.dump().find("fixture:1") != std::string::npos);
 }
 
 TEST_CASE("the server requires the bearer token when configured") {
