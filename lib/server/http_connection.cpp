@@ -94,6 +94,7 @@ public:
         ::SSL_shutdown(m_ssl); // the close_notify alert; no wait for the client's
       }
       ::SSL_free(m_ssl);
+      ::ERR_clear_error(); // nothing left for the next connection this thread serves
     }
     ::shutdown(m_sock, SHUT_RDWR);
     ::close(m_sock);
@@ -128,6 +129,7 @@ public:
   // The TLS handshake, waiting until `deadline`.
   bool accept_tls(Clock::time_point deadline) {
     while (!m_failed) {
+      ::ERR_clear_error(); // SSL_get_error reads this thread's queue: empty it first
       const int r = ::SSL_accept(m_ssl);
       if (r == 1) {
         return true;
@@ -321,6 +323,7 @@ private:
     if (m_ssl == nullptr) {
       return ::recv(m_sock, data, size, 0);
     }
+    ::ERR_clear_error();
     const int n = ::SSL_read(m_ssl, data, static_cast<int>(std::min<std::size_t>(size, INT_MAX)));
     return n > 0 ? n : tls_failure(n);
   }
@@ -330,6 +333,7 @@ private:
     if (m_ssl == nullptr) {
       return ::send(m_sock, data, size, MSG_NOSIGNAL);
     }
+    ::ERR_clear_error();
     const int n = ::SSL_write(m_ssl, data, static_cast<int>(std::min<std::size_t>(size, INT_MAX)));
     return n > 0 ? n : tls_failure(n);
   }
@@ -351,7 +355,6 @@ private:
     default:
       break;
     }
-    ::ERR_clear_error();
     errno = ECONNRESET;
     return -1;
   }
