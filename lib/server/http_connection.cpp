@@ -485,25 +485,23 @@ void Workers::run_worker() {
 }
 
 void Workers::park(std::unique_ptr<Connection> conn) {
-  auto* c = conn.get();
-  {
-    const std::lock_guard lock(m_parked_mutex);
-    if (m_parking_closed) {
-      return; // stopping: closes the connection
-    }
-    m_parked.emplace(c, std::move(conn));
+  // Armed and filed under one lock: the parking thread neither takes the connection (an event)
+  // nor expires it before both are done. `conn`, a parameter, closes after the unlock.
+  const std::lock_guard lock(m_parked_mutex);
+  if (m_parking_closed) {
+    return; // stopping: closes the connection
   }
   // Armed once: the event hands the connection to one worker, which parks it again after.
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
-  ev.data.ptr = c;
-  const int op = c->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-  c->in_epoll = true; // before: once armed, another worker may have it
-  if (::epoll_ctl(m_epoll, op, c->sock(), &ev) == 0) {
+  ev.data.ptr = conn.get();
+  if (::epoll_ctl(m_epoll, conn->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, conn->sock(), &ev) !=
+      0) {
     return;
   }
-  const std::lock_guard lock(m_parked_mutex);
-  m_parked.erase(c);
+  conn->in_epoll = true;
+  auto* c = conn.get();
+  m_parked.emplace(c, std::move(conn));
 }
 
 // Queues a parked connection whose next request (or its end) arrived.
