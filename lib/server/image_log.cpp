@@ -129,7 +129,6 @@ void ImageLog::remove_before(std::int64_t segment) {
   }
 }
 
-
 ImageReader::~ImageReader() {
   close_fd(m_fd);
 }
