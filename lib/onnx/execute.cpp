@@ -140,11 +140,13 @@ void exec_gemm(const Plan& plan, const Step& s, Workspace& ws, float* y) {
   const float* packed = nullptr;
   const float* bias = nullptr;
   std::int64_t n = 0;
+  bool skip_zeros = false;
   if (s.packed >= 0) {
     const auto& p = plan.packed[static_cast<std::size_t>(s.packed)];
     packed = p.data.data();
     bias = p.bias.empty() ? nullptr : p.bias.data();
     n = p.n;
+    skip_zeros = m == 1 && p.finite;
   } else {
     const auto& bs = shape_of(ws, s.in[1]);
     const bool transposed = !s.matmul && s.trans_b;
@@ -153,7 +155,9 @@ void exec_gemm(const Plan& plan, const Step& s, Workspace& ws, float* y) {
                   ws.scratch_b);
     packed = ws.scratch_b.data();
   }
-  kernels::gemm(a, m, k, packed, k, n, bias, s.relu, y, n);
+  if (!skip_zeros || !kernels::gemv_skip_zeros(a, packed, k, n, bias, s.relu, y)) {
+    kernels::gemm(a, m, k, packed, k, n, bias, s.relu, y, n);
+  }
   if (s.in.size() > 2 && s.in[2] >= 0 && !s.bias_folded) {
     // Gemm's C, unidirectionally broadcast to [M, N].
     const auto& cs = shape_of(ws, s.in[2]);

@@ -73,6 +73,10 @@ void gemm_generic(const float* x, std::int64_t m, std::int64_t ldx, const float*
 
 #ifdef MLCTL_ONNX_X86
 
+// The accumulator sets of the one-row kernels (KU for MR = 1): k is split over them so that
+// the FMA latency is hidden; `gemv_skip_zeros` adds in the same sets to give the same bits.
+constexpr int k_sets = 6;
+
 // The AVX2/FMA micro-kernel: MR rows of x times one 16-column panel, with MR*KU pairs of ymm
 // accumulators (at most 6 pairs: 12 accumulators + the broadcast + loads fit the 16 registers).
 // Small MR splits k over KU accumulator sets so the FMA latency is hidden even for one row.
@@ -186,7 +190,7 @@ __attribute__((target("avx2,fma"))) void gemm_avx2(const float* x, std::int64_t 
       panel_rows_avx2<2, 3>(xr, ldx, panel, k, pb, relu, yr, ldy, ncols);
       break;
     case 1:
-      panel_rows_avx2<1, 6>(xr, ldx, panel, k, pb, relu, yr, ldy, ncols);
+      panel_rows_avx2<1, k_sets>(xr, ldx, panel, k, pb, relu, yr, ldy, ncols);
       break;
     default:
       break;
@@ -338,7 +342,7 @@ gemm_avx512_pair(const float* x, std::int64_t m, std::int64_t ldx, const float* 
     panel_pair_rows_avx512<2, 3>(xr, ldx, p0, p1, k, bias, relu, yr, ldy, mask);
     break;
   case 1:
-    panel_pair_rows_avx512<1, 6>(xr, ldx, p0, p1, k, bias, relu, yr, ldy, mask);
+    panel_pair_rows_avx512<1, k_sets>(xr, ldx, p0, p1, k, bias, relu, yr, ldy, mask);
     break;
   default:
     break;
@@ -359,6 +363,157 @@ void gemm_avx512(const float* x, std::int64_t m, std::int64_t ldx, const float* 
   if (p < panels) {
     gemm_avx2(x, m, ldx, packed + p * k * k_panel, k, n - p * k_panel,
               bias != nullptr ? bias + p * k_panel : nullptr, relu, y + p * k_panel, ldy);
+  }
+}
+
+// The rows of x (one image) that `gemv_skip_zeros` reads, split into the accumulator sets of
+// the one-row kernels above: index kk goes to set kk % k_sets, except the last k % k_sets
+// indices, which the kernels' tail loop adds to set 0 after the others. Each set in increasing
+// kk, so the sums are formed in the same order as there.
+struct NonZeroRows {
+  std::vector<std::uint32_t> masks; // bit b of masks[w]: x[8w + b] is non-zero
+  std::vector<std::int32_t> rows;   // set s at [s * per_set, end[s])
+  std::int64_t per_set = 0;
+  std::int64_t end[k_sets] = {};
+};
+
+// Fills `nz` with the non-zero entries of x[0..k); returns false as soon as more than
+// `max_nonzero` are found (for a dense x, after reading about half of it).
+__attribute__((target("avx2"))) bool non_zero_rows(const float* x, std::int64_t k,
+                                                   std::int64_t max_nonzero, NonZeroRows& nz) {
+  const std::int64_t words = (k + 7) / 8;
+  nz.masks.resize(static_cast<std::size_t>(words));
+  std::int64_t count = 0;
+  const __m256 zero = _mm256_setzero_ps();
+  for (std::int64_t w = 0; w < words; ++w) {
+    std::uint32_t mask = 0;
+    if (8 * w + 8 <= k) {
+      mask = static_cast<std::uint32_t>(
+          _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + 8 * w), zero, _CMP_NEQ_UQ)));
+    } else {
+      for (std::int64_t kk = 8 * w; kk < k; ++kk) {
+        mask |= (x[kk] != 0.0f ? 1u : 0u) << (kk - 8 * w);
+      }
+    }
+    nz.masks[static_cast<std::size_t>(w)] = mask;
+    count += __builtin_popcount(mask);
+    if (count > max_nonzero) {
+      return false;
+    }
+  }
+  const std::int64_t main = k / k_sets * k_sets;
+  nz.per_set = k / k_sets + k_sets;
+  nz.rows.resize(static_cast<std::size_t>(nz.per_set * k_sets));
+  for (int s = 0; s < k_sets; ++s) {
+    nz.end[s] = s * nz.per_set;
+  }
+  for (std::int64_t w = 0; w < words; ++w) {
+    for (std::uint32_t mask = nz.masks[static_cast<std::size_t>(w)]; mask != 0; mask &= mask - 1) {
+      const std::int64_t kk = 8 * w + __builtin_ctz(mask);
+      const auto s = static_cast<int>(kk < main ? kk % k_sets : 0);
+      nz.rows[static_cast<std::size_t>(nz.end[s]++)] = static_cast<std::int32_t>(kk);
+    }
+  }
+  return true;
+}
+
+// G panels of 16 columns at once, one zmm accumulator per panel (G chains of FMAs in flight).
+// The loops over g are unrolled so that GCC keeps the arrays of vectors in registers.
+template <int G>
+__attribute__((target("avx512f"))) void
+sparse_panels_avx512(const float* x, const NonZeroRows& nz, const float* panel,
+                     std::int64_t panel_stride, const float* bias, bool relu, float* y,
+                     std::int64_t ncols_last) {
+  __m512 sum[G];
+#pragma GCC unroll 8
+  for (int g = 0; g < G; ++g) {
+    sum[g] = bias != nullptr ? _mm512_loadu_ps(bias + g * k_panel) : _mm512_setzero_ps();
+  }
+  for (int s = 0; s < k_sets; ++s) {
+    __m512 acc[G];
+#pragma GCC unroll 8
+    for (int g = 0; g < G; ++g) {
+      acc[g] = _mm512_setzero_ps();
+    }
+    for (std::int64_t i = s * nz.per_set; i < nz.end[s]; ++i) {
+      const std::int64_t kk = nz.rows[static_cast<std::size_t>(i)];
+      const __m512 a = _mm512_set1_ps(x[kk]);
+#pragma GCC unroll 8
+      for (int g = 0; g < G; ++g) {
+        acc[g] =
+            _mm512_fmadd_ps(a, _mm512_loadu_ps(panel + g * panel_stride + kk * k_panel), acc[g]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int g = 0; g < G; ++g) {
+      sum[g] = _mm512_add_ps(sum[g], acc[g]);
+    }
+  }
+  const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 8
+  for (int g = 0; g < G; ++g) {
+    const __m512 v = relu ? _mm512_mask_max_ps(zero, 0xffff, sum[g], zero) : sum[g];
+    const auto mask =
+        g + 1 < G ? __mmask16{0xffff} : static_cast<__mmask16>((1u << ncols_last) - 1u);
+    _mm512_mask_storeu_ps(y + g * k_panel, mask, v);
+  }
+}
+
+// The same with AVX2: a panel is two ymm halves.
+template <int G>
+__attribute__((target("avx2,fma"))) void
+sparse_panels_avx2(const float* x, const NonZeroRows& nz, const float* panel,
+                   std::int64_t panel_stride, const float* bias, bool relu, float* y,
+                   std::int64_t ncols_last) {
+  __m256 sum[2 * G];
+#pragma GCC unroll 8
+  for (int h = 0; h < 2 * G; ++h) {
+    sum[h] = bias != nullptr ? _mm256_loadu_ps(bias + h * 8) : _mm256_setzero_ps();
+  }
+  for (int s = 0; s < k_sets; ++s) {
+    __m256 acc[2 * G];
+#pragma GCC unroll 8
+    for (int h = 0; h < 2 * G; ++h) {
+      acc[h] = _mm256_setzero_ps();
+    }
+    for (std::int64_t i = s * nz.per_set; i < nz.end[s]; ++i) {
+      const std::int64_t kk = nz.rows[static_cast<std::size_t>(i)];
+      const __m256 a = _mm256_broadcast_ss(x + kk);
+#pragma GCC unroll 8
+      for (int h = 0; h < 2 * G; ++h) {
+        const float* w = panel + (h / 2) * panel_stride + kk * k_panel + (h % 2) * 8;
+        acc[h] = _mm256_fmadd_ps(a, _mm256_loadu_ps(w), acc[h]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int h = 0; h < 2 * G; ++h) {
+      sum[h] = _mm256_add_ps(sum[h], acc[h]);
+    }
+  }
+  alignas(32) float tmp[k_panel];
+#pragma GCC unroll 8
+  for (int g = 0; g < G; ++g) {
+    __m256 lo = sum[2 * g];
+    __m256 hi = sum[2 * g + 1];
+    if (relu) {
+      lo = _mm256_max_ps(lo, _mm256_setzero_ps());
+      hi = _mm256_max_ps(hi, _mm256_setzero_ps());
+    }
+    _mm256_store_ps(tmp, lo);
+    _mm256_store_ps(tmp + 8, hi);
+    const std::int64_t ncols = g + 1 < G ? k_panel : ncols_last;
+    std::memcpy(y + g * k_panel, tmp, static_cast<std::size_t>(ncols) * sizeof(float));
+  }
+}
+
+template <int G>
+void sparse_panels(bool avx512, const float* x, const NonZeroRows& nz, const float* panel,
+                   std::int64_t panel_stride, const float* bias, bool relu, float* y,
+                   std::int64_t ncols_last) {
+  if (avx512) {
+    sparse_panels_avx512<G>(x, nz, panel, panel_stride, bias, relu, y, ncols_last);
+  } else {
+    sparse_panels_avx2<G>(x, nz, panel, panel_stride, bias, relu, y, ncols_last);
   }
 }
 
@@ -431,6 +586,55 @@ void gemm(const float* x, std::int64_t m, std::int64_t ldx, const float* packed,
   }
 #endif
   gemm_generic(x, m, ldx, packed, k, n, bias, relu, y, ldy);
+}
+
+bool gemv_skip_zeros(const float* x, const float* packed, std::int64_t k, std::int64_t n,
+                     const float* bias, bool relu, float* y) {
+#ifdef MLCTL_ONNX_X86
+  const Isa kernel = isa();
+  if (kernel == Isa::generic || k <= 0 || n <= 0 || k > std::numeric_limits<std::int32_t>::max()) {
+    return false;
+  }
+  thread_local NonZeroRows nz;
+  if (!non_zero_rows(x, k, k / 2, nz)) {
+    return false;
+  }
+  const bool avx512 = kernel == Isa::avx512;
+  const std::int64_t panels = (n + k_panel - 1) / k_panel;
+  const std::int64_t stride = k * k_panel;
+  // Four panels at a time (four chains of FMAs in flight), then the rest.
+  constexpr std::int64_t k_group = 4;
+  std::int64_t p = 0;
+  for (; p + k_group < panels; p += k_group) {
+    sparse_panels<k_group>(avx512, x, nz, packed + p * stride, stride,
+                           bias != nullptr ? bias + p * k_panel : nullptr, relu, y + p * k_panel,
+                           k_panel);
+  }
+  const float* pb = bias != nullptr ? bias + p * k_panel : nullptr;
+  const std::int64_t ncols_last = n - (panels - 1) * k_panel;
+  switch (panels - p) {
+  case 4:
+    sparse_panels<4>(avx512, x, nz, packed + p * stride, stride, pb, relu, y + p * k_panel,
+                     ncols_last);
+    break;
+  case 3:
+    sparse_panels<3>(avx512, x, nz, packed + p * stride, stride, pb, relu, y + p * k_panel,
+                     ncols_last);
+    break;
+  case 2:
+    sparse_panels<2>(avx512, x, nz, packed + p * stride, stride, pb, relu, y + p * k_panel,
+                     ncols_last);
+    break;
+  default:
+    sparse_panels<1>(avx512, x, nz, packed + p * stride, stride, pb, relu, y + p * k_panel,
+                     ncols_last);
+    break;
+  }
+  return true;
+#else
+  (void)x, (void)packed, (void)k, (void)n, (void)bias, (void)relu, (void)y;
+  return false;
+#endif
 }
 
 void relu(const float* x, float* y, std::size_t count) {

@@ -23,6 +23,7 @@ struct PackedMatrix {
   std::int64_t n = 0;
   std::vector<float> data;
   std::vector<float> bias; // empty, or panels*16 entries
+  bool finite = false;     // every weight is finite: see `gemv_skip_zeros`
 
   std::int64_t panels() const { return (n + k_panel - 1) / k_panel; }
 };
@@ -40,6 +41,14 @@ void pack(const float* b, std::int64_t k, std::int64_t n, bool transposed, float
 // or is null.
 void gemm(const float* x, std::int64_t m, std::int64_t ldx, const float* packed, std::int64_t k,
           std::int64_t n, const float* bias, bool relu, float* y, std::int64_t ldy);
+
+// y (1×n) = x (1×k) · B + bias, then max(0, ·) when `relu`, reading only the rows of B where
+// x is non-zero: the same bits as `gemm` with m = 1 when every weight of B is finite (a zero
+// term adds nothing to a sum, and the others are added in the same order). For inputs that are
+// mostly zeros, like MNIST digits (about 80% black pixels). Returns false without writing y
+// when more than half of x is non-zero, or on a CPU without AVX2: then `gemm` is the way.
+bool gemv_skip_zeros(const float* x, const float* packed, std::int64_t k, std::int64_t n,
+                     const float* bias, bool relu, float* y);
 
 // Element-wise activations over `count` floats; `y` may equal `x`.
 void relu(const float* x, float* y, std::size_t count);

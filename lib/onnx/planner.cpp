@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <functional>
 #include <queue>
 #include <set>
@@ -677,6 +678,8 @@ private:
       p.k = k_dim.v;
       p.n = n_dim.v;
       kernels::pack(bc.f32.data(), p.k, p.n, !matmul && s.trans_b, matmul ? 1.0f : s.alpha, p.data);
+      p.finite =
+          std::all_of(p.data.begin(), p.data.end(), [](float v) { return std::isfinite(v); });
       const bool c_is_row =
           c >= 0 && is_constant(c) && (val(c).shape.size() < 2 || val(c).shape[0].v == 1);
       if (c_is_row) {

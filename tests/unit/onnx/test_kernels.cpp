@@ -1,6 +1,7 @@
 #include "onnx/kernels.hpp"
 #include "onnx_test_util.hpp"
 
+#include <cstring>
 #include <doctest/doctest.h>
 
 namespace kernels = mlctl::onnx::kernels;
@@ -80,6 +81,62 @@ TEST_CASE("gemm matches a reference product for every row-block and panel tail o
 TEST_CASE("gemm on a dense-layer shape") {
   check_gemm(256, 784, 256, true, true, true);
   check_gemm(1, 784, 256, true, true, false);
+}
+
+TEST_CASE("gemv_skip_zeros gives gemm's bits for one mostly-zero row, and declines a dense one") {
+  // Every shape of the one-row kernels (k around the 6 accumulator sets and their tail, n with
+  // partial and odd panel counts and groups of 4), on each vector kernel this CPU has.
+  const auto best = kernels::isa();
+  for (const auto isa : {kernels::Isa::avx2, kernels::Isa::avx512}) {
+    if (static_cast<int>(isa) > static_cast<int>(best)) {
+      continue;
+    }
+    kernels::limit_isa(isa);
+    for (std::int64_t k : {1, 5, 6, 7, 13, 64, 784}) {
+      for (std::int64_t n : {1, 10, 16, 17, 33, 64, 65, 80, 256}) {
+        std::uint32_t seed = static_cast<std::uint32_t>(k * 1009 + n);
+        std::vector<float> b(static_cast<std::size_t>(k * n));
+        for (auto& v : b)
+          v = noise(seed, 1.0f);
+        std::vector<float> packed;
+        kernels::pack(b.data(), k, n, true, 0.5f, packed);
+        std::vector<float> bias(static_cast<std::size_t>((n + 15) / 16 * 16));
+        for (auto& v : bias)
+          v = noise(seed, 1.0f);
+        for (const int zeros_in_8 : {4, 6, 7, 8}) {
+          std::vector<float> x(static_cast<std::size_t>(k));
+          for (std::size_t i = 0; i < x.size(); ++i)
+            x[i] = (i * 5 + 3) % 8 < static_cast<std::size_t>(zeros_in_8)
+                       ? (i % 2 != 0 ? -0.0f : 0.0f)
+                       : noise(seed, 1.0f);
+          for (const bool relu : {false, true}) {
+            const float* bp = relu ? nullptr : bias.data();
+            std::vector<float> dense(static_cast<std::size_t>(n) + 3, 7.0f);
+            std::vector<float> sparse = dense;
+            kernels::gemm(x.data(), 1, k, packed.data(), k, n, bp, relu, dense.data(), n);
+            CAPTURE(static_cast<int>(isa));
+            CAPTURE(k);
+            CAPTURE(n);
+            CAPTURE(zeros_in_8);
+            REQUIRE(
+                kernels::gemv_skip_zeros(x.data(), packed.data(), k, n, bp, relu, sparse.data()));
+            REQUIRE(std::memcmp(dense.data(), sparse.data(), dense.size() * sizeof(float)) == 0);
+          }
+        }
+        const std::vector<float> x(static_cast<std::size_t>(k), 0.25f);
+        std::vector<float> y(static_cast<std::size_t>(n), 7.0f);
+        CHECK_FALSE(
+            kernels::gemv_skip_zeros(x.data(), packed.data(), k, n, nullptr, false, y.data()));
+        CHECK(y == std::vector<float>(static_cast<std::size_t>(n), 7.0f));
+      }
+    }
+  }
+  kernels::limit_isa(kernels::Isa::generic);
+  const std::vector<float> packed(kernels::packed_size(8, 1), 1.0f);
+  const std::vector<float> x(8, 0.0f);
+  float y = 0.0f;
+  CHECK_FALSE(kernels::gemv_skip_zeros(x.data(), packed.data(), 8, 1, nullptr, false, &y));
+  kernels::limit_isa(kernels::Isa::avx512);
 }
 
 TEST_CASE("softmax and log-softmax along the inner and a strided axis") {

@@ -5,8 +5,10 @@
 #include "util/error.hpp"
 
 #include <atomic>
+#include <cmath>
 #include <doctest/doctest.h>
 #include <filesystem>
+#include <limits>
 #include <thread>
 
 using mlctl::Error;
@@ -170,6 +172,25 @@ TEST_CASE("Gemm with transA alpha beta and a full C") {
   // A^T = [[1,3,5],[2,4,6]] with a = [[1,2],[3,4],[5,6]]; A^T B = [[35,44],[44,56]].
   const auto out = model.run({fp32("a", {3, 2}, {1, 2, 3, 4, 5, 6})});
   CHECK(out[0].f32 == std::vector<float>{2 * 35 + 5, 2 * 44 + 10, 2 * 44 + 15, 2 * 56 + 20});
+}
+
+TEST_CASE("a one-row Gemm over mostly-zero inputs skips their weights only when all are finite") {
+  // 0 * inf is NaN: with an infinite weight the zero inputs' rows must still be read.
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const float w0 : {2.0f, inf}) {
+    Builder b;
+    b.input("x", {-1, 8});
+    b.floats("w", {1, 8}, {w0, 1, 1, 1, 1, 1, 1, 3});
+    Builder::attr(b.node("Gemm", {"x", "w"}, {"y"}), "transB", 1);
+    b.output("y");
+    const Model model = Model::load(b.bytes(), "t.onnx");
+    const auto out = model.run({fp32("x", {1, 8}, {0, 0, 0, 0, 0, 0, 0, 2})});
+    if (w0 == inf) {
+      CHECK(std::isnan(out[0].f32[0]));
+    } else {
+      CHECK(out[0].f32[0] == 6.0f);
+    }
+  }
 }
 
 TEST_CASE("Softmax follows the opset: along the axis from 13 and flattened from the axis before") {
