@@ -16,8 +16,10 @@ POSTs one 784-float image per request for --duration seconds to, in this run:
   - the peer: a Python ThreadingHTTPServer running the same PyTorch network (one thread
     for torch, as a small deployment would), answering the simple form;
   - the ceiling: nginx returning a static JSON answer of similar size.
-and prints requests/s, p50/p99 and errors of each and the ratios. Targets (issue 5): each
-mlctl form >= 20x the Python server, >= 40% of nginx, p99 <= 5 ms, zero errors.
+mlctl and nginx take turns, --rounds times (each figure is the median of its runs: nginx's own
+varies by a third from one run to the next on a small VM); the Python peer runs once. Prints
+requests/s, p50/p99 and errors of each and the ratios. Targets (issue 5): each mlctl line
+>= 20x the Python server, >= 40% of nginx, p99 <= 5 ms, zero errors.
 Peers that are not installed (torch, nginx) are skipped with a message; wrk is required.
 Not a test: run it on demand (the machine must be otherwise idle for meaningful figures).
 """
@@ -159,10 +161,55 @@ def stop(proc):
             proc.wait()
 
 
+def start_nginx(tmp):
+    """nginx answering every request with a static JSON body: (process, url), or None."""
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if not nginx:
+        return None
+    port = free_port()
+    answer = json.dumps({"predictions": [{"class": 7, "probabilities": [0.1] * 10}], "model": "bench:1",
+                         "trace_id": "0" * 32})
+    (tmp / "nginx").mkdir()
+    conf = tmp / "nginx" / "nginx.conf"
+    conf.write_text(f"""worker_processes 2;
+daemon off;
+pid {tmp}/nginx/nginx.pid;
+error_log {tmp}/nginx/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/nginx/body;
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{ default_type application/json; return 200 '{answer}'; }}
+  }}
+}}
+""")
+    return start([nginx, "-p", str(tmp / "nginx"), "-c", str(conf)], port), f"http://127.0.0.1:{port}/"
+
+
+def median_run(runs):
+    """One result for several runs of the same server: median req/s and p50/p99, all errors."""
+    def median(values):
+        values = sorted(values)
+        mid = len(values) // 2
+        return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    out = {key: median([r[key] for r in runs]) for key in ("rps", "p50_ms", "p99_ms")}
+    out["rps_runs"] = [round(r["rps"]) for r in runs]
+    out["requests"] = sum(r["requests"] for r in runs)
+    out["errors"] = sum(r["errors"] for r in runs)
+    if "server_cpu_s" in runs[0]:
+        out["server_cpu_us_per_request"] = 1e6 * sum(r["server_cpu_s"] for r in runs) / max(1, out["requests"])
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mlctl", default=default_mlctl())
-    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--duration", type=int, default=10, help="seconds of each wrk run")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="runs of mlctl and nginx, alternated (the Python peer runs once)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -208,20 +255,34 @@ def main() -> int:
         else:
             make_model_dir(model_dir, name="bench")
 
-        with Server(tmp / "data", args=["--log-file", str(tmp / "access.log")]) as server:
-            env = server.env()
-            for cmd in (("catalog", "upload", model_dir), ("apply", "application", "bench", "--model", "bench:1")):
-                r = mlctl(*cmd, env=env)
-                if r.code != 0:
-                    print(f"bench_gateway: setup failed: mlctl {' '.join(map(str, cmd))}\n{r}")
-                    return 1
-            for key, url, body in forms:
-                before = cpu_seconds(server.pid)
-                results[key] = run_wrk(server.url + url, body, args.threads, args.connections,
-                                       args.duration, tmp)
-                used = cpu_seconds(server.pid) - before
-                results[key]["server_cpu_us_per_request"] = 1e6 * used / max(1, results[key]["requests"])
-            results["mlctl_rss_mb"] = int(Path(f"/proc/{server.pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+        nginx = start_nginx(tmp)
+        if nginx is None:
+            print("bench_gateway: note: nginx is not installed: no ceiling measured")
+        runs = {key: [] for key, _, _ in forms + [("nginx_static", None, None)]}
+        try:
+            with Server(tmp / "data", args=["--log-file", str(tmp / "access.log")]) as server:
+                env = server.env()
+                for cmd in (("catalog", "upload", model_dir), ("apply", "application", "bench", "--model", "bench:1")):
+                    r = mlctl(*cmd, env=env)
+                    if r.code != 0:
+                        print(f"bench_gateway: setup failed: mlctl {' '.join(map(str, cmd))}\n{r}")
+                        return 1
+                # nginx's figure varies by a third between runs a minute apart on a small VM: the
+                # servers take turns, and each one's median is compared.
+                for _ in range(args.rounds):
+                    for key, url, body in forms:
+                        before = cpu_seconds(server.pid)
+                        r = run_wrk(server.url + url, body, args.threads, args.connections, args.duration, tmp)
+                        r["server_cpu_s"] = cpu_seconds(server.pid) - before
+                        runs[key].append(r)
+                    if nginx is not None:
+                        runs["nginx_static"].append(run_wrk(nginx[1], simple, args.threads, args.connections,
+                                                            args.duration, tmp))
+                results.update({key: median_run(r) for key, r in runs.items() if r})
+                results["mlctl_rss_mb"] = int(Path(f"/proc/{server.pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+        finally:
+            if nginx is not None:
+                stop(nginx[0])
 
         if torch is not None:
             port = free_port()
@@ -232,50 +293,21 @@ def main() -> int:
             finally:
                 stop(proc)
 
-        nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-        if nginx:
-            port = free_port()
-            answer = json.dumps({"predictions": [{"class": 7, "probabilities": [0.1] * 10}], "model": "bench:1",
-                                 "trace_id": "0" * 32})
-            (tmp / "nginx").mkdir()
-            conf = tmp / "nginx" / "nginx.conf"
-            conf.write_text(f"""worker_processes 2;
-daemon off;
-pid {tmp}/nginx/nginx.pid;
-error_log {tmp}/nginx/error.log;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {tmp}/nginx/body;
-  keepalive_requests 1000000;
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{ default_type application/json; return 200 '{answer}'; }}
-  }}
-}}
-""")
-            proc = start([nginx, "-p", str(tmp / "nginx"), "-c", str(conf)], port)
-            try:
-                results["nginx_static"] = run_wrk(f"http://127.0.0.1:{port}/", simple, args.threads,
-                                                  args.connections, args.duration, tmp)
-            finally:
-                stop(proc)
-        else:
-            print("bench_gateway: note: nginx is not installed: no ceiling measured")
-
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, one 784-float image per POST, 127.0.0.1")
+    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, one 784-float image per POST, 127.0.0.1; "
+          f"mlctl and nginx: median of {args.rounds} runs, taking turns")
     print("images: synthetic without zeros (simple form, V2), a real MNIST digit (third line)")
-    print(f"{'server':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    print(f"{'server':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}  req/s of each run")
     names = {"mlctl_simple": "mlctl serve, simple form", "mlctl_v2": "mlctl serve, V2 infer",
              "mlctl_digit": "mlctl serve, simple, MNIST digit",
              "python_torch": "Python ThreadingHTTPServer + torch", "nginx_static": "nginx, static JSON"}
     for key, label in names.items():
         if key in results:
             r = results[key]
-            print(f"{label:<34}{r['rps']:>10.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}")
+            each = " ".join(map(str, r.get("rps_runs", [])))
+            print(f"{label:<34}{r['rps']:>10.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}  {each}".rstrip())
     print(f"mlctl RSS after the runs: {results['mlctl_rss_mb']:.0f} MB")
     ok = True
     for key in [k for k in ("mlctl_simple", "mlctl_v2", "mlctl_digit") if k in results]:
