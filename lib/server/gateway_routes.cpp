@@ -151,9 +151,16 @@ bool read_flat(od::value value, std::vector<double>& out, std::size_t limit) {
   }
   const auto start = out.size();
   for (auto element : array) {
+    od::value v;
+    if (element.get(v) != simdjson::SUCCESS || out.size() >= limit) {
+      return false;
+    }
+    // A zero written 0 or 0.0 (most of an MNIST digit's pixels) needs no number parsing: the
+    // token ends where the next structural character (`,` or `]`) starts.
     double d = 0;
-    if (element.get_double().get(d) != simdjson::SUCCESS || !std::isfinite(d) ||
-        out.size() >= limit) {
+    const std::string_view token = v.raw_json_token();
+    if (token != "0" && token != "0.0" &&
+        (v.get_double().get(d) != simdjson::SUCCESS || !std::isfinite(d))) {
       return false;
     }
     out.push_back(d);

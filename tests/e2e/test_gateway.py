@@ -251,6 +251,30 @@ class GatewayTest(TestCase):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
             np.testing.assert_allclose(got.sum(1), 1, rtol=1e-5)
 
+    def test_mostly_black_images_in_every_spelling_of_zero(self):
+        # An MNIST-like image (83% zeros): the runtime skips the weights of zero pixels and the
+        # decoder skips parsing the tokens 0 and 0.0; any other spelling of zero takes the
+        # general path. Every spelling gives the same bits, and the numpy answer.
+        rng = np.random.default_rng(7)
+        x = np.zeros(784, dtype=np.float32)
+        lit = rng.choice(784, 133, replace=False)
+        x[lit] = rng.integers(1, 256, 133) / 255
+        want = self.expected(1, x[None, :])
+        answers = []
+        for zero in ("0", "0.0", "-0", "0e0", "0.00", " 0 ", "0.0 "):
+            text = ",".join(repr(float(v)) if v else zero for v in x)
+            status, _, body = self.client.post("/api/v1/applications/single/predict", '{"images": [[' + text + "]]}")
+            self.assertEqual(status, 200, (zero, body))
+            answers.append(body["predictions"][0]["probabilities"])
+            np.testing.assert_allclose(answers[-1], want[0], rtol=1e-4, atol=1e-6)
+        self.assertTrue(all(a == answers[0] for a in answers), answers)
+        for bad in ("00", "0.", "-", "0x", "0-"):
+            with self.subTest(zero=bad):
+                status, _, body = self.client.post("/api/v1/applications/single/predict",
+                                                   '{"images": [[' + ",".join([bad] + ["0"] * 783) + "]]}")
+                self.assertEqual(status, 400, body)
+                self.assertEqual(body["error"]["message"], "images[0]: a value is not a finite number")
+
     def test_simple_form_refuses_bad_input_with_400(self):
         cases = [
             ({"images": [[0.5] * 783]}, "images[0]: expected 784 values (flat, or 28×28 nested), got 783"),
