@@ -591,8 +591,10 @@ void gemm(const float* x, std::int64_t m, std::int64_t ldx, const float* packed,
 bool gemv_skip_zeros(const float* x, const float* packed, std::int64_t k, std::int64_t n,
                      const float* bias, bool relu, float* y) {
 #ifdef MLCTL_ONNX_X86
+  // The index of non-zero rows a thread keeps is about 4.5 bytes per input: at most ~1 MB.
+  constexpr std::int64_t k_max_inputs = std::int64_t{1} << 18;
   const Isa kernel = isa();
-  if (kernel == Isa::generic || k <= 0 || n <= 0 || k > std::numeric_limits<std::int32_t>::max()) {
+  if (kernel == Isa::generic || k <= 0 || n <= 0 || k > k_max_inputs) {
     return false;
   }
   thread_local NonZeroRows nz;
