@@ -214,6 +214,8 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     args = ap.parse_args()
+    if args.rounds < 1 or args.duration < 1:
+        ap.error("--rounds and --duration must be at least 1")
     if not shutil.which("wrk"):
         print("bench_gateway: skipped: wrk is not installed (apt-get install wrk)")
         return 0
