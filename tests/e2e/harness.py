@@ -10,6 +10,9 @@ import unittest
 from pathlib import Path
 
 MLCTL = os.environ.get("MLCTL_BIN", "mlctl")
+# Command timeouts are multiplied by this: 4 against a sanitized build (tests/e2e/CMakeLists.txt),
+# where `mlctl train` alone takes minutes while another test runs next to it.
+TIMEOUT_SCALE = float(os.environ.get("MLCTL_E2E_TIMEOUT_SCALE", "1"))
 SOURCE_DIR = Path(os.environ.get("MLCTL_SOURCE_DIR", Path(__file__).resolve().parents[2]))
 
 
@@ -33,7 +36,7 @@ def mlctl(*args, env=None, timeout=300, input=None, cwd=None) -> Result:
     if env:
         full_env.update(env)
     proc = subprocess.run([MLCTL, *map(str, args)], capture_output=True, text=True,
-                          env=full_env, timeout=timeout, input=input, cwd=cwd)
+                          env=full_env, timeout=timeout * TIMEOUT_SCALE, input=input, cwd=cwd)
     return Result(proc)
 
 
