@@ -10,8 +10,9 @@ import unittest
 from pathlib import Path
 
 MLCTL = os.environ.get("MLCTL_BIN", "mlctl")
-# Command timeouts are multiplied by this: 4 against a sanitized build (tests/e2e/CMakeLists.txt),
-# where `mlctl train` alone takes minutes while another test runs next to it.
+# Command timeouts and the tests' time budgets are multiplied by this: 4 against a sanitized
+# build (tests/e2e/CMakeLists.txt), where `mlctl train` alone takes minutes while another test
+# runs next to it.
 TIMEOUT_SCALE = float(os.environ.get("MLCTL_E2E_TIMEOUT_SCALE", "1"))
 SOURCE_DIR = Path(os.environ.get("MLCTL_SOURCE_DIR", Path(__file__).resolve().parents[2]))
 
