@@ -45,7 +45,7 @@ void gemm(const float* x, std::int64_t m, std::int64_t ldx, const float* packed,
 // y (1×n) = x (1×k) · B + bias, then max(0, ·) when `relu`, reading only the rows of B where
 // x is non-zero: the same bits as `gemm` with m = 1 when every weight of B is finite (a zero
 // term adds nothing to a sum, and the others are added in the same order). For inputs that are
-// mostly zeros, like MNIST digits (about 83% black pixels). Returns false without writing y
+// mostly zeros, like MNIST digits (about 81% black pixels). Returns false without writing y
 // when more than half of x is non-zero, on a CPU without AVX2, or for more than 2^18 inputs:
 // then `gemm` is the way.
 bool gemv_skip_zeros(const float* x, const float* packed, std::int64_t k, std::int64_t n,

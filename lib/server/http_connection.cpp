@@ -15,8 +15,8 @@
 #include <cctype>
 #include <cerrno>
 #include <charconv>
-#include <climits>
 #include <chrono>
+#include <climits>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -24,8 +24,8 @@
 #include <optional>
 #include <string>
 #include <system_error>
-#include <type_traits>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>

