@@ -1,5 +1,7 @@
 #include "util/json_text.hpp"
 
+#include <cstdint>
+
 namespace mlctl::util {
 
 void append_json_string(std::string& out, std::string_view s) {
@@ -66,6 +68,74 @@ void append_json_string(std::string& out, std::string_view s) {
     }
   }
   out += '"';
+}
+
+namespace {
+
+// The value of a decimal digit, or more than 9 for any other character.
+unsigned digit(char c) {
+  return static_cast<unsigned>(static_cast<unsigned char>(c)) - '0';
+}
+
+} // namespace
+
+const char* skip_json_space(const char* p) {
+  while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') {
+    ++p;
+  }
+  return p;
+}
+
+const char* read_short_numbers(const char* text, std::vector<double>& out, std::size_t limit) {
+  static constexpr double k_pow10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                       1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+  const char* p = text;
+  if (*p != '[') {
+    return nullptr;
+  }
+  ++p;
+  for (;;) {
+    p = skip_json_space(p);
+    // JSON's grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?, the exponent being left to the caller.
+    const bool negative = *p == '-';
+    p += negative ? 1 : 0;
+    std::uint64_t m = digit(*p);
+    if (m > 9) {
+      return nullptr;
+    }
+    ++p;
+    std::size_t digits = 1;
+    if (m != 0) {
+      for (unsigned d; (d = digit(*p)) <= 9; ++p, ++digits) {
+        m = m * 10 + d;
+      }
+    }
+    std::size_t fraction = 0;
+    if (*p == '.') {
+      ++p;
+      if (digit(*p) > 9) {
+        return nullptr;
+      }
+      for (unsigned d; (d = digit(*p)) <= 9; ++p, ++fraction) {
+        m = m * 10 + d;
+      }
+    }
+    // Up to 15 digits m < 10^15 < 2^53 (and m never wrapped: 19 digits fit in 64 bits, and a
+    // longer run is refused here after the fact).
+    if (digits + fraction > 15 || *p == 'e' || *p == 'E' || out.size() >= limit) {
+      return nullptr;
+    }
+    const double value = static_cast<double>(m) / k_pow10[fraction];
+    out.push_back(negative ? -value : value);
+    p = skip_json_space(p);
+    if (*p == ']') {
+      return p + 1;
+    }
+    if (*p != ',') {
+      return nullptr;
+    }
+    ++p;
+  }
 }
 
 } // namespace mlctl::util

@@ -217,6 +217,7 @@ class GatewayTest(TestCase):
              + ", 0" * 783 + "]}]}", 400, "not valid JSON"),
             ('{"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [1e999'
              + ", 0" * 783 + "]}]}", 400, ""),
+            (json.dumps({"inputs": [good]}) + " {}", 400, "not valid JSON (text after its end)"),
         ]
         for body, want, contains in cases:
             with self.subTest(body=str(body)[:80]):
@@ -275,6 +276,42 @@ class GatewayTest(TestCase):
                 self.assertEqual(status, 400, body)
                 self.assertEqual(body["error"]["message"], "images[0]: a value is not a finite number")
 
+    def test_simple_form_read_by_hand_answers_as_simdjson_does(self):
+        # The usual body, {"images": [[short numbers]]}, is read from the text by hand; the same
+        # body with the key spelt "\u0069mages" is not, so simdjson reads it. Every answer and
+        # every error must be the same (the probabilities to the last bit of their text).
+        rng = np.random.default_rng(11)
+        x = rng.random((3, 784))
+        short = lambda v: f"{v:.4f}".rstrip("0").rstrip(".") or "0"
+        image = lambda row, fmt=short, sep=",": "[" + sep.join(fmt(v) for v in row) + "]"
+        bodies = {
+            "4 digits": '{"images": [' + image(x[0]) + "]}",
+            "no spaces, a batch of 3": '{"images":[' + ",".join(image(r) for r in x) + "]}",
+            "spaces and newlines": ' \n{ "images" :\t[ ' + image(x[0], sep=" ,\r\n ") + " ] }\n",
+            "integers 0-255": '{"images": [' + image(np.round(x[1] * 255), fmt=lambda v: str(int(v))) + "]}",
+            "15 digits, -0": '{"images": [' + image(x[2][:783], fmt=lambda v: f"{v:.14f}")[:-1] + ",-0]]}",
+            "a long number in the 2nd image": '{"images": [' + image(x[0]) + "," + image(x[1], fmt=repr) + "]}",
+            "a batch over the limit": '{"images": [' + ",".join([image(x[0])] * 9) + "]}",
+            "1.5": '{"images": [' + image(np.r_[1.5, x[0][1:]]) + "]}",
+            "300": '{"images": [' + image(np.r_[300, np.zeros(783)], fmt=lambda v: str(int(v))) + "]}",
+            "-0.5 in the 2nd image": '{"images": [' + image(x[0]) + "," + image(np.r_[-0.5, x[1][1:]]) + "]}",
+            "783 values": '{"images": [' + image(x[0][:783]) + "]}",
+            "an empty batch": '{"images": []}',
+            "after the body": '{"images": [' + image(x[0]) + "]} x",
+            "two keys": '{"images": [' + image(x[0]) + '], "images": [' + image(x[1]) + "]}",
+        }
+        for what, body in bodies.items():
+            with self.subTest(body=what):
+                by_hand = self.client.post("/api/v1/applications/single/predict", body)
+                general = self.client.post("/api/v1/applications/single/predict",
+                                           body.replace('"images"', '"\\u0069mages"'))
+                self.assertEqual(by_hand[0], general[0], (by_hand, general))
+                for reply in (by_hand[2], general[2]):
+                    reply.pop("trace_id", None)
+                self.assertEqual(by_hand[2], general[2])
+                if what == "a long number in the 2nd image":
+                    self.assertEqual(len(by_hand[2]["predictions"]), 2)
+
     def test_simple_form_refuses_bad_input_with_400(self):
         cases = [
             ({"images": [[0.5] * 783]}, "images[0]: expected 784 values (flat, or 28×28 nested), got 783"),
@@ -292,6 +329,7 @@ class GatewayTest(TestCase):
             ("[NaN]", "expected a JSON object"),
             ('{"images": [[NaN' + ", 0" * 783 + "]]}", "not valid JSON"),
             ("", "not valid JSON"),
+            (json.dumps({"images": [[0.5] * 784]}) + " {}", "not valid JSON (text after its end)"),
         ]
         for body, contains in cases:
             with self.subTest(body=str(body)[:60]):
