@@ -1,26 +1,35 @@
 #include "api/time.hpp"
 
 #include <charconv>
-#include <cstdio>
-#include <ctime>
+#include <type_traits>
 
 namespace mlctl::api {
 
 std::string format_time(std::chrono::system_clock::time_point tp) {
+  // Calendar arithmetic rather than gmtime_r and snprintf: every inference request stamps its
+  // time, and glibc's gmtime_r takes a process-wide lock (tzset_lock) that 16 request threads
+  // then wait on.
   using namespace std::chrono;
-  const auto ms = duration_cast<milliseconds>(tp.time_since_epoch()).count();
-  auto secs = static_cast<std::time_t>(ms / 1000);
-  auto millis = static_cast<int>(ms % 1000);
-  if (millis < 0) {
-    millis += 1000;
-    --secs;
-  }
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
-  return buf;
+  // Nanoseconds in 64 bits: years 1677-2262, always four digits.
+  static_assert(std::is_same_v<system_clock::duration, nanoseconds>);
+  const auto ms = floor<milliseconds>(tp);
+  const auto day = floor<days>(ms);
+  const year_month_day date{day};
+  const hh_mm_ss time{ms - day};
+  std::string out = "0000-00-00T00:00:00.000Z";
+  const auto put = [&out](std::size_t end, auto value) { // the digits of value ending at `end`
+    for (auto v = static_cast<long long>(value); v > 0; v /= 10) {
+      out[--end] = static_cast<char>('0' + v % 10);
+    }
+  };
+  put(4, static_cast<int>(date.year()));
+  put(7, static_cast<unsigned>(date.month()));
+  put(10, static_cast<unsigned>(date.day()));
+  put(13, time.hours().count());
+  put(16, time.minutes().count());
+  put(19, time.seconds().count());
+  put(23, time.subseconds().count());
+  return out;
 }
 
 namespace {
@@ -44,8 +53,8 @@ bool digits(std::string_view s, std::size_t pos, std::size_t n, int& out) {
 std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view s) {
   std::tm tm{};
   int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
-  if (!digits(s, 0, 4, year) || s.size() < 10 || s[4] != '-' || !digits(s, 5, 2, month) || s[7] != '-' ||
-      !digits(s, 8, 2, day)) {
+  if (!digits(s, 0, 4, year) || s.size() < 10 || s[4] != '-' || !digits(s, 5, 2, month) ||
+      s[7] != '-' || !digits(s, 8, 2, day)) {
     return std::nullopt;
   }
   std::size_t pos = 10;
@@ -82,15 +91,16 @@ std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view
       ++pos;
     } else if (s[pos] == '+' || s[pos] == '-') {
       int oh = 0, om = 0;
-      if (!digits(s, pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':' || !digits(s, pos + 4, 2, om)) {
+      if (!digits(s, pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':' ||
+          !digits(s, pos + 4, 2, om)) {
         return std::nullopt;
       }
       offset_seconds = (s[pos] == '+' ? 1 : -1) * (oh * 3600L + om * 60L);
       pos += 6;
     }
   }
-  if (pos != s.size() || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 ||
-      second > 60) {
+  if (pos != s.size() || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 ||
+      minute > 59 || second > 60) {
     return std::nullopt;
   }
   tm.tm_year = year - 1900;
@@ -100,7 +110,8 @@ std::optional<std::chrono::system_clock::time_point> parse_time(std::string_view
   tm.tm_min = minute;
   tm.tm_sec = second;
   const std::time_t t = timegm(&tm);
-  return std::chrono::system_clock::from_time_t(t - offset_seconds) + std::chrono::milliseconds(millis);
+  return std::chrono::system_clock::from_time_t(t - offset_seconds) +
+         std::chrono::milliseconds(millis);
 }
 
 std::optional<std::chrono::seconds> parse_duration(std::string_view text, bool bare_seconds) {
