@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <sched.h>
 #include <thread>
 
 namespace mlctl::server {
@@ -322,7 +323,12 @@ struct RequestStore::Impl {
             insert.bind(15, nullptr).bind(16, nullptr).bind(17, nullptr);
           }
           insert.run();
-          ++rows;
+          // A batch is milliseconds of CPU: run it in slices of ~0.2 ms, so that requests
+          // waiting for a core are not held up behind it (p99 4.3 -> 2.5 ms at saturation
+          // on 2 cores, for more records dropped there: inference comes first).
+          if (++rows % 32 == 0) {
+            sched_yield();
+          }
         }
       }
       image_log->write(); // before the rows that name the images are committed
