@@ -407,10 +407,241 @@ struct V2Request {
   std::vector<std::string> outputs; // requested names; empty = all
 };
 
+// Checks input tensor `tensor` (its name and datatype read, `shape` and `data` beside it)
+// against the model's inputs and appends it to `call`.
+void add_v2_input(const LoadedModel& model, std::size_t max_batch, bool keep_images,
+                  onnx::Tensor tensor, std::vector<std::int64_t> shape,
+                  const std::vector<double>& data, InferCall& call) {
+  const auto& infos = model.model.inputs();
+  const auto what = "inputs[" + std::to_string(call.inputs.size()) + "]";
+  const auto info = std::find_if(infos.begin(), infos.end(),
+                                 [&](const auto& i) { return i.name == tensor.name; });
+  if (info == infos.end()) {
+    std::string names;
+    for (const auto& i : infos) {
+      names += (names.empty() ? "" : ", ") + i.name;
+    }
+    refuse(what + ": the model has no input '" + tensor.name.substr(0, 80) +
+           "' (its inputs: " + names + ")");
+  }
+  if (tensor.datatype != info->datatype) {
+    refuse("input '" + tensor.name + "': datatype " + tensor.datatype.substr(0, 20) +
+           " does not match the model's " + info->datatype);
+  }
+  std::size_t count = 1;
+  for (const auto d : shape) {
+    count *= static_cast<std::size_t>(d);
+  }
+  if (shape.size() != info->shape.size()) {
+    refuse("input '" + tensor.name + "': shape [" + shape_text(shape) +
+           "] does not match the model's [" + shape_text(info->shape) + "]");
+  }
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (info->shape[i] >= 0 && shape[i] != info->shape[i]) {
+      refuse("input '" + tensor.name + "': shape [" + shape_text(shape) +
+             "] does not match the model's [" + shape_text(info->shape) + "]");
+    }
+  }
+  if (count != data.size()) {
+    refuse("input '" + tensor.name + "': data holds " + std::to_string(data.size()) +
+           " values; shape [" + shape_text(shape) + "] needs " + std::to_string(count));
+  }
+  const auto batch = shape.empty() ? 0 : static_cast<std::size_t>(shape[0]);
+  if (batch == 0 || count == 0) {
+    refuse("input '" + tensor.name + "': the batch is empty");
+  }
+  if (batch > max_batch) {
+    refuse("input '" + tensor.name + "': a batch of " + std::to_string(batch) +
+           " is over the server's limit of " + std::to_string(max_batch) +
+           " (mlctl serve --max-batch)");
+  }
+  if (call.batch != 0 && call.batch != batch) {
+    refuse("input '" + tensor.name + "': batch " + std::to_string(batch) +
+           " differs from the other inputs' " + std::to_string(call.batch));
+  }
+  call.batch = batch;
+  if (tensor.datatype == "FP32") {
+    tensor.f32.resize(data.size());
+    for (std::size_t i = 0; i < data.size(); ++i) {
+      tensor.f32[i] = static_cast<float>(data[i]);
+    }
+    if (keep_images && tensor.name == model.image_input &&
+        std::fabs(model.input_scale * 255.0 - 1.0) < 1e-6) {
+      call.images = tensor.f32;
+    }
+  } else if (tensor.datatype == "INT64") {
+    for (const double d : data) {
+      if (d != std::floor(d)) {
+        refuse("input '" + tensor.name + "': INT64 data holds a non-integer");
+      }
+      tensor.i64.push_back(static_cast<std::int64_t>(d));
+    }
+  } else {
+    refuse("input '" + tensor.name + "': datatype " + tensor.datatype + " is not supported");
+  }
+  tensor.shape = std::move(shape);
+  call.inputs.push_back(std::move(tensor));
+}
+
+// A JSON string in ASCII without escapes (simdjson reads the others: it checks UTF-8 and
+// unescapes) at `p`: its text in `out` and the end of the string, or nullptr.
+const char* read_plain_string(const char* p, std::string_view& out) {
+  if (*p != '"') {
+    return nullptr;
+  }
+  const char* start = ++p;
+  for (unsigned char c; (c = static_cast<unsigned char>(*p)) != '"'; ++p) {
+    if (c < 0x20 || c >= 0x80 || c == '\\') { // the text's final NUL included
+      return nullptr;
+    }
+  }
+  out = std::string_view(start, static_cast<std::size_t>(p - start));
+  return p + 1;
+}
+
+// A list of integers 0 to 10^18 - 1 at `p` (a V2 shape), appended to `out`: the end of the
+// list, or nullptr.
+const char* read_dims(const char* p, std::vector<std::int64_t>& out) {
+  if (*p != '[') {
+    return nullptr;
+  }
+  if (p = util::skip_json_space(p + 1); *p == ']') {
+    return p + 1;
+  }
+  for (;;) {
+    std::int64_t v = 0;
+    int digits = 0;
+    for (unsigned d; (d = static_cast<unsigned char>(*p) - unsigned{'0'}) <= 9; ++p) {
+      if (++digits > 18 || (digits == 2 && v == 0)) {
+        return nullptr; // too long, or a leading zero
+      }
+      v = v * 10 + d;
+    }
+    if (digits == 0) {
+      return nullptr;
+    }
+    out.push_back(v);
+    p = util::skip_json_space(p);
+    if (*p == ']') {
+      return p + 1;
+    }
+    if (*p != ',') {
+      return nullptr;
+    }
+    p = util::skip_json_space(p + 1);
+  }
+}
+
+// One input tensor of the body read by `read_v2_text`, at `p`: its `{...}` checked and added
+// to `call`; the end of the object, or nullptr.
+const char* read_v2_input_text(const char* p, const LoadedModel& model, std::size_t max_batch,
+                               bool keep_images, InferCall& call) {
+  if (*p != '{') {
+    return nullptr;
+  }
+  onnx::Tensor tensor;
+  std::vector<std::int64_t> shape;
+  thread_local std::vector<double> data; // keeps its capacity: no allocation per request
+  data.clear();
+  bool has_name = false, has_shape = false, has_type = false, has_data = false;
+  do {
+    std::string_view key;
+    if (p = read_plain_string(util::skip_json_space(p + 1), key); p == nullptr) {
+      return nullptr;
+    }
+    if (p = util::skip_json_space(p); *p != ':') {
+      return nullptr;
+    }
+    p = util::skip_json_space(p + 1);
+    std::string_view text;
+    if (key == "name" && !has_name) {
+      p = read_plain_string(p, text);
+      tensor.name = text;
+      has_name = true;
+    } else if (key == "datatype" && !has_type) {
+      p = read_plain_string(p, text);
+      tensor.datatype = text;
+      has_type = true;
+    } else if (key == "shape" && !has_shape) {
+      p = read_dims(p, shape);
+      has_shape = true;
+    } else if (key == "data" && !has_data) {
+      p = util::read_short_numbers(p, data, max_batch * 1'000'000);
+      has_data = true;
+    } else {
+      return nullptr;
+    }
+    if (p == nullptr) {
+      return nullptr;
+    }
+    p = util::skip_json_space(p);
+  } while (*p == ',');
+  if (*p != '}' || !has_name || !has_shape || !has_type || !has_data) {
+    return nullptr;
+  }
+  add_v2_input(model, max_batch, keep_images, std::move(tensor), std::move(shape), data, call);
+  return p + 1;
+}
+
+// The Open Inference Protocol's usual body, `{"id": "...", "inputs": [{"name": "...",
+// "shape": [...], "datatype": "...", "data": [short numbers]}, ...]}` (keys in any order, each
+// once, no others; "id" optional; strings in ASCII without escapes), read from the text without
+// simdjson into `req` and `call`. Returns false, perhaps after adding inputs, at anything else:
+// the caller then starts over with simdjson, which gives the answer (and the message) for every
+// other body.
+bool read_v2_text(const std::string& body, const LoadedModel& model, std::size_t max_batch,
+                  bool keep_images, V2Request& req, InferCall& call) {
+  // c_str(): the readers stop at the NUL that ends it.
+  const char* p = util::skip_json_space(body.c_str());
+  if (*p != '{') {
+    return false;
+  }
+  bool seen_inputs = false;
+  do {
+    std::string_view key;
+    if (p = read_plain_string(util::skip_json_space(p + 1), key); p == nullptr) {
+      return false;
+    }
+    if (p = util::skip_json_space(p); *p != ':') {
+      return false;
+    }
+    p = util::skip_json_space(p + 1);
+    if (key == "id" && !req.has_id) {
+      std::string_view id;
+      p = read_plain_string(p, id);
+      req.id = id;
+      req.has_id = true;
+    } else if (key == "inputs" && !seen_inputs && *p == '[') {
+      seen_inputs = true;
+      do {
+        p = read_v2_input_text(util::skip_json_space(p + 1), model, max_batch, keep_images, call);
+      } while (p != nullptr && *(p = util::skip_json_space(p)) == ',');
+      if (p == nullptr || *p != ']') {
+        return false;
+      }
+      ++p;
+    } else {
+      return false;
+    }
+    if (p == nullptr) {
+      return false;
+    }
+    p = util::skip_json_space(p);
+  } while (*p == ',');
+  return seen_inputs && *p == '}' && util::skip_json_space(p + 1) == body.c_str() + body.size();
+}
+
 // Decodes a V2 inference request for the models of stage 0 (`model`).
 V2Request decode_v2(const std::string& body, const LoadedModel& model, std::size_t max_batch,
                     bool keep_images, InferCall& call, bool fast) {
   V2Request req;
+  if (fast) {
+    if (read_v2_text(body, model, max_batch, keep_images, req, call)) {
+      return req;
+    }
+    reset_inputs(call);
+    req = V2Request{};
+  }
   auto& doc = parse_body(body);
   od::object obj;
   if (const auto err = doc.get_object().get(obj); err != simdjson::SUCCESS) {
@@ -418,7 +649,6 @@ V2Request decode_v2(const std::string& body, const LoadedModel& model, std::size
                                            : "request body: not valid JSON");
   }
   bool seen_inputs = false;
-  const auto& infos = model.model.inputs();
   for (auto field : obj) {
     std::string_view key;
     if (field.unescaped_key().get(key) != simdjson::SUCCESS) {
@@ -545,73 +775,8 @@ V2Request decode_v2(const std::string& body, const LoadedModel& model, std::size
                                           : "data") +
                  "' is required");
         }
-        const auto info = std::find_if(infos.begin(), infos.end(),
-                                       [&](const auto& i) { return i.name == tensor.name; });
-        if (info == infos.end()) {
-          std::string names;
-          for (const auto& i : infos) {
-            names += (names.empty() ? "" : ", ") + i.name;
-          }
-          refuse(what + ": the model has no input '" + tensor.name.substr(0, 80) +
-                 "' (its inputs: " + names + ")");
-        }
-        if (tensor.datatype != info->datatype) {
-          refuse("input '" + tensor.name + "': datatype " + tensor.datatype.substr(0, 20) +
-                 " does not match the model's " + info->datatype);
-        }
-        std::size_t count = 1;
-        for (const auto d : shape) {
-          count *= static_cast<std::size_t>(d);
-        }
-        if (shape.size() != info->shape.size()) {
-          refuse("input '" + tensor.name + "': shape [" + shape_text(shape) +
-                 "] does not match the model's [" + shape_text(info->shape) + "]");
-        }
-        for (std::size_t i = 0; i < shape.size(); ++i) {
-          if (info->shape[i] >= 0 && shape[i] != info->shape[i]) {
-            refuse("input '" + tensor.name + "': shape [" + shape_text(shape) +
-                   "] does not match the model's [" + shape_text(info->shape) + "]");
-          }
-        }
-        if (count != data.size()) {
-          refuse("input '" + tensor.name + "': data holds " + std::to_string(data.size()) +
-                 " values; shape [" + shape_text(shape) + "] needs " + std::to_string(count));
-        }
-        const auto batch = shape.empty() ? 0 : static_cast<std::size_t>(shape[0]);
-        if (batch == 0 || count == 0) {
-          refuse("input '" + tensor.name + "': the batch is empty");
-        }
-        if (batch > max_batch) {
-          refuse("input '" + tensor.name + "': a batch of " + std::to_string(batch) +
-                 " is over the server's limit of " + std::to_string(max_batch) +
-                 " (mlctl serve --max-batch)");
-        }
-        if (call.batch != 0 && call.batch != batch) {
-          refuse("input '" + tensor.name + "': batch " + std::to_string(batch) +
-                 " differs from the other inputs' " + std::to_string(call.batch));
-        }
-        call.batch = batch;
-        if (tensor.datatype == "FP32") {
-          tensor.f32.resize(data.size());
-          for (std::size_t i = 0; i < data.size(); ++i) {
-            tensor.f32[i] = static_cast<float>(data[i]);
-          }
-          if (keep_images && tensor.name == model.image_input &&
-              std::fabs(model.input_scale * 255.0 - 1.0) < 1e-6) {
-            call.images = tensor.f32;
-          }
-        } else if (tensor.datatype == "INT64") {
-          for (const double d : data) {
-            if (d != std::floor(d)) {
-              refuse("input '" + tensor.name + "': INT64 data holds a non-integer");
-            }
-            tensor.i64.push_back(static_cast<std::int64_t>(d));
-          }
-        } else {
-          refuse("input '" + tensor.name + "': datatype " + tensor.datatype + " is not supported");
-        }
-        tensor.shape = std::move(shape);
-        call.inputs.push_back(std::move(tensor));
+        add_v2_input(model, max_batch, keep_images, std::move(tensor), std::move(shape), data,
+                     call);
       }
     }
   }
