@@ -1,8 +1,8 @@
 // The application routes (/api/v1/applications...) and the inference gateway: the Open
 // Inference Protocol (KServe V2, REST) under /v2 and the simple form
 // POST /api/v1/applications/{app}/predict. The inference routes are the hot path: the usual
-// simple-form body is read by hand, the others with simdjson on-demand, answers are written by
-// hand, and nothing touches SQLite unless the application is unknown.
+// bodies of both forms are read by hand, the others with simdjson on-demand, answers are
+// written by hand, and nothing touches SQLite unless the application is unknown.
 
 #include "api/app_routes.hpp"
 #include "api/errors.hpp"
