@@ -499,6 +499,16 @@ const char* read_plain_string(const char* p, std::string_view& out) {
   return p + 1;
 }
 
+// An object's key at `p` (a plain string, as above) and its colon: the start of its value, or
+// nullptr.
+const char* read_key(const char* p, std::string_view& key) {
+  p = read_plain_string(p, key);
+  if (p == nullptr || *(p = util::skip_json_space(p)) != ':') {
+    return nullptr;
+  }
+  return util::skip_json_space(p + 1);
+}
+
 // A list of integers 0 to 10^18 - 1 at `p` (a V2 shape), appended to `out`: the end of the
 // list, or nullptr.
 const char* read_dims(const char* p, std::vector<std::int64_t>& out) {
@@ -546,13 +556,9 @@ const char* read_v2_input_text(const char* p, const LoadedModel& model, std::siz
   bool has_name = false, has_shape = false, has_type = false, has_data = false;
   do {
     std::string_view key;
-    if (p = read_plain_string(util::skip_json_space(p + 1), key); p == nullptr) {
+    if (p = read_key(util::skip_json_space(p + 1), key); p == nullptr) {
       return nullptr;
     }
-    if (p = util::skip_json_space(p); *p != ':') {
-      return nullptr;
-    }
-    p = util::skip_json_space(p + 1);
     std::string_view text;
     if (key == "name" && !has_name) {
       p = read_plain_string(p, text);
@@ -599,13 +605,9 @@ bool read_v2_text(const std::string& body, const LoadedModel& model, std::size_t
   bool seen_inputs = false;
   do {
     std::string_view key;
-    if (p = read_plain_string(util::skip_json_space(p + 1), key); p == nullptr) {
+    if (p = read_key(util::skip_json_space(p + 1), key); p == nullptr) {
       return false;
     }
-    if (p = util::skip_json_space(p); *p != ':') {
-      return false;
-    }
-    p = util::skip_json_space(p + 1);
     if (key == "id" && !req.has_id) {
       std::string_view id;
       p = read_plain_string(p, id);
