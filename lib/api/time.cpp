@@ -7,8 +7,8 @@ namespace mlctl::api {
 
 std::string format_time(std::chrono::system_clock::time_point tp) {
   // Calendar arithmetic rather than gmtime_r and snprintf: every inference request stamps its
-  // time, and glibc's gmtime_r takes a process-wide lock (tzset_lock) that 16 request threads
-  // then wait on.
+  // time, and glibc's gmtime_r takes a process-wide lock (tzset_lock) at each call, shared by
+  // all the request threads.
   using namespace std::chrono;
   // Nanoseconds in 64 bits: years 1677-2262, always four digits.
   static_assert(std::is_same_v<system_clock::duration, nanoseconds>);

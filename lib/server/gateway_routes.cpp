@@ -209,12 +209,12 @@ void reset_inputs(InferCall& call) {
 
 // The simple form's common body, `{"images": [[n, ...], ...]}` with flat images of `pixels`
 // short numbers each (util::read_short_numbers), read from the text without simdjson: calls
-// `add` after reading each image into `values`. Returns false, perhaps after some calls, at
-// anything else (other spacing is fine); the caller then decodes the body with simdjson, which
-// gives the answer (and the message) for every other body.
+// `add` after reading each image into `values` (`add` counts them in `batch`). Returns false,
+// perhaps after some calls, at anything else (other spacing is fine); the caller then decodes
+// the body with simdjson, which gives the answer (and the message) for every other body.
 template <class Add>
 bool read_images_text(const std::string& body, std::size_t pixels, std::size_t max_batch,
-                      std::vector<double>& values, const Add& add) {
+                      const std::size_t& batch, std::vector<double>& values, const Add& add) {
   // c_str(): the readers below stop at the NUL that ends it.
   const char* p = util::skip_json_space(body.c_str());
   if (*p != '{') {
@@ -232,7 +232,6 @@ bool read_images_text(const std::string& body, std::size_t pixels, std::size_t m
   if (*p != '[') {
     return false;
   }
-  std::size_t batch = 0;
   do {
     values.clear();
     p = util::read_short_numbers(util::skip_json_space(p + 1), values, pixels);
@@ -240,7 +239,6 @@ bool read_images_text(const std::string& body, std::size_t pixels, std::size_t m
       return false;
     }
     add();
-    ++batch;
     p = util::skip_json_space(p);
   } while (*p == ',');
   if (*p != ']') {
@@ -254,10 +252,12 @@ bool read_images_text(const std::string& body, std::size_t pixels, std::size_t m
 }
 
 // Reads the images of a simple-form body with simdjson into `values`, one at a time, and calls
-// `add` after each. In fast mode flat lists of numbers only (NotFlat otherwise).
+// `add` after each (`add` counts them in `batch`). In fast mode flat lists of numbers only
+// (NotFlat otherwise).
 template <class Add>
 void decode_images_json(const std::string& body, const LoadedModel& model, std::size_t max_batch,
-                        bool fast, std::vector<double>& values, const Add& add) {
+                        bool fast, const std::size_t& batch, std::vector<double>& values,
+                        const Add& add) {
   auto& doc = parse_body(body);
   od::object obj;
   if (const auto err = doc.get_object().get(obj); err != simdjson::SUCCESS) {
@@ -267,7 +267,6 @@ void decode_images_json(const std::string& body, const LoadedModel& model, std::
   }
   bool seen = false;
   std::vector<std::int64_t> shape;
-  std::size_t batch = 0;
   for (auto field : obj) {
     std::string_view key;
     if (field.unescaped_key().get(key) != simdjson::SUCCESS) {
@@ -318,7 +317,6 @@ void decode_images_json(const std::string& body, const LoadedModel& model, std::
         refuse(what + ": expected " + expected + "), got " + shape_text(shape));
       }
       add();
-      ++batch;
     }
   }
   refuse_text_after(doc);
@@ -384,11 +382,12 @@ void decode_images(const std::string& body, const LoadedModel& model, std::size_
     }
     ++batch;
   };
-  if (!fast || !read_images_text(body, model.pixels, max_batch, values, add_image)) {
+  if (!fast || !read_images_text(body, model.pixels, max_batch, batch, values, add_image)) {
+    // What the text reader added before it gave up goes: simdjson reads the body from the start.
     tensor.f32.clear();
     call.images.clear();
     batch = 0;
-    decode_images_json(body, model, max_batch, fast, values, add_image);
+    decode_images_json(body, model, max_batch, fast, batch, values, add_image);
   }
   if (batch == 0) {
     refuse("images: the batch is empty");
