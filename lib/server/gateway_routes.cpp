@@ -13,10 +13,13 @@
 #include "util/build_info.hpp"
 #include "util/json_text.hpp"
 
+#include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstring>
 #include <simdjson.h>
+#include <utility>
 
 namespace mlctl::server::detail {
 
@@ -200,6 +203,28 @@ std::string shape_text(const std::vector<std::int64_t>& shape) {
 
 // ---- The simple form -------------------------------------------------------------------
 
+// The smallest and the largest of `values` and 0, over 4 lanes: one running minimum and
+// maximum would wait on the previous comparison at every value (about 1 µs for an image of
+// 784, measured in a profile of the server); independent lanes are compared side by side.
+std::pair<double, double> min_max_with_zero(const std::vector<double>& values) {
+  constexpr std::size_t k_lanes = 4;
+  std::array<double, k_lanes> low{};
+  std::array<double, k_lanes> high{};
+  const std::size_t n = values.size();
+  std::size_t i = 0;
+  for (; i + k_lanes <= n; i += k_lanes) {
+    for (std::size_t j = 0; j < k_lanes; ++j) {
+      low[j] = std::min(low[j], values[i + j]);
+      high[j] = std::max(high[j], values[i + j]);
+    }
+  }
+  for (; i < n; ++i) {
+    low[0] = std::min(low[0], values[i]);
+    high[0] = std::max(high[0], values[i]);
+  }
+  return {*std::min_element(low.begin(), low.end()), *std::max_element(high.begin(), high.end())};
+}
+
 // Forgets what a decoder in fast mode put in `call` before it gave up.
 void reset_inputs(InferCall& call) {
   call.inputs.clear();
@@ -346,12 +371,7 @@ void decode_images(const std::string& body, const LoadedModel& model, std::size_
   // Checks images[batch], read into `values`, and appends it to the tensor (and the images
   // kept for the inference sinks).
   const auto add_image = [&] {
-    double max = 0;
-    double min = 0;
-    for (const double v : values) {
-      max = std::max(max, v);
-      min = std::min(min, v);
-    }
+    const auto [min, max] = min_max_with_zero(values);
     // Integers 0-255 when any value is over 1; floats in [0, 1] otherwise.
     const bool bytes = max > 1.0;
     if (bytes) {

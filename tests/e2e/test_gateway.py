@@ -362,6 +362,10 @@ class GatewayTest(TestCase):
             ({"images": [[1.5] + [0] * 783]}, "values must be floats in [0, 1] or integers 0-255"),
             ({"images": [[256] + [0] * 783]}, "values must be floats in [0, 1] or integers 0-255"),
             ({"images": [[-0.5] + [0] * 783]}, "values must be floats in [0, 1] or integers 0-255"),
+            # The range is checked over several lanes: offending values in other positions.
+            ({"images": [[0] * 783 + [-0.5]]}, "values must be floats in [0, 1] or integers 0-255"),
+            ({"images": [[0] * 6 + [1.5] + [0] * 777]}, "values must be floats in [0, 1] or integers 0-255"),
+            ({"images": [[0] * 781 + [256, 0, 0]]}, "values must be floats in [0, 1] or integers 0-255"),
             ({"images": [["a"] * 784]}, "expected numbers, got a string"),
             ({"images": [[[0.5] * 28, 0.5] + [[0.5] * 28] * 26]}, "ragged array"),
             ({"pictures": []}, "unknown field 'pictures'"),
@@ -377,6 +381,11 @@ class GatewayTest(TestCase):
                 self.assertEqual(status, 400, reply)
                 self.assertEqual(reply["error"]["code"], "invalid_input")
                 self.assertIn(contains, reply["error"]["message"])
+        # An image whose only value over 1 is in the last lane is read as integers 0-255.
+        answers = [self.client.post("/api/v1/applications/single/predict", {"images": [[0] * 3 + [v] + [0] * 780]})
+                   for v in (255, 1.0)]
+        self.assertEqual([a[0] for a in answers], [200, 200])
+        self.assertEqual(answers[0][2]["predictions"], answers[1][2]["predictions"])
         status, _, reply = self.client.post("/api/v1/applications/nope/predict", {"images": [[0] * 784]})
         self.assertEqual((status, reply["error"]["code"]), (404, "not_found"))
         status, _, reply = self.client.post("/api/v1/applications/single/predict", {"images": [[0] * 784]},
