@@ -90,7 +90,7 @@ int run_predict_data(const PredictOptions& o, const model::Predictor& predictor,
 int run_predict_image(const PredictOptions& o, const model::Predictor& predictor, Context& ctx) {
   const std::filesystem::path path(o.image);
   const auto image = model::read_png_gray(path);
-  const auto prediction = model::classify_image(predictor, image, path.filename().string());
+  const auto prediction = model::classify_image(predictor, image, path.string());
   const auto& label = predictor.labels()[static_cast<std::size_t>(prediction.label_index)];
   const nlohmann::json out = {
       {"model", o.model},

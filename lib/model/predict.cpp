@@ -297,7 +297,7 @@ GrayImage decode_png_gray(std::string_view bytes, std::string_view name) {
 }
 
 GrayImage read_png_gray(const std::filesystem::path& path) {
-  return decode_png_gray(util::read_file(path), path.filename().string());
+  return decode_png_gray(util::read_file(path), path.string());
 }
 
 Prediction classify_image(const Predictor& predictor, const GrayImage& image,

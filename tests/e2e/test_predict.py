@@ -157,11 +157,11 @@ class PredictTest(TestCase):
         big = self.tmp / "big.png"
         write_png(big, np.zeros((32, 32), dtype=np.uint8))
         self.assertFails(mlctl("predict", "--model", self.model_dir, "--image", big), 1,
-                         "big.png: the image is 32×32; the model takes 28×28 images")
+                         f"{big}: the image is 32×32; the model takes 28×28 images")
         fake = self.tmp / "fake.png"
         fake.write_bytes(b"GIF89a" + bytes(100))
         self.assertFails(mlctl("predict", "--model", self.model_dir, "--image", fake), 1,
-                         "fake.png: not a PNG image")
+                         f"{fake}: not a PNG image")  # the path as given, not just its name
         self.assertFails(mlctl("predict", "--model", self.model_dir, "--image", self.tmp / "none.png"), 1,
                          "none.png")
 
