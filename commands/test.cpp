@@ -45,6 +45,7 @@ int run_test(const TestOptions& o, Context& ctx) {
   t.batch_size = o.batch_size;
   t.min_accuracy = o.min_accuracy;
   t.max_batch = o.max_batch;
+  t.edge_cases = !o.no_edge_cases;
   if (t.max_batch == 0 && t.edge_cases) {
     // The over-limit case needs the server's limit; a server without `limits` had 256.
     t.max_batch = 256;
@@ -57,7 +58,6 @@ int run_test(const TestOptions& o, Context& ctx) {
       }
     }
   }
-  t.edge_cases = !o.no_edge_cases;
   const util::ProgressFn progress =
       ::isatty(STDERR_FILENO) != 0 ? ctx.progress() : util::ProgressFn{};
   const auto report = client::run_app_test(inference, golden, t, progress);
