@@ -204,8 +204,9 @@ std::string shape_text(const std::vector<std::int64_t>& shape) {
 // ---- The simple form -------------------------------------------------------------------
 
 // The smallest and the largest of `values` and 0, over 4 lanes: one running minimum and
-// maximum would wait on the previous comparison at every value (about 1 µs for an image of
-// 784, measured in a profile of the server); independent lanes are compared side by side.
+// maximum waits on the previous comparison at every value, independent lanes side by side do
+// not (an image's check and conversion fell from 5.4% to 2.8% of the server's user time in a
+// profile).
 std::pair<double, double> min_max_with_zero(const std::vector<double>& values) {
   constexpr std::size_t k_lanes = 4;
   std::array<double, k_lanes> low{};
