@@ -82,7 +82,7 @@ phase() { # NAME DATASET
 : >"$run/drift.txt"
 phase "500 MNIST digits" "$MNIST_DATA_DIR/test.npz"
 phase "500 Fashion-MNIST" "$work/data/fashion/test.npz"
-phase "500 MNIST digits" "$MNIST_DATA_DIR/test.npz"
+phase "500 MNIST again" "$MNIST_DATA_DIR/test.npz"
 
 step "explanations and charts: mlctl explain, mlctl monitor --plot"
 "$mlctl" explain --app "$app" --data "$MNIST_DATA_DIR/test.npz" --indices 0,1,2,3 --out "$run/rise.png"
