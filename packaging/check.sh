@@ -9,7 +9,7 @@
 #   --fast      the Release build only, unit and end-to-end tests
 #   --fuzz      every coverage-guided fuzzer (onnx too: the fuzz preset builds mlctl_core), first
 #   --asan-e2e  only the end-to-end tests, against an ASan+UBSan build of mlctl (not in CI: its
-#               files take 17 min two at a time on 2 cores; it found a use-after-free the
+#               files take 17-18 min two at a time on 2 cores; it found a use-after-free the
 #               unit tests did not reach)
 set -euo pipefail
 cd "$(dirname "$0")/.."

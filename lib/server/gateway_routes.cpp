@@ -519,14 +519,23 @@ const char* read_plain_string(const char* p, std::string_view& out) {
   return p + 1;
 }
 
-// An object's key at `p` (a plain string, as above) and its colon: the start of its value, or
-// nullptr.
-const char* read_key(const char* p, std::string_view& key) {
-  p = read_plain_string(p, key);
-  if (p == nullptr || *(p = util::skip_json_space(p)) != ':') {
+// A JSON object at `p` whose keys are plain strings (as above): calls `value(key, start)` for
+// each member, which reads the value and returns its end, or nullptr to give up. Returns the end
+// of the object, or nullptr.
+template <class Value> const char* read_object_text(const char* p, const Value& value) {
+  if (*p != '{') {
     return nullptr;
   }
-  return util::skip_json_space(p + 1);
+  do {
+    std::string_view key;
+    p = read_plain_string(util::skip_json_space(p + 1), key);
+    if (p == nullptr || *(p = util::skip_json_space(p)) != ':' ||
+        (p = value(key, util::skip_json_space(p + 1))) == nullptr) {
+      return nullptr;
+    }
+    p = util::skip_json_space(p);
+  } while (*p == ',');
+  return *p == '}' ? p + 1 : nullptr;
 }
 
 // A list of integers 0 to 10^18 - 1 at `p` (a V2 shape), appended to `out`: the end of the
@@ -566,47 +575,37 @@ const char* read_dims(const char* p, std::vector<std::int64_t>& out) {
 // to `call`; the end of the object, or nullptr.
 const char* read_v2_input_text(const char* p, const LoadedModel& model, std::size_t max_batch,
                                bool keep_images, InferCall& call) {
-  if (*p != '{') {
-    return nullptr;
-  }
   onnx::Tensor tensor;
   std::vector<std::int64_t> shape;
   thread_local std::vector<double> data; // keeps its capacity: no allocation per request
   data.clear();
   bool has_name = false, has_shape = false, has_type = false, has_data = false;
-  do {
-    std::string_view key;
-    if (p = read_key(util::skip_json_space(p + 1), key); p == nullptr) {
-      return nullptr;
-    }
+  p = read_object_text(p, [&](std::string_view key, const char* v) -> const char* {
     std::string_view text;
     if (key == "name" && !has_name) {
-      p = read_plain_string(p, text);
+      v = read_plain_string(v, text);
       tensor.name = text;
       has_name = true;
     } else if (key == "datatype" && !has_type) {
-      p = read_plain_string(p, text);
+      v = read_plain_string(v, text);
       tensor.datatype = text;
       has_type = true;
     } else if (key == "shape" && !has_shape) {
-      p = read_dims(p, shape);
+      v = read_dims(v, shape);
       has_shape = true;
     } else if (key == "data" && !has_data) {
-      p = util::read_short_numbers(p, data, max_batch * 1'000'000);
+      v = util::read_short_numbers(v, data, max_batch * 1'000'000);
       has_data = true;
     } else {
       return nullptr;
     }
-    if (p == nullptr) {
-      return nullptr;
-    }
-    p = util::skip_json_space(p);
-  } while (*p == ',');
-  if (*p != '}' || !has_name || !has_shape || !has_type || !has_data) {
+    return v;
+  });
+  if (p == nullptr || !has_name || !has_shape || !has_type || !has_data) {
     return nullptr;
   }
   add_v2_input(model, max_batch, keep_images, std::move(tensor), std::move(shape), data, call);
-  return p + 1;
+  return p;
 }
 
 // The Open Inference Protocol's usual body, `{"id": "...", "inputs": [{"name": "...",
@@ -618,39 +617,26 @@ const char* read_v2_input_text(const char* p, const LoadedModel& model, std::siz
 bool read_v2_text(const std::string& body, const LoadedModel& model, std::size_t max_batch,
                   bool keep_images, V2Request& req, InferCall& call) {
   // c_str(): the readers stop at the NUL that ends it.
-  const char* p = util::skip_json_space(body.c_str());
-  if (*p != '{') {
-    return false;
-  }
   bool seen_inputs = false;
-  do {
-    std::string_view key;
-    if (p = read_key(util::skip_json_space(p + 1), key); p == nullptr) {
-      return false;
-    }
-    if (key == "id" && !req.has_id) {
-      std::string_view id;
-      p = read_plain_string(p, id);
-      req.id = id;
-      req.has_id = true;
-    } else if (key == "inputs" && !seen_inputs && *p == '[') {
-      seen_inputs = true;
-      do {
-        p = read_v2_input_text(util::skip_json_space(p + 1), model, max_batch, keep_images, call);
-      } while (p != nullptr && *(p = util::skip_json_space(p)) == ',');
-      if (p == nullptr || *p != ']') {
-        return false;
-      }
-      ++p;
-    } else {
-      return false;
-    }
-    if (p == nullptr) {
-      return false;
-    }
-    p = util::skip_json_space(p);
-  } while (*p == ',');
-  return seen_inputs && *p == '}' && util::skip_json_space(p + 1) == body.c_str() + body.size();
+  const char* p = read_object_text(
+      util::skip_json_space(body.c_str()), [&](std::string_view key, const char* v) -> const char* {
+        if (key == "id" && !req.has_id) {
+          std::string_view id;
+          v = read_plain_string(v, id);
+          req.id = id;
+          req.has_id = true;
+          return v;
+        }
+        if (key != "inputs" || seen_inputs || *v != '[') {
+          return nullptr;
+        }
+        seen_inputs = true;
+        do {
+          v = read_v2_input_text(util::skip_json_space(v + 1), model, max_batch, keep_images, call);
+        } while (v != nullptr && *(v = util::skip_json_space(v)) == ',');
+        return v != nullptr && *v == ']' ? v + 1 : nullptr;
+      });
+  return p != nullptr && seen_inputs && util::skip_json_space(p) == body.c_str() + body.size();
 }
 
 // Decodes a V2 inference request for the models of stage 0 (`model`).

@@ -227,6 +227,8 @@ class GatewayTest(TestCase):
             "id only": '{"id": "x"}',
             "two inputs keys": '{"inputs": [' + tensor(data(x[0])) + '], "inputs": [' + tensor(data(x[1])) + "]}",
             "after the body": '{"inputs": [' + tensor(data(x[0])) + "]} {}",
+            "the body closed by ]": '{"inputs": [' + tensor(data(x[0])) + "]]",
+            "a tensor closed by ]": '{"inputs": [' + tensor(data(x[0]))[:-1] + "]]}",
         }
         for what, body in bodies.items():
             with self.subTest(body=what):
