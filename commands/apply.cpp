@@ -20,7 +20,7 @@ namespace {
 
 struct ApplyOptions {
   std::vector<std::string> files;
-  bool dry_run = false;
+  std::string dry_run; // "", "client" or "server"
 };
 
 struct ApplyApplicationOptions {
@@ -29,26 +29,46 @@ struct ApplyApplicationOptions {
   double capture_sample = 1.0;
 };
 
-// Sends each document and prints one line per application (or the results as JSON/YAML).
-int send(const std::vector<manifest::Document>& docs, Context& ctx) {
-  auto client = api_client(ctx);
-  nlohmann::json results = nlohmann::json::array();
-  for (const auto& d : docs) {
-    const auto& name = d.application.name;
-    const auto result = with_context(d.source, [&] {
-      return client.call("PUT", api::routes::application(name), manifest::to_json(d.application));
-    });
-    if (ctx.format() == OutputFormat::table) {
-      std::cout << "application/" << name << " " << result.value("result", std::string("?")) << "\n"
-                << std::flush;
+void print_results(const nlohmann::json& results, Context& ctx, std::string_view suffix) {
+  if (ctx.format() == OutputFormat::table) {
+    for (const auto& r : results) {
+      std::cout << "application/" << r.value("name", std::string("?")) << " "
+                << r.value("result", std::string("?")) << suffix << "\n";
     }
-    results.push_back(result);
-  }
-  if (ctx.format() != OutputFormat::table) {
+    std::cout << std::flush;
+  } else {
     print_result(ctx, results.size() == 1 ? results[0] : nlohmann::json{{"results", results}},
                  [] {});
   }
-  return 0;
+}
+
+// PUTs each document (with ?dry_run=true when `dry_run`) and returns the results. In a dry
+// run every document is sent and the refusals are reported together (one line each); then
+// nothing is applied.
+nlohmann::json send(const std::vector<manifest::Document>& docs, Context& ctx, bool dry_run) {
+  auto client = api_client(ctx);
+  nlohmann::json results = nlohmann::json::array();
+  std::size_t refused = 0;
+  for (const auto& d : docs) {
+    const auto target =
+        api::routes::application(d.application.name) + (dry_run ? "?dry_run=true" : "");
+    try {
+      results.push_back(with_context(
+          d.source, [&] { return client.call("PUT", target, manifest::to_json(d.application)); }));
+    } catch (const Error& e) {
+      if (!dry_run || e.kind() != ErrorKind::invalid_input) {
+        throw;
+      }
+      std::cerr << "mlctl: error: " << e.what() << "\n";
+      ++refused;
+    }
+  }
+  if (refused > 0) {
+    throw Error(ErrorKind::invalid_input,
+                std::to_string(refused) + " of " + std::to_string(docs.size()) +
+                    " application(s) refused by the server; nothing applied");
+  }
+  return results;
 }
 
 int run_apply(const ApplyOptions& opts, Context& ctx) {
@@ -67,22 +87,28 @@ int run_apply(const ApplyOptions& opts, Context& ctx) {
   }
   // The whole set is checked before anything is sent: a bad manifest changes nothing.
   manifest::check_unique_names(docs);
-  if (opts.dry_run) {
+  if (opts.dry_run == "client") {
+    nlohmann::json results = nlohmann::json::array();
     for (const auto& d : docs) {
-      if (ctx.format() == OutputFormat::table) {
-        std::cout << "application/" << d.application.name << " valid (dry run)\n";
-      }
+      results.push_back({{"name", d.application.name},
+                         {"result", "valid"},
+                         {"dry_run", true},
+                         {"manifest", manifest::to_json(d.application)}});
     }
-    if (ctx.format() != OutputFormat::table) {
-      nlohmann::json list = nlohmann::json::array();
-      for (const auto& d : docs) {
-        list.push_back(manifest::to_json(d.application));
-      }
-      print_result(ctx, {{"documents", list}}, [] {});
-    }
+    print_results(results, ctx, " (dry run)");
     return 0;
   }
-  return send(docs, ctx);
+  // What only the server knows (do the versions exist, do they load) is checked for every
+  // document before the first is applied: a set with one bad document changes nothing.
+  if (opts.dry_run == "server" || docs.size() > 1) {
+    const auto checked = send(docs, ctx, true);
+    if (opts.dry_run == "server") {
+      print_results(checked, ctx, " (server dry run)");
+      return 0;
+    }
+  }
+  print_results(send(docs, ctx, false), ctx, "");
+  return 0;
 }
 
 int run_apply_application(const ApplyApplicationOptions& opts, Context& ctx) {
@@ -94,7 +120,9 @@ int run_apply_application(const ApplyApplicationOptions& opts, Context& ctx) {
        {{"singular", {{"model", opts.model}}}, {"capture", {{"sample", opts.capture_sample}}}}}};
   auto app = with_context("application " + opts.name,
                           [&] { return manifest::application_from_json(doc); });
-  return send({manifest::Document{"application " + opts.name, std::move(app)}}, ctx);
+  print_results(send({manifest::Document{"application " + opts.name, std::move(app)}}, ctx, false),
+                ctx, "");
+  return 0;
 }
 
 } // namespace
@@ -106,8 +134,16 @@ void register_apply(CLI::App& parent, Dispatch& dispatch) {
   cmd->add_option("-f,--filename", opts->files,
                   "Manifest file, directory of *.yaml/*.yml files, or - for stdin; repeatable")
       ->type_name("FILE|DIR|-");
-  cmd->add_flag("--dry-run", opts->dry_run, "Validate the manifests locally; send nothing");
-  cmd->footer("Example:\n  mlctl apply -f manifests/mnist-app.yaml");
+  cmd->add_option("--dry-run", opts->dry_run,
+                  "Change nothing: --dry-run checks the manifests here, --dry-run=server also asks "
+                  "the server (versions exist and load) and says what an apply would do")
+      ->expected(0, 1)
+      ->default_str("client")
+      ->check(CLI::IsMember({"client", "server"}))
+      ->option_text("[=client|server]");
+  cmd->footer("A file of several documents is applied only when the server accepts all of them.\n"
+              "\nExamples:\n  mlctl apply -f manifests/mnist-app.yaml\n"
+              "  mlctl apply -f manifests/ --dry-run=server");
 
   auto app_opts = std::make_shared<ApplyApplicationOptions>();
   auto* sub = cmd->add_subcommand(

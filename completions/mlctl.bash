@@ -95,6 +95,7 @@ declare -A _mlctl_values=(
   [root:-o]='table json yaml'
   [root:--output]='table json yaml'
   [root/train:--optimizer]='adam sgd adagrad'
+  [root/apply:--dry-run]='client server'
   [root/subsample:--labeled]='only any'
   [root/subsample:--strategy]='reservoir stratified'
 )

@@ -110,7 +110,7 @@ complete -c mlctl -n '__fish_seen_subcommand_from catalog; and __fish_seen_subco
 complete -c mlctl -n '__fish_seen_subcommand_from catalog; and __fish_seen_subcommand_from gc' -l dry-run -d 'Only report what would be freed'
 complete -c mlctl -n '__fish_seen_subcommand_from apply; and not __fish_seen_subcommand_from application' -a application -d 'Create or update a singular application serving one model version'
 complete -c mlctl -n '__fish_seen_subcommand_from apply' -s f -l filename -r -F -d 'Manifest file, directory of *.yaml/*.yml files, or - for stdin; repeatable'
-complete -c mlctl -n '__fish_seen_subcommand_from apply' -l dry-run -d 'Validate the manifests locally; send nothing'
+complete -c mlctl -n '__fish_seen_subcommand_from apply' -l dry-run -r -a 'client server' -d 'Change nothing: --dry-run checks the manifests here, --dry-run=server also asks the server (versions exist and load) and says what an apply would do'
 complete -c mlctl -n '__fish_seen_subcommand_from apply; and __fish_seen_subcommand_from application' -a '(mlctl __complete applications 2>/dev/null)'
 complete -c mlctl -n '__fish_seen_subcommand_from apply; and __fish_seen_subcommand_from application' -l model -r -a '(mlctl __complete models 2>/dev/null)' -d 'The version to serve: NAME:VERSION or NAME@ALIAS'
 complete -c mlctl -n '__fish_seen_subcommand_from apply; and __fish_seen_subcommand_from application' -l capture-sample -r -F -d 'Share of requests the request store keeps (0..1)'

@@ -136,7 +136,8 @@ Variant variant_from_json(const json& v, const std::string& path) {
   return out;
 }
 
-Stage stage_from_json(const json& v, const std::string& path) {
+// Reads a stage; a bad variant goes to `problems` and the others are still read.
+Stage stage_from_json(const json& v, const std::string& path, Problems& problems) {
   require_object(v, path);
   check_fields(v, path, {"variants"});
   if (!v.contains("variants")) {
@@ -157,16 +158,20 @@ Stage stage_from_json(const json& v, const std::string& path) {
   Stage stage;
   std::set<std::string> seen;
   int total = 0;
+  bool all_valid = true;
   for (std::size_t i = 0; i < list.size(); ++i) {
     const auto vpath = list_path + "[" + std::to_string(i) + "]";
-    auto variant = variant_from_json(list[i], vpath);
-    if (!seen.insert(variant.model.to_string()).second) {
-      fail(vpath + ".model", variant.model.to_string() + " appears twice in the stage");
-    }
-    total += variant.weight;
-    stage.variants.push_back(std::move(variant));
+    all_valid &= problems.check([&] {
+      auto variant = variant_from_json(list[i], vpath);
+      if (!seen.insert(variant.model.to_string()).second) {
+        fail(vpath + ".model", variant.model.to_string() + " appears twice in the stage");
+      }
+      total += variant.weight;
+      stage.variants.push_back(std::move(variant));
+    });
   }
-  if (total != 100) {
+  // The sum means something only when every weight could be read.
+  if (all_valid && total != 100) {
     fail(path, "weights must sum to 100, got " + std::to_string(total));
   }
   return stage;
@@ -203,57 +208,9 @@ json monitoring_from_json(const json& v, const std::string& path) {
   return out;
 }
 
-std::string yaml_message(const YAML::Exception& e) {
-  // yaml-cpp: "yaml-cpp: error at line 3, column 5: illegal map value"
-  std::string what = e.what();
-  if (what.rfind("yaml-cpp: ", 0) == 0) {
-    what = what.substr(10);
-  }
-  return what;
-}
-
-} // namespace
-
-Application application_from_json(const json& doc) {
-  if (!doc.is_object()) {
-    throw Error(ErrorKind::invalid_input,
-                "expected an Application document (a mapping), got " + type_name(doc));
-  }
-  check_fields(doc, "", {"apiVersion", "kind", "metadata", "spec"});
-  if (!doc.contains("apiVersion")) {
-    fail("apiVersion", "is required (" + std::string(k_api_version) + ")");
-  }
-  if (doc["apiVersion"] != k_api_version) {
-    fail("apiVersion",
-         "expected " + std::string(k_api_version) + ", got " + shown(doc["apiVersion"]));
-  }
-  if (!doc.contains("kind")) {
-    fail("kind", "is required (" + std::string(k_kind_application) + ")");
-  }
-  if (doc["kind"] != k_kind_application) {
-    fail("kind", "expected " + std::string(k_kind_application) + ", got " + shown(doc["kind"]));
-  }
-  if (!doc.contains("metadata")) {
-    fail("metadata.name", "is required");
-  }
-  const auto& metadata = require_object(doc["metadata"], "metadata");
-  check_fields(metadata, "metadata", {"name"});
-  if (!metadata.contains("name")) {
-    fail("metadata.name", "is required");
-  }
-  Application app;
-  const auto& name = metadata["name"];
-  if (!name.is_string() || !api::is_valid_name(name.get<std::string>())) {
-    fail("metadata.name",
-         "must match " + std::string(api::k_name_pattern) + ", got " + shown(name));
-  }
-  app.name = name.get<std::string>();
-
-  if (!doc.contains("spec")) {
-    fail("spec", "is required (spec.singular or spec.stages)");
-  }
-  const auto& spec = require_object(doc["spec"], "spec");
-  check_fields(spec, "spec", {"singular", "stages", "capture", "monitoring"});
+// Reads spec.singular or spec.stages into `app`; a bad stage goes to `problems` and the others
+// are still read.
+void read_serving(const json& spec, Application& app, Problems& problems) {
   const bool has_singular = spec.contains("singular");
   const bool has_stages = spec.contains("stages");
   if (has_singular == has_stages) {
@@ -271,36 +228,109 @@ Application application_from_json(const json& doc) {
     v.model = model_ref(singular["model"], "spec.singular.model");
     v.weight = 100;
     app.stages.push_back(Stage{{std::move(v)}});
-  } else {
-    const auto& stages = spec["stages"];
-    if (!stages.is_array()) {
-      fail("spec.stages", "expected a list, got " + type_name(stages));
-    }
-    if (stages.empty()) {
-      fail("spec.stages", "needs at least one stage");
-    }
-    if (stages.size() > k_max_stages) {
-      fail("spec.stages", "at most " + std::to_string(k_max_stages) + " stages, got " +
-                              std::to_string(stages.size()));
-    }
-    for (std::size_t i = 0; i < stages.size(); ++i) {
-      app.stages.push_back(stage_from_json(stages[i], "spec.stages[" + std::to_string(i) + "]"));
-    }
+    return;
   }
-  if (spec.contains("capture")) {
-    const auto& capture = require_object(spec["capture"], "spec.capture");
-    check_fields(capture, "spec.capture", {"sample"});
-    if (capture.contains("sample")) {
-      const double s = finite_number(capture["sample"], "spec.capture.sample", "0..1");
-      if (s < 0 || s > 1) {
-        fail("spec.capture.sample", "must be 0..1, got " + shown(capture["sample"]));
+  const auto& stages = spec["stages"];
+  if (!stages.is_array()) {
+    fail("spec.stages", "expected a list, got " + type_name(stages));
+  }
+  if (stages.empty()) {
+    fail("spec.stages", "needs at least one stage");
+  }
+  if (stages.size() > k_max_stages) {
+    fail("spec.stages", "at most " + std::to_string(k_max_stages) + " stages, got " +
+                            std::to_string(stages.size()));
+  }
+  for (std::size_t i = 0; i < stages.size(); ++i) {
+    problems.check([&] {
+      app.stages.push_back(
+          stage_from_json(stages[i], "spec.stages[" + std::to_string(i) + "]", problems));
+    });
+  }
+}
+
+std::string yaml_message(const YAML::Exception& e) {
+  // yaml-cpp: "yaml-cpp: error at line 3, column 5: illegal map value"
+  std::string what = e.what();
+  if (what.rfind("yaml-cpp: ", 0) == 0) {
+    what = what.substr(10);
+  }
+  return what;
+}
+
+} // namespace
+
+Application application_from_json(const json& doc) {
+  if (!doc.is_object()) {
+    throw Error(ErrorKind::invalid_input,
+                "expected an Application document (a mapping), got " + type_name(doc));
+  }
+  // Independent parts are checked one by one: the message names every problem.
+  Problems problems;
+  problems.check([&] { check_fields(doc, "", {"apiVersion", "kind", "metadata", "spec"}); });
+  problems.check([&] {
+    if (!doc.contains("apiVersion")) {
+      fail("apiVersion", "is required (" + std::string(k_api_version) + ")");
+    }
+    if (doc["apiVersion"] != k_api_version) {
+      fail("apiVersion",
+           "expected " + std::string(k_api_version) + ", got " + shown(doc["apiVersion"]));
+    }
+  });
+  problems.check([&] {
+    if (!doc.contains("kind")) {
+      fail("kind", "is required (" + std::string(k_kind_application) + ")");
+    }
+    if (doc["kind"] != k_kind_application) {
+      fail("kind", "expected " + std::string(k_kind_application) + ", got " + shown(doc["kind"]));
+    }
+  });
+  Application app;
+  problems.check([&] {
+    if (!doc.contains("metadata")) {
+      fail("metadata.name", "is required");
+    }
+    const auto& metadata = require_object(doc["metadata"], "metadata");
+    check_fields(metadata, "metadata", {"name"});
+    if (!metadata.contains("name")) {
+      fail("metadata.name", "is required");
+    }
+    const auto& name = metadata["name"];
+    if (!name.is_string() || !api::is_valid_name(name.get<std::string>())) {
+      fail("metadata.name",
+           "must match " + std::string(api::k_name_pattern) + ", got " + shown(name));
+    }
+    app.name = name.get<std::string>();
+  });
+  problems.check([&] {
+    if (!doc.contains("spec")) {
+      fail("spec", "is required (spec.singular or spec.stages)");
+    }
+    const auto& spec = require_object(doc["spec"], "spec");
+    problems.check([&] {
+      check_fields(spec, "spec", {"singular", "stages", "capture", "monitoring"});
+    });
+    problems.check([&] { read_serving(spec, app, problems); });
+    problems.check([&] {
+      if (spec.contains("capture")) {
+        const auto& capture = require_object(spec["capture"], "spec.capture");
+        check_fields(capture, "spec.capture", {"sample"});
+        if (capture.contains("sample")) {
+          const double s = finite_number(capture["sample"], "spec.capture.sample", "0..1");
+          if (s < 0 || s > 1) {
+            fail("spec.capture.sample", "must be 0..1, got " + shown(capture["sample"]));
+          }
+          app.capture_sample = s;
+        }
       }
-      app.capture_sample = s;
-    }
-  }
-  if (spec.contains("monitoring") && !spec["monitoring"].is_null()) {
-    app.monitoring = monitoring_from_json(spec["monitoring"], "spec.monitoring");
-  }
+    });
+    problems.check([&] {
+      if (spec.contains("monitoring") && !spec["monitoring"].is_null()) {
+        app.monitoring = monitoring_from_json(spec["monitoring"], "spec.monitoring");
+      }
+    });
+  });
+  problems.raise();
   return app;
 }
 

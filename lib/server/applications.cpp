@@ -125,8 +125,7 @@ void Applications::load_all(const std::function<void(const std::string&)>& log) 
   }
 }
 
-json Applications::apply(const json& doc, std::string_view name, const Actor& actor,
-                         std::string_view cause) {
+Applications::Resolved Applications::resolve(const json& doc, std::string_view name) {
   Resolved r;
   r.app = manifest::application_from_json(doc);
   if (r.app.name != name) {
@@ -135,38 +134,64 @@ json Applications::apply(const json& doc, std::string_view name, const Actor& ac
                                               std::string(name) + "' of the URL");
   }
   r.manifest = manifest::to_json(r.app);
-  const std::lock_guard apply_lock(m_apply_mutex);
-  // Aliases resolve now: the revision records the versions that serve.
+  // Aliases resolve now: the revision records the versions that serve. Every variant is
+  // looked at, so that the message names each missing version.
+  Problems problems;
   for (std::size_t s = 0; s < r.app.stages.size(); ++s) {
     auto& stage_models = r.models.emplace_back();
     for (std::size_t v = 0; v < r.app.stages[s].variants.size(); ++v) {
       const auto& ref = r.app.stages[s].variants[v].model;
-      try {
-        const auto version =
-            m_registry.resolve(ref.name, api::VersionSelector{ref.version, ref.alias});
-        stage_models.push_back(ref.name + ":" + std::to_string(version));
-      } catch (const Error& e) {
-        if (e.kind() != ErrorKind::not_found) {
-          throw;
+      problems.check([&] {
+        try {
+          const auto version =
+              m_registry.resolve(ref.name, api::VersionSelector{ref.version, ref.alias});
+          stage_models.push_back(ref.name + ":" + std::to_string(version));
+        } catch (const Error& e) {
+          if (e.kind() != ErrorKind::not_found) {
+            throw;
+          }
+          throw Error(ErrorKind::invalid_input,
+                      variant_path(r.app, s, v) + ": " + ref.to_string() + " does not exist");
         }
-        throw Error(ErrorKind::invalid_input,
-                    variant_path(r.app, s, v) + ": " + ref.to_string() + " does not exist");
-      }
+      });
     }
   }
+  problems.raise();
   for (std::size_t s = 0; s < r.models.size(); ++s) {
     for (std::size_t v = 0; v < r.models[s].size(); ++v) {
       for (std::size_t w = 0; w < v; ++w) {
         if (r.models[s][v] == r.models[s][w]) {
-          throw Error(ErrorKind::invalid_input, variant_path(r.app, s, v) + ": " +
-                                                    r.app.stages[s].variants[v].model.to_string() +
-                                                    " is " + r.models[s][v] +
-                                                    ", which the stage serves already");
+          problems.add(variant_path(r.app, s, v) + ": " +
+                       r.app.stages[s].variants[v].model.to_string() + " is " + r.models[s][v] +
+                       ", which the stage serves already");
         }
       }
     }
   }
-  return commit(r, cause, actor, true);
+  problems.raise();
+  return r;
+}
+
+json Applications::apply(const json& doc, std::string_view name, const Actor& actor,
+                         std::string_view cause) {
+  const std::lock_guard apply_lock(m_apply_mutex);
+  return commit(resolve(doc, name), cause, actor, true);
+}
+
+json Applications::check(const json& doc, std::string_view name) {
+  const auto r = resolve(doc, name);
+  build_route(r, 0); // loads and checks the versions, as an apply would
+  std::optional<Row> current;
+  {
+    auto db = m_registry.pool().acquire();
+    current = read_row(*db, name);
+  }
+  const json models = r.models;
+  const char* result = !current ? "created"
+                       : current->manifest == r.manifest && current->models == models
+                           ? "unchanged"
+                           : "configured";
+  return {{"name", r.app.name}, {"result", result}, {"dry_run", true}, {"models", models}};
 }
 
 json Applications::commit(const Resolved& r, std::string_view cause, const Actor& actor,

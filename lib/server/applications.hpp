@@ -11,7 +11,8 @@
 //     role, weight, shadow?, requests, errors, mean_latency_ms}]}], capture: {sample},
 //     monitoring, endpoints: {v2_infer, v2_metadata, predict}, ready, health? (when a monitor
 //     provides one)}
-//   apply result: {name, result: created|configured|unchanged, revision, application}
+//   apply result: {name, result: created|configured|unchanged, revision, application}; with
+//     ?dry_run=true: {name, result, dry_run: true, models}
 //   revision: {revision, time, actor, cause, manifest, models: ["mnist:3", ...] (stage order),
 //     current}
 
@@ -46,6 +47,10 @@ public:
   // audit event instead of `application.applied`.
   nlohmann::json apply(const nlohmann::json& doc, std::string_view name, const Actor& actor,
                        std::string_view cause = "apply");
+  // Checks `doc` as `apply` does (its versions loaded too) and changes nothing: returns
+  // {name, result: created|configured|unchanged (what an apply would do now), dry_run: true,
+  // models: [["mnist:3", ...] per stage]}. Throws what `apply` would.
+  nlohmann::json check(const nlohmann::json& doc, std::string_view name);
   // Makes a new revision with the spec of revision `revision` (the one before the current
   // when absent); `cause` defaults to "rollback to revision N". Throws `Error{not_found}` for a
   // missing application or revision.
@@ -70,6 +75,8 @@ private:
     nlohmann::json manifest;                      // canonical as written
     std::vector<std::vector<std::string>> models; // resolved "name:version" per stage/variant
   };
+  // Validates `doc` for the application `name` and resolves its model references.
+  Resolved resolve(const nlohmann::json& doc, std::string_view name);
   nlohmann::json commit(const Resolved& r, std::string_view cause, const Actor& actor,
                         bool check_unchanged);
   std::shared_ptr<Route> build_route(const Resolved& r, std::int64_t revision);

@@ -1102,6 +1102,10 @@ void register_application_routes(httplib::Server& http, Platform& p) {
            }));
   http.Put(pattern::k_application, guarded(log, [&p](const Request& req, Response& res) {
              const auto name = application_of(req);
+             if (bool_param(req, "dry_run")) {
+               send_json(res, 200, p.applications->check(body_json(req), name));
+               return;
+             }
              auto result = p.applications->apply(body_json(req), name, actor_of(req));
              send_json(res, result["result"] == "created" ? 201 : 200, result);
            }));

@@ -114,6 +114,25 @@ class ApplyTest(TestCase):
         self.assertFails(mlctl("apply", "-f", two, env=self.env), 1,
                          str(two) + " (document 2): spec.capture.sample: must be 0..1, got 2")
         self.assertFails(mlctl("describe", "application", "first", env=self.env), 1, "application 'first' not found")
+        # Every problem of a document is named, not only the first.
+        many = self.write("many.yaml", manifest("demo", "  stages:\n    - variants:\n"
+                                                        "        - {model: mnist:1, weight: 150}\n"
+                                                        "        - {model: mnist:2, shadow: 200}\n"))
+        self.assertFails(mlctl("apply", "-f", many, env=self.env), 1,
+                         str(many) + ": spec.stages[0].variants[0].weight: must be 0..100, got 150; "
+                         "spec.stages[0].variants[1].shadow: must be a percentage in (0, 100], got 200")
+        # What only the server knows (the versions) is checked for every document before the
+        # first is applied: nothing is applied, every missing version is named.
+        gone = self.write("gone.yaml", singular("first", "mnist:1") + "---\n" +
+                          manifest("second", "  stages:\n    - variants:\n"
+                                             "        - {model: mnist:8, weight: 50}\n"
+                                             "        - {model: mnist:9, weight: 50}\n"))
+        r = mlctl("apply", "-f", gone, env=self.env)
+        self.assertFails(r, 1, str(gone) + " (document 2): spec.stages[0].variants[0].model: mnist:8 does not "
+                         "exist; spec.stages[0].variants[1].model: mnist:9 does not exist")
+        self.assertIn("mlctl: error: 1 of 2 application(s) refused by the server; nothing applied", r.stderr)
+        self.assertEqual(r.stdout, "")
+        self.assertFails(mlctl("describe", "application", "first", env=self.env), 1, "application 'first' not found")
         typo = self.write("typo.yaml", manifest("demo", "  singlar: {model: mnist:1}\n"))
         self.assertFails(mlctl("apply", "-f", typo, env=self.env), 1, "spec.singlar: unknown field")
         self.assertFails(mlctl("apply", "-f", self.tmp / "nope.yaml", env=self.env), 1, "nope.yaml")
@@ -129,6 +148,30 @@ class ApplyTest(TestCase):
         self.assertEqual(status, 400)
         self.assertIn("does not match", reply["error"]["message"])
         self.assertEqual(self.ok("get", "applications", "-o", "json").json()["applications"], [])
+
+    def test_dry_runs_change_nothing(self):
+        f = self.write("app.yaml", singular("demo", "mnist:1"))
+        # --dry-run checks the manifest here: no server needed.
+        r = mlctl("apply", "-f", f, "--dry-run", env={**self.env, "MLCTL_SERVER": "http://127.0.0.1:1"})
+        self.assertOk(r)
+        self.assertEqual(r.stdout, "application/demo valid (dry run)\n")
+        # --dry-run=server also asks the server: what an apply would do, the versions resolved.
+        self.assertEqual(self.ok("apply", "-f", f, "--dry-run=server").stdout,
+                         "application/demo created (server dry run)\n")
+        self.assertEqual(self.ok("get", "applications", "-o", "json").json()["applications"], [])
+        self.ok("apply", "-f", f)
+        r = self.ok("apply", "-f", f, "--dry-run=server", "-o", "json").json()
+        self.assertEqual(r, {"name": "demo", "result": "unchanged", "dry_run": True, "models": [["mnist:1"]]})
+        self.ok("catalog", "alias", "mnist:2", "production")
+        self.write("app.yaml", singular("demo", "mnist@production"))
+        r = self.ok("apply", "-f", f, "--dry-run=server", "-o", "json").json()
+        self.assertEqual((r["result"], r["models"]), ("configured", [["mnist:2"]]))
+        self.assertEqual(self.predict_model("demo"), "mnist:1")
+        self.assertEqual(self.ok("describe", "application", "demo", "-o", "json").json()["revision"], 1)
+        self.write("app.yaml", singular("demo", "mnist:7"))
+        self.assertFails(mlctl("apply", "-f", f, "--dry-run=server", env=self.env), 1,
+                         "spec.singular.model: mnist:7 does not exist")
+        self.assertFails(mlctl("apply", "-f", f, "--dry-run=maybe", env=self.env), 2)
 
     def test_shortcut_aliases_and_pinned_versions(self):
         self.ok("catalog", "alias", "mnist:2", "production")

@@ -102,7 +102,8 @@ TEST_CASE("validation names the field path and the problem") {
   CHECK(error_of(
             with_spec("  stages:\n    - variants: [{model: mnist:3, weight: 100}]\n    - variants: "
                       "[{model: b:1, weight: 50.5}, {model: b:2, weight: 49.5}]\n")) ==
-        "app.yaml: spec.stages[1].variants[0].weight: must be an integer 0..100, got 50.5");
+        "app.yaml: spec.stages[1].variants[0].weight: must be an integer 0..100, got 50.5; "
+        "spec.stages[1].variants[1].weight: must be an integer 0..100, got 49.5");
   CHECK(error_of(with_spec("  stages:\n    - variants: [{model: mnist:3, weight: '100'}]\n")) ==
         "app.yaml: spec.stages[0].variants[0].weight: must be an integer 0..100, got '100'");
   CHECK(error_of(
@@ -155,6 +156,26 @@ TEST_CASE("validation names the field path and the problem") {
         "app.yaml: expected an Application document (a mapping), got a list");
   CHECK(error_of("") == "app.yaml: no manifest documents");
   CHECK(error_of("a: [1, 2\n").rfind("app.yaml: ", 0) == 0);
+}
+
+TEST_CASE("validation names every problem of a document, one after the other") {
+  CHECK(
+      error_of(with_spec(R"(  stages:
+    - variants:
+        - {model: mnist:3, weight: 30}
+        - {model: mnist:4, weight: 150}
+        - {model: mnist:5, shadow: 200}
+    - variants: [{model: mnist:3, weight: 90}]
+  capture: {sample: 2}
+)")) ==
+      "app.yaml: spec.stages[0].variants[1].weight: must be 0..100, got 150; "
+      "spec.stages[0].variants[2].shadow: must be a percentage in (0, 100], got 200; "
+      "spec.stages[1]: weights must sum to 100, got 90; spec.capture.sample: must be 0..1, got 2");
+  CHECK(
+      error_of("apiVersion: v2\nkind: Model\nmetadata: {name: Bad_Name}\nspec: {singular: {}}\n") ==
+      "app.yaml: apiVersion: expected mlctl/v1, got 'v2'; kind: expected Application, got "
+      "'Model'; metadata.name: must match [a-z0-9][a-z0-9._-]{0,62}, got 'Bad_Name'; "
+      "spec.singular.model: is required (NAME:VERSION or NAME@ALIAS)");
 }
 
 TEST_CASE("several documents per file; later documents are named in messages") {

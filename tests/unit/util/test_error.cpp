@@ -28,3 +28,14 @@ TEST_CASE("with_context prefixes the subject and keeps the kind") {
   };
   CHECK_THROWS_WITH_AS(foreign(), "x.yaml: boom", Error);
 }
+
+TEST_CASE("Problems keeps every invalid_input message and raises them joined; other errors pass") {
+  mlctl::Problems problems;
+  CHECK_NOTHROW(problems.raise());
+  CHECK(problems.check([] {}));
+  CHECK_FALSE(problems.check([] { throw Error(ErrorKind::invalid_input, "a: must be 1"); }));
+  CHECK_FALSE(problems.check([] { throw Error(ErrorKind::invalid_input, "b: is required"); }));
+  CHECK_THROWS_AS(problems.check([] { throw Error(ErrorKind::io, "disk full"); }), Error);
+  CHECK_FALSE(problems.empty());
+  CHECK_THROWS_WITH_AS(problems.raise(), "a: must be 1; b: is required", Error);
+}
