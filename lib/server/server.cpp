@@ -15,7 +15,6 @@
 #include <charconv>
 #include <condition_variable>
 #include <csignal>
-#include <limits>
 #include <malloc.h>
 #include <sys/socket.h>
 #include <thread>
@@ -136,7 +135,9 @@ bool is_loopback(std::string_view host) {
   return false;
 }
 
-constexpr std::size_t k_keep_alive_max = std::numeric_limits<std::size_t>::max() / 2;
+// Requests per connection before the server closes it (nginx's keepalive_requests; the client
+// opens another): high enough that benchmarks and busy clients keep their connections.
+constexpr std::size_t k_keep_alive_max = 1'000'000;
 constexpr time_t k_keep_alive_timeout = 5;
 // The header cpp-httplib sends on a connection it keeps.
 const std::string k_keep_alive_header =
