@@ -8,6 +8,7 @@
 #include "util/error.hpp"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <memory>
 
 namespace mlctl::cli {
@@ -28,13 +29,42 @@ std::string cell(const std::optional<std::int64_t>& v) {
   return v ? std::to_string(*v) : "-";
 }
 
+// `text` cut to at most `max` bytes with "..." (at a UTF-8 character boundary).
+std::string shortened(const std::string& text, std::size_t max) {
+  if (text.size() <= max) {
+    return text;
+  }
+  auto end = max - 3;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) {
+    --end;
+  }
+  return text.substr(0, end) + "...";
+}
+
+// The table of `rows`; an ERROR column (the message, cut short) when some request failed.
 void print_rows(const std::vector<api::StoredRequest>& rows) {
-  Table table(
-      {"TIME", "TRACE ID", "IMAGE", "MODEL", "VARIANT", "STATUS", "CLASS", "LABEL", "LATENCY"});
+  const bool errors = std::any_of(rows.begin(), rows.end(),
+                                  [](const api::StoredRequest& r) { return !r.error.empty(); });
+  std::vector<std::string> header = {"TIME",   "TRACE ID", "IMAGE", "MODEL",  "VARIANT",
+                                     "STATUS", "CLASS",    "LABEL", "LATENCY"};
+  if (errors) {
+    header.emplace_back("ERROR");
+  }
+  Table table(header);
   for (const auto& r : rows) {
-    table.add({r.time, r.trace_id, std::to_string(r.index), r.model_ref(), r.variant,
-               std::to_string(r.status), cell(r.predicted), cell(r.label),
-               format_fixed(r.latency_seconds * 1000.0, 2) + " ms"});
+    std::vector<std::string> row = {r.time,
+                                    r.trace_id,
+                                    std::to_string(r.index),
+                                    r.model_ref(),
+                                    r.variant.empty() ? "-" : r.variant,
+                                    std::to_string(r.status),
+                                    cell(r.predicted),
+                                    cell(r.label),
+                                    format_fixed(r.latency_seconds * 1000.0, 2) + " ms"};
+    if (errors) {
+      row.push_back(shortened(r.error, 60));
+    }
+    table.add(row);
   }
   table.print();
 }

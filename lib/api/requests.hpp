@@ -27,9 +27,9 @@ struct StoredRequest {
   std::int64_t index = 0; // position of the image in the request's batch
   std::string application;
   std::int64_t stage = 0;
-  std::string model;
-  std::int64_t version = 0;
-  std::string variant;        // primary | canary | shadow
+  std::string model;          // empty when refused before any model ran (bad input)
+  std::int64_t version = 0;   // 0 then
+  std::string variant;        // primary | canary | shadow; empty then
   std::string time;           // RFC 3339 UTC, milliseconds: when the request arrived
   double latency_seconds = 0; // of the whole request
   int status = 200;
@@ -40,8 +40,10 @@ struct StoredRequest {
   std::optional<std::int64_t> label;     // ground truth, once fed back
   std::string labelled_at;               // RFC 3339, empty without a label
 
-  // Returns `model:version`.
-  std::string model_ref() const { return model + ":" + std::to_string(version); }
+  // Returns `model:version`, or "-" for a request refused before any model ran.
+  std::string model_ref() const {
+    return model.empty() ? "-" : model + ":" + std::to_string(version);
+  }
 };
 
 struct RequestList {

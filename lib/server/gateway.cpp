@@ -392,6 +392,24 @@ void Gateway::emit(const Route& route, std::size_t stage, const VariantSlot& slo
   }
 }
 
+void Gateway::refused(const Route& route, const std::string& trace_id, int status,
+                      const std::string& message) {
+  if (m_sinks.empty()) {
+    return;
+  }
+  auto r = std::make_shared<InferenceRecord>();
+  r->trace_id = trace_id;
+  r->application = route.name;
+  r->time = api::format_time(std::chrono::system_clock::now());
+  r->status = status;
+  r->error = message;
+  r->capture_sample = route.application.capture_sample;
+  const std::shared_ptr<const InferenceRecord> shared = std::move(r);
+  for (auto* sink : m_sinks) {
+    sink->on_inference(shared);
+  }
+}
+
 std::vector<onnx::Tensor>
 Gateway::run_variant(const Route& route, std::size_t stage, std::size_t variant,
                      const std::vector<onnx::Tensor>& inputs, const std::string& trace_id,
@@ -441,9 +459,11 @@ InferAnswer Gateway::infer(const std::shared_ptr<const Route>& route, InferCall&
       }
     }
     if (!found) {
-      throw Error(ErrorKind::invalid_input, "x-mlctl-variant '" + call.pinned.substr(0, 80) +
-                                                "': application '" + route->name +
-                                                "' does not serve it");
+      const Error e(ErrorKind::invalid_input, "x-mlctl-variant '" + call.pinned.substr(0, 80) +
+                                                  "': application '" + route->name +
+                                                  "' does not serve it");
+      refused(*route, call.trace_id, 400, e.what());
+      throw e;
     }
   }
   InferAnswer answer;

@@ -150,6 +150,12 @@ public:
   // record say so.
   InferAnswer infer(const std::shared_ptr<const Route>& route, InferCall& call);
 
+  // Records a request of `route` refused before any model ran (bad input, a version the route
+  // does not serve): its status and message, no model, variant or image. The request store
+  // keeps it under the request's trace id; variant counters and monitors leave it out.
+  void refused(const Route& route, const std::string& trace_id, int status,
+               const std::string& message);
+
   // Shadow calls dropped because the queue was full.
   std::uint64_t shadow_dropped() const { return m_shadow_dropped.load(); }
   // Blocks until the shadow queue is empty and no shadow call runs (for tests and shutdown).

@@ -899,24 +899,41 @@ template <class Fn> void v2_guard(Platform& p, const Request& req, Response& res
   }
 }
 
+// Runs `read` (the reading and checking of a request); a refusal it throws is recorded under
+// the request's trace id (Gateway::refused) on its way to the caller.
+template <class Fn>
+void recording_refusals(Platform& p, const Route& route, const std::string& trace_id, Fn&& read) {
+  try {
+    read();
+  } catch (const BadRequest& e) {
+    p.gateway->refused(route, trace_id, e.status, e.message);
+    throw;
+  } catch (const Error& e) {
+    p.gateway->refused(route, trace_id, api::http_status(e.kind()), e.what());
+    throw;
+  }
+}
+
 void v2_infer(Platform& p, const std::string& name, const std::optional<std::string>& version,
               const Request& req, Response& res) {
   const auto route = route_of(p, name);
   InferCall call;
   call.trace_id = trace_id_of(res);
-  call.pinned = pin_of(*route, req, version);
-  const auto& first = *route->stages.front().variants.front()->model;
-  const auto decode = [&](bool fast) {
-    return decode_v2(req.body, first, static_cast<std::size_t>(p.options.max_batch),
-                     !p.inference_sinks.empty(), call, fast);
-  };
   V2Request request;
-  try {
-    request = decode(true);
-  } catch (const NotFlat&) {
-    reset_inputs(call);
-    request = decode(false);
-  }
+  recording_refusals(p, *route, call.trace_id, [&] {
+    call.pinned = pin_of(*route, req, version);
+    const auto& first = *route->stages.front().variants.front()->model;
+    const auto decode = [&](bool fast) {
+      return decode_v2(req.body, first, static_cast<std::size_t>(p.options.max_batch),
+                       !p.inference_sinks.empty(), call, fast);
+    };
+    try {
+      request = decode(true);
+    } catch (const NotFlat&) {
+      reset_inputs(call);
+      request = decode(false);
+    }
+  });
   const auto answer = p.gateway->infer(route, call);
   std::string out;
   out.reserve(256 + answer.outputs.size() * 64 * call.batch);
@@ -968,18 +985,20 @@ void predict(Platform& p, const std::string& name, const Request& req, Response&
   const auto route = route_of(p, name);
   InferCall call;
   call.trace_id = trace_id_of(res);
-  call.pinned = pin_of(*route, req, std::nullopt);
-  const auto& first = *route->stages.front().variants.front()->model;
-  const auto decode = [&](bool fast) {
-    decode_images(req.body, first, static_cast<std::size_t>(p.options.max_batch),
-                  !p.inference_sinks.empty(), call, fast);
-  };
-  try {
-    decode(true);
-  } catch (const NotFlat&) {
-    reset_inputs(call);
-    decode(false);
-  }
+  recording_refusals(p, *route, call.trace_id, [&] {
+    call.pinned = pin_of(*route, req, std::nullopt);
+    const auto& first = *route->stages.front().variants.front()->model;
+    const auto decode = [&](bool fast) {
+      decode_images(req.body, first, static_cast<std::size_t>(p.options.max_batch),
+                    !p.inference_sinks.empty(), call, fast);
+    };
+    try {
+      decode(true);
+    } catch (const NotFlat&) {
+      reset_inputs(call);
+      decode(false);
+    }
+  });
   const auto answer = p.gateway->infer(route, call);
   std::vector<std::int64_t> classes;
   std::vector<float> probabilities;

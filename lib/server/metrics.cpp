@@ -277,6 +277,9 @@ struct Metrics::Impl {
 
   void record(const std::shared_ptr<const InferenceRecord>& rp) {
     const auto& r = *rp;
+    if (r.model.empty()) {
+      return; // refused before any model ran: no variant's request
+    }
     auto& s = series_for(r);
     const auto slot = slot_of(now());
     const bool error = r.status != 200;

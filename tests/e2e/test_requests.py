@@ -165,6 +165,61 @@ class RequestStoreTest(TestCase):
             r = mlctl("feedback", "--app", "store-app", "--trace-id", "nothex", "--label", "1", env=server.env())
             self.assertFails(r, 1, "must be 32 lowercase hex digits")
 
+    def test_refused_requests_are_stored_with_their_error(self):
+        def post(path, body, trace_id, headers=()):
+            req = urllib.request.Request(server.url + path, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json",
+                                                  "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01",
+                                                  **dict(headers)})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
+        with Server(self.tmp / "data") as server:
+            self.deploy(server)
+            short, v2, pinned, good = ("a1" * 16, "b2" * 16, "c3" * 16, "d4" * 16)
+            status, body = post("/api/v1/applications/store-app/predict", {"images": [[0.5] * 100]}, short)
+            self.assertEqual(status, 400, body)
+            short_message = body["error"]["message"]
+            status, body = post("/v2/models/store-app/infer",
+                                {"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32",
+                                             "data": [0.5]}]}, v2)
+            self.assertEqual(status, 400, body)
+            v2_message = body["error"]
+            status, body = post("/api/v1/applications/store-app/predict", {"images": [[0.5] * 784]}, pinned,
+                                {"x-mlctl-variant": "tiny:9"})
+            self.assertEqual(status, 400, body)
+            status, body = post("/api/v1/applications/store-app/predict", {"images": [[0.5] * 784]}, good)
+            self.assertEqual(status, 200, body)
+
+            # Each refusal is one row under its trace id: the status and message the caller got,
+            # no model, variant, class or image.
+            for trace_id, message in ((short, short_message), (v2, v2_message), (pinned, None)):
+                status, one, _ = http(server, "GET", f"/api/v1/requests/{trace_id}?include=input")
+                self.assertEqual(status, 200, one)
+                self.assertEqual(len(one["requests"]), 1, one)
+                row = one["requests"][0]
+                self.assertEqual((row["application"], row["status"], row["model"], row["version"], row["variant"],
+                                  row["class"], row["probabilities"]),
+                                 ("store-app", 400, "", 0, "", None, []), row)
+                self.assertNotIn("input", row)
+                self.assertEqual(row["error"], message or "x-mlctl-variant 'tiny:9': application 'store-app' "
+                                                          "does not serve it")
+            r = mlctl("requests", "--trace-id", short, env=server.env())
+            self.assertOk(r)
+            header, line = r.stdout.splitlines()
+            self.assertEqual(header.split()[-1], "ERROR")
+            self.assertEqual(line.split()[3:6], ["-", "-", "400"])
+            self.assertIn(short_message[:40], line)
+            # The listing has all four; the variant's counters and the monitors count the one
+            # request the model answered.
+            self.assertEqual(len(self.list_all(server, "store-app")), 4)
+            variant = mlctl("describe", "application", "store-app", "-o", "json", env=server.env()).json()
+            variant = variant["stages"][0]["variants"][0]
+            self.assertEqual((variant["requests"], variant["errors"]), (1, 0))
+
     def test_sampled_capture_retention_and_flush_on_shutdown(self):
         data = self.tmp / "data"
         with Server(data, args=["--store-max-rows", "150"]) as server:
