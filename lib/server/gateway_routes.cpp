@@ -899,17 +899,25 @@ template <class Fn> void v2_guard(Platform& p, const Request& req, Response& res
   }
 }
 
-// Runs `read` (the reading and checking of a request); a refusal it throws is recorded under
-// the request's trace id (Gateway::refused) on its way to the caller.
-template <class Fn>
-void recording_refusals(Platform& p, const Route& route, const std::string& trace_id, Fn&& read) {
+// Pins the variant the request asks for and reads its body into `call` with `decode(fast)`,
+// first in fast mode, then, when that gives up, with the general decoder. A refusal is
+// recorded under the request's trace id (Gateway::refused) on its way to the caller.
+template <class Decode>
+void read_request(Platform& p, const Route& route, const Request& req,
+                  const std::optional<std::string>& version, InferCall& call, Decode&& decode) {
   try {
-    read();
+    call.pinned = pin_of(route, req, version);
+    try {
+      decode(true);
+    } catch (const NotFlat&) {
+      reset_inputs(call);
+      decode(false);
+    }
   } catch (const BadRequest& e) {
-    p.gateway->refused(route, trace_id, e.status, e.message);
+    p.gateway->refused(route, call.trace_id, e.status, e.message);
     throw;
   } catch (const Error& e) {
-    p.gateway->refused(route, trace_id, api::http_status(e.kind()), e.what());
+    p.gateway->refused(route, call.trace_id, api::http_status(e.kind()), e.what());
     throw;
   }
 }
@@ -919,20 +927,11 @@ void v2_infer(Platform& p, const std::string& name, const std::optional<std::str
   const auto route = route_of(p, name);
   InferCall call;
   call.trace_id = trace_id_of(res);
+  const auto& first = *route->stages.front().variants.front()->model;
   V2Request request;
-  recording_refusals(p, *route, call.trace_id, [&] {
-    call.pinned = pin_of(*route, req, version);
-    const auto& first = *route->stages.front().variants.front()->model;
-    const auto decode = [&](bool fast) {
-      return decode_v2(req.body, first, static_cast<std::size_t>(p.options.max_batch),
-                       !p.inference_sinks.empty(), call, fast);
-    };
-    try {
-      request = decode(true);
-    } catch (const NotFlat&) {
-      reset_inputs(call);
-      request = decode(false);
-    }
+  read_request(p, *route, req, version, call, [&](bool fast) {
+    request = decode_v2(req.body, first, static_cast<std::size_t>(p.options.max_batch),
+                        !p.inference_sinks.empty(), call, fast);
   });
   const auto answer = p.gateway->infer(route, call);
   std::string out;
@@ -985,19 +984,10 @@ void predict(Platform& p, const std::string& name, const Request& req, Response&
   const auto route = route_of(p, name);
   InferCall call;
   call.trace_id = trace_id_of(res);
-  recording_refusals(p, *route, call.trace_id, [&] {
-    call.pinned = pin_of(*route, req, std::nullopt);
-    const auto& first = *route->stages.front().variants.front()->model;
-    const auto decode = [&](bool fast) {
-      decode_images(req.body, first, static_cast<std::size_t>(p.options.max_batch),
-                    !p.inference_sinks.empty(), call, fast);
-    };
-    try {
-      decode(true);
-    } catch (const NotFlat&) {
-      reset_inputs(call);
-      decode(false);
-    }
+  const auto& first = *route->stages.front().variants.front()->model;
+  read_request(p, *route, req, std::nullopt, call, [&](bool fast) {
+    decode_images(req.body, first, static_cast<std::size_t>(p.options.max_batch),
+                  !p.inference_sinks.empty(), call, fast);
   });
   const auto answer = p.gateway->infer(route, call);
   std::vector<std::int64_t> classes;
