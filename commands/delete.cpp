@@ -48,6 +48,7 @@ void register_delete(CLI::App& parent, Dispatch& dispatch) {
   auto opts = std::make_shared<DeleteApplicationOptions>();
   auto* sub = cmd->add_subcommand(
       "application", "Delete an application (its revisions and version pins go with it)");
+  sub->alias("applications"); // as kubectl: either form
   sub->add_option("name", opts->name, "Application name")->required()->type_name("APP");
   sub->add_flag("--ignore-not-found", opts->ignore_not_found,
                 "Succeed when the application does not exist");

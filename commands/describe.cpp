@@ -36,6 +36,7 @@ void register_describe(CLI::App& parent, Dispatch& dispatch) {
   auto opts = std::make_shared<DescribeApplicationOptions>();
   auto* sub = cmd->add_subcommand(
       "application", "Show an application: stages, versions, weights, endpoints, health");
+  sub->alias("applications"); // as kubectl: either form
   sub->add_option("name", opts->name, "Application name")->required()->type_name("APP");
   sub->footer("Example:\n  mlctl describe application mnist-app -o yaml");
   sub->callback([opts, &dispatch] {

@@ -48,6 +48,7 @@ void register_get(CLI::App& parent, Dispatch& dispatch) {
   auto opts = std::make_shared<GetApplicationsOptions>();
   auto* sub = cmd->add_subcommand("applications",
                                   "List applications: revision, versions and weights, readiness");
+  sub->alias("application"); // as kubectl: either form
   sub->add_option("name", opts->name, "Only this application")->type_name("APP");
   sub->footer("Example:\n  mlctl get applications");
   sub->callback([opts, &dispatch] {

@@ -77,6 +77,9 @@ class ApplyTest(TestCase):
         table = self.ok("get", "applications").stdout.splitlines()
         self.assertEqual(table[0].split(), ["NAME", "REVISION", "MODELS", "READY", "UPDATED"])
         self.assertEqual(table[1].split()[:5], ["demo", "2", "mnist:2", "100%", "yes"])
+        # Either form of the kind, as kubectl takes them.
+        self.assertEqual(self.ok("get", "application", "demo").stdout.splitlines(), table)
+        self.assertEqual(self.ok("describe", "applications", "demo", "-o", "json").json()["revision"], 2)
 
     def test_directory_several_documents_and_stdin(self):
         d = self.tmp / "apps"
