@@ -134,8 +134,8 @@ class Help:
                 takes_value = len(head) > 1 and not head[1].startswith("(")
                 for name in head[0].split(","):
                     self.options[name] = takes_value
-            elif section == "subcommands":
-                self.subcommands.add(head[0])
+            elif section == "subcommands":  # "application, applications": a name and its aliases
+                self.subcommands.update(name.strip(",") for name in head)
             elif section == "positionals":
                 self.positionals.add(head[0])
 
