@@ -3,6 +3,7 @@
 
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/problems.hpp"
 
 #include <algorithm>
 #include <charconv>

@@ -3,6 +3,7 @@
 #include "api/routes.hpp"
 #include "server/registry.hpp"
 #include "util/error.hpp"
+#include "util/problems.hpp"
 
 namespace mlctl::server {
 using nlohmann::json;

@@ -350,6 +350,12 @@ void Gateway::remove(std::string_view name) {
   m_generation.fetch_add(1, std::memory_order_release);
 }
 
+void Gateway::publish(std::shared_ptr<const InferenceRecord> record) {
+  for (auto* sink : m_sinks) {
+    sink->on_inference(record);
+  }
+}
+
 void Gateway::emit(const Route& route, std::size_t stage, const VariantSlot& slot,
                    const std::string& trace_id, const std::string& time, double seconds, int status,
                    const std::string& error, std::size_t batch,
@@ -386,10 +392,7 @@ void Gateway::emit(const Route& route, std::size_t stage, const VariantSlot& slo
     classify(*outputs, batch, r->classes, r->probabilities, classes);
   }
   r->capture_sample = route.application.capture_sample;
-  const std::shared_ptr<const InferenceRecord> shared = std::move(r);
-  for (auto* sink : m_sinks) {
-    sink->on_inference(shared);
-  }
+  publish(std::move(r));
 }
 
 void Gateway::refused(const Route& route, const std::string& trace_id, int status,
@@ -404,10 +407,7 @@ void Gateway::refused(const Route& route, const std::string& trace_id, int statu
   r->status = status;
   r->error = message;
   r->capture_sample = route.application.capture_sample;
-  const std::shared_ptr<const InferenceRecord> shared = std::move(r);
-  for (auto* sink : m_sinks) {
-    sink->on_inference(shared);
-  }
+  publish(std::move(r));
 }
 
 std::vector<onnx::Tensor>

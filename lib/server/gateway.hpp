@@ -176,6 +176,8 @@ private:
     std::shared_ptr<std::vector<float>> images;
   };
   void shadow_loop();
+  // Hands `record` to every sink.
+  void publish(std::shared_ptr<const InferenceRecord> record);
   void emit(const Route& route, std::size_t stage, const VariantSlot& slot,
             const std::string& trace_id, const std::string& time, double seconds, int status,
             const std::string& error, std::size_t batch,

@@ -40,15 +40,4 @@ Error Error::with_context(std::string_view subject) const {
   return Error(m_kind, std::string(subject) + ": " + what());
 }
 
-void Problems::raise() const {
-  if (m_messages.empty()) {
-    return;
-  }
-  std::string joined;
-  for (const auto& m : m_messages) {
-    joined += (joined.empty() ? "" : "; ") + m;
-  }
-  throw Error(ErrorKind::invalid_input, joined);
-}
-
 } // namespace mlctl
