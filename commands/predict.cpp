@@ -121,6 +121,7 @@ int run_predict_remote(const PredictOptions& o, Context& ctx) {
   std::vector<int> labels; // -1: unknown
   std::size_t per_image = 0;
   std::string source;
+  std::string image_size; // of --image, named when the application refuses it
   if (!o.data.empty()) {
     const auto split = read_labeled(o.data);
     per_image = split.rows * split.cols;
@@ -146,6 +147,8 @@ int run_predict_remote(const PredictOptions& o, Context& ctx) {
     const std::filesystem::path path(o.image);
     const auto image = model::read_png_gray(path);
     per_image = image.pixels.size();
+    image_size = " (" + o.image + " is " + std::to_string(image.cols) + "×" +
+                 std::to_string(image.rows) + " pixels)";
     source = o.image;
     pixels = image.pixels;
     indices.push_back(0);
@@ -181,10 +184,12 @@ int run_predict_remote(const PredictOptions& o, Context& ctx) {
         o.app, std::span<const std::uint8_t>(pixels.data() + start * per_image, count * per_image), per_image);
     if (reply.status != 200) {
       throw Error(reply.status == 404 ? ErrorKind::not_found
-                  : reply.status >= 500 ? (reply.status == 503 ? ErrorKind::unavailable : ErrorKind::internal)
-                                       : ErrorKind::invalid_input,
+                  : reply.status >= 500
+                      ? (reply.status == 503 ? ErrorKind::unavailable : ErrorKind::internal)
+                      : ErrorKind::invalid_input,
                   "application " + o.app + ": HTTP " + std::to_string(reply.status) +
-                      (reply.error.empty() ? "" : ": " + reply.error));
+                      (reply.error.empty() ? "" : ": " + reply.error) +
+                      (reply.status == 400 ? image_size : ""));
     }
     for (std::size_t k = 0; k < count; ++k) {
       const auto label = labels[start + k];

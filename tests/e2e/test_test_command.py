@@ -6,7 +6,10 @@ tutorial. `mlctl predict --app` prints class, probabilities, version and trace i
 import unittest
 import xml.etree.ElementTree as ET
 
+import numpy as np
+
 from harness import Server, TestCase, make_dataset, make_model_dir, mlctl
+from test_predict import write_png
 
 
 class TestCommandTest(TestCase):
@@ -86,6 +89,16 @@ class TestCommandTest(TestCase):
             r = mlctl("predict", "--app", "good-app", "--data", data / "test.npz", "--limit", "2", env=env)
             self.assertOk(r)
             self.assertIn("TRACE ID", r.stdout)
+            # One PNG through the endpoint; one of the wrong size is refused by the server, and the
+            # message says the picture's size.
+            png, big = self.tmp / "digit.png", self.tmp / "big.png"
+            write_png(png, np.full((28, 28), 255, dtype=np.uint8))
+            write_png(big, np.zeros((32, 40), dtype=np.uint8))
+            r = mlctl("predict", "--app", "good-app", "--image", png, "-o", "json", env=env)
+            self.assertOk(r)
+            self.assertEqual(r.json()["predictions"][0]["model"], "good:1")
+            self.assertFails(mlctl("predict", "--app", "good-app", "--image", big, env=env), 1,
+                             f"application good-app: HTTP 400: images[0]: more than 784 values ({big} is 40×32 pixels)")
             # The offline form still works.
             r = mlctl("predict", "--model", good, "--data", data / "test.npz", "--limit", "50", "-o", "json")
             self.assertOk(r)
