@@ -50,7 +50,17 @@ void register_request_routes(httplib::Server& http, Platform& p) {
              auto& store = store_of(p);
              // Read your writes: what was answered before this call is listed (bounded wait).
              store.flush(std::chrono::seconds(1));
-             send_json(res, 200, store.list(q));
+             auto list = store.list(q);
+             // A deleted application's requests stay listable; a name never served (a typo)
+             // is not an empty history.
+             if (list.requests.empty() && q.page_token.empty() && p.gateway &&
+                 !p.gateway->find(q.application)) {
+               throw Error(ErrorKind::not_found,
+                           "application '" + q.application + "' not found, and no request of it " +
+                               (q.since.empty() && q.until.empty() ? "is stored"
+                                                                   : "is stored in this range"));
+             }
+             send_json(res, 200, list);
            }));
 
   http.Get(api::routes::pattern::k_request_trace,

@@ -164,6 +164,13 @@ class RequestStoreTest(TestCase):
             self.assertFails(r, 1, "since 'yesterday': expected an RFC 3339 time or an age like 10m")
             r = mlctl("feedback", "--app", "store-app", "--trace-id", "nothex", "--label", "1", env=server.env())
             self.assertFails(r, 1, "must be 32 lowercase hex digits")
+            # A name never served (a typo) is not an empty history; a deleted application's is kept.
+            r = mlctl("requests", "--app", "store-ap", env=server.env())
+            self.assertFails(r, 1, "application 'store-ap' not found, and no request of it is stored")
+            self.assertOk(mlctl("delete", "application", "store-app", env=server.env()))
+            r = mlctl("requests", "--app", "store-app", "--limit", "3", "-o", "json", env=server.env())
+            self.assertOk(r)
+            self.assertEqual(len(r.json()["requests"]), 3)
 
     def test_refused_requests_are_stored_with_their_error(self):
         def post(path, body, trace_id, headers=()):
