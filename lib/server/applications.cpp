@@ -408,6 +408,11 @@ json Applications::get(std::string_view name) {
   return describe(row_json(*row), m_gateway.find(name));
 }
 
+bool Applications::exists(std::string_view name) {
+  auto db = m_registry.pool().acquire();
+  return read_row(*db, name).has_value();
+}
+
 json Applications::list() {
   std::vector<Row> rows;
   {

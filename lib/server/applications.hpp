@@ -61,6 +61,8 @@ public:
 
   // Returns the application as JSON (see above). Throws `Error{not_found}`.
   nlohmann::json get(std::string_view name);
+  // True when an application of that name exists (its models loaded or not).
+  bool exists(std::string_view name);
   // Returns `{"applications": [...]}`, by name.
   nlohmann::json list();
   // Returns `{"name", "current", "revisions": [...]}`, oldest first. Throws `Error{not_found}`.

@@ -53,8 +53,8 @@ void register_request_routes(httplib::Server& http, Platform& p) {
              auto list = store.list(q);
              // A deleted application's requests stay listable; a name never served (a typo)
              // is not an empty history.
-             if (list.requests.empty() && q.page_token.empty() && p.gateway &&
-                 !p.gateway->find(q.application)) {
+             if (list.requests.empty() && q.page_token.empty() && p.applications &&
+                 !p.applications->exists(q.application)) {
                throw Error(ErrorKind::not_found,
                            "application '" + q.application + "' not found, and no request of it " +
                                (q.since.empty() && q.until.empty() ? "is stored"
