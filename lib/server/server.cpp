@@ -12,9 +12,11 @@
 #include "util/build_info.hpp"
 
 #include <arpa/inet.h>
+#include <cerrno>
 #include <charconv>
 #include <condition_variable>
 #include <csignal>
+#include <cstring>
 #include <malloc.h>
 #include <sys/socket.h>
 #include <thread>
@@ -187,6 +189,7 @@ struct Server::Impl {
   std::unique_ptr<AccessLog> access_log;
   std::string token;
   int port = 0;
+  int listen_sock = -1; // the last socket cpp-httplib made to listen on (the one bound)
   // The V2 health and server metadata stay open (probes); models and inference need the token.
   std::vector<std::string> protected_prefixes{"/api/", "/v2/models"};
 
@@ -350,9 +353,10 @@ struct Server::Impl {
     http->set_tcp_nodelay(true);
     // cpp-httplib's default also sets SO_REUSEPORT, which would let a second server bind the
     // same port and silently take half the connections.
-    http->set_socket_options([](int sock) {
+    http->set_socket_options([this](int sock) {
       int yes = 1;
       ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+      listen_sock = sock;
     });
     http->set_read_timeout(10, 0);
     http->set_write_timeout(10, 0);
@@ -539,6 +543,13 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
   if (impl.port <= 0) {
     throw Error(ErrorKind::io, "cannot listen on " + o.host + ":" + std::to_string(o.port) +
                                    " (address in use, or not an address of this machine)");
+  }
+  // cpp-httplib 0.11 listens with a backlog of 5: a burst of new connections (clients coming
+  // back after a restart) overflowed it, and each client whose SYN was dropped waited a second
+  // or more for its retransmission (wrk -c500: requests timed out). Listening again raises it,
+  // to net.core.somaxconn at most.
+  if (impl.listen_sock >= 0 && ::listen(impl.listen_sock, SOMAXCONN) != 0) {
+    p.log("warning: cannot raise the listen backlog: " + std::string(std::strerror(errno)));
   }
   p.log("storage ready in " + std::to_string(static_cast<int>(storage_ms)) + " ms (" +
         o.data_dir.string() + ")");

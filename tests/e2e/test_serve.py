@@ -15,7 +15,7 @@ import time
 import unittest
 import urllib.request
 
-from harness import Server, TestCase, free_port, make_model_dir, mlctl
+from harness import TIMEOUT_SCALE, Server, TestCase, free_port, make_model_dir, mlctl
 from registry_fixtures import request, request_json, tar_gz, model_entries
 
 TOKEN = "s3cret-token-0123456789abcdef"
@@ -141,6 +141,36 @@ class ServeTest(TestCase):
         import http.client
         with Server(self.tmp / "data", args=["--threads", "4"]) as s:
             check_keep_alive_clients(self, lambda: http.client.HTTPConnection("127.0.0.1", s.port, timeout=30))
+
+    def test_a_burst_of_new_connections_is_answered_at_once(self):
+        # 300 clients connect at the same moment (as after a restart) and each sends one request.
+        # cpp-httplib listens with a backlog of 5: the handshakes past it were dropped, and those
+        # clients waited for a retransmission (1 s, then 3 s) before they were answered.
+        import selectors
+        import socket
+        with Server(self.tmp / "data") as s:
+            sel = selectors.DefaultSelector()
+            started = time.monotonic()
+            for _ in range(300):
+                c = socket.socket()
+                c.setblocking(False)
+                c.connect_ex(("127.0.0.1", s.port))
+                sel.register(c, selectors.EVENT_WRITE)
+            answered, last = 0, 0.0
+            while answered < 300 and time.monotonic() - started < 10:
+                for key, events in sel.select(timeout=0.5):
+                    c = key.fileobj
+                    if events & selectors.EVENT_WRITE:
+                        c.send(b"GET /v2/health/live HTTP/1.1\r\nHost: mlctl\r\n\r\n")
+                        sel.modify(c, selectors.EVENT_READ)
+                    elif c.recv(4096).startswith(b"HTTP/1.1 200"):
+                        answered, last = answered + 1, time.monotonic() - started
+                        sel.unregister(c)
+                        c.close()
+            for key in list(sel.get_map().values()):
+                key.fileobj.close()
+            self.assertEqual(answered, 300)
+            self.assertLess(last, 1.0 * TIMEOUT_SCALE, "some connections waited for a retransmission")
 
     def test_body_over_max_body_mb_is_413(self):
         with Server(self.tmp / "data", args=["--max-body-mb", "1"]) as s:
