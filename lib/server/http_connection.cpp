@@ -104,6 +104,7 @@ public:
 
   std::size_t requests_left;                     // before the keep-alive limit
   Clock::time_point idle_since = Clock::now();   // when the last answer went out
+  std::optional<Clock::time_point> head_since;   // when a head still arriving began
   bool in_epoll = false;                         // registered with the parking lot's epoll
 
   enum class Wait { request, nothing_yet, closed };
@@ -125,6 +126,40 @@ public:
   }
 
   int sock() const { return m_sock; }
+  bool tls() const { return m_ssl != nullptr; }
+
+  // True when the request at the front of the buffer has its whole head (request line and
+  // header fields), or when the buffer is full (cpp-httplib refuses a head that long).
+  bool head_arrived() const {
+    const std::string_view data(m_input.get() + m_begin, m_end - m_begin);
+    return data.find("\r\n\r\n") != std::string_view::npos ||
+           data.find("\n\n") != std::string_view::npos || m_end - m_begin == k_input_buffer;
+  }
+
+  // Appends what has arrived to the buffer without waiting (plain connections, on the parking
+  // lot's thread); false when the client closed or the connection failed.
+  bool read_more_now() {
+    if (m_begin > 0) {
+      std::memmove(m_input.get(), m_input.get() + m_begin, m_end - m_begin);
+      m_end -= m_begin;
+      m_begin = 0;
+    }
+    for (;;) {
+      const auto n = ::recv(m_sock, m_input.get() + m_end, k_input_buffer - m_end, MSG_DONTWAIT);
+      if (n > 0) {
+        m_end += static_cast<std::size_t>(n);
+        return true;
+      }
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        return true;
+      }
+      m_failed = true;
+      return false;
+    }
+  }
 
   // The TLS handshake, waiting until `deadline`.
   bool accept_tls(Clock::time_point deadline) {
@@ -403,7 +438,8 @@ constexpr auto k_linger = k_wake_interval;
 class Workers final : public httplib::TaskQueue {
 public:
   using Serve = std::function<void(std::unique_ptr<Connection>)>;
-  Workers(Serve serve, std::size_t threads, Clock::duration keep_alive);
+  Workers(Serve serve, std::size_t threads, Clock::duration keep_alive,
+          Clock::duration head_timeout);
   ~Workers() override { shutdown(); }
   Workers(const Workers&) = delete;
   Workers& operator=(const Workers&) = delete;
@@ -423,6 +459,7 @@ private:
 
   Serve m_serve;
   Clock::duration m_keep_alive;
+  Clock::duration m_head_timeout; // from the first bytes of a head to its end
   std::vector<std::thread> m_threads;
   std::mutex m_mutex; // guards m_jobs, m_stopping
   std::condition_variable m_cv;
@@ -439,8 +476,9 @@ private:
   bool m_parking_closed = false;
 };
 
-Workers::Workers(Serve serve, std::size_t threads, Clock::duration keep_alive)
-    : m_serve(std::move(serve)), m_keep_alive(keep_alive) {
+Workers::Workers(Serve serve, std::size_t threads, Clock::duration keep_alive,
+                 Clock::duration head_timeout)
+    : m_serve(std::move(serve)), m_keep_alive(keep_alive), m_head_timeout(head_timeout) {
   m_epoll = ::epoll_create1(EPOLL_CLOEXEC);
   m_wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   epoll_event ev{};
@@ -516,6 +554,18 @@ void Workers::resume(Connection* conn) {
     owned = std::move(it->second);
     m_parked.erase(it);
   }
+  // A plain connection whose head is still arriving waits here for the rest, one recv at a
+  // time, rather than on a worker: clients that send their heads slowly hold no thread (with
+  // 40 of them sending a byte a second, a 32-worker server answered no one else).
+  if (!owned->tls() && owned->head_since) {
+    if (!owned->read_more_now()) {
+      return; // closed
+    }
+    if (!owned->head_arrived()) {
+      park(std::move(owned));
+      return;
+    }
+  }
   enqueue([this, c = owned.release()] { m_serve(std::unique_ptr<Connection>(c)); });
 }
 
@@ -531,13 +581,16 @@ void Workers::run_parking() {
       }
       resume(static_cast<Connection*>(events[i].data.ptr));
     }
-    // Connections idle past the keep-alive timeout close (within a quarter second of it).
+    // Connections idle past the keep-alive timeout, or whose head has been arriving for longer
+    // than the read timeout, close (within a quarter second of it).
     if (const auto now = Clock::now(); now - last_sweep >= std::chrono::milliseconds(250)) {
       last_sweep = now;
       std::vector<std::unique_ptr<Connection>> expired;
       const std::lock_guard lock(m_parked_mutex);
       for (auto it = m_parked.begin(); it != m_parked.end();) {
-        if (now - it->second->idle_since >= m_keep_alive) {
+        const auto& c = *it->second;
+        if (c.head_since ? now - *c.head_since >= m_head_timeout
+                         : now - c.idle_since >= m_keep_alive) {
           expired.push_back(std::move(it->second));
           it = m_parked.erase(it);
         } else {
@@ -586,8 +639,9 @@ public:
       : Base(std::forward<Args>(args)...), m_fast(std::move(fast)) {
     this->new_task_queue = [this, threads] {
       auto* workers =
-          new Workers([this](std::unique_ptr<Connection> conn) { serve(std::move(conn)); },
-                      threads, std::chrono::seconds(this->keep_alive_timeout_sec_));
+          new Workers([this](std::unique_ptr<Connection> conn) { serve(std::move(conn)); }, threads,
+                      std::chrono::seconds(this->keep_alive_timeout_sec_),
+                      timeout_of(this->read_timeout_sec_, this->read_timeout_usec_));
       m_workers = workers;
       return workers;
     };
@@ -619,6 +673,16 @@ private:
           return;
         }
       }
+      // The rest of a head still arriving is awaited parked (see `Workers::resume`), for up to
+      // the read timeout from its first bytes.
+      if (!c.tls() && !c.head_arrived()) {
+        if (!c.head_since) {
+          c.head_since = Clock::now();
+        }
+        m_workers->park(std::move(conn));
+        return;
+      }
+      c.head_since.reset();
       const bool last = c.requests_left-- == 1;
       bool closed = false;
       bool ok = false;
