@@ -104,7 +104,7 @@ public:
 
   std::size_t requests_left;                     // before the keep-alive limit
   Clock::time_point idle_since = Clock::now();   // when the last answer went out
-  std::optional<Clock::time_point> head_since;   // when a head still arriving began
+  std::optional<Clock::time_point> arriving_since; // of a request still arriving
   bool in_epoll = false;                         // registered with the parking lot's epoll
 
   enum class Wait { request, nothing_yet, closed };
@@ -128,12 +128,51 @@ public:
   int sock() const { return m_sock; }
   bool tls() const { return m_ssl != nullptr; }
 
-  // True when the request at the front of the buffer has its whole head (request line and
-  // header fields), or when the buffer is full (cpp-httplib refuses a head that long).
-  bool head_arrived() const {
+  // True when the request at the front of the buffer can be served without waiting on the
+  // client: its head (request line and header fields) has arrived and, when its body
+  // (Content-Length) fits the buffer, its body too. Larger bodies, chunked ones and those the
+  // client sends only after `100 Continue` stream to the worker; a full buffer goes to
+  // cpp-httplib, which refuses a head that long.
+  bool request_arrived() const {
     const std::string_view data(m_input.get() + m_begin, m_end - m_begin);
-    return data.find("\r\n\r\n") != std::string_view::npos ||
-           data.find("\n\n") != std::string_view::npos || m_end - m_begin == k_input_buffer;
+    if (data.size() == k_input_buffer) {
+      return true;
+    }
+    auto head_end = data.find("\r\n\r\n");
+    std::size_t blank = 4;
+    if (head_end == std::string_view::npos) {
+      head_end = data.find("\n\n");
+      blank = 2;
+      if (head_end == std::string_view::npos) {
+        return false;
+      }
+    }
+    std::size_t length = 0;
+    for (auto rest = data.substr(0, head_end); !rest.empty();) {
+      const auto eol = rest.find('\n');
+      auto line = rest.substr(0, eol);
+      rest.remove_prefix(eol == std::string_view::npos ? rest.size() : eol + 1);
+      const auto colon = line.find(':');
+      if (colon == std::string_view::npos) {
+        continue; // the request line (cpp-httplib judges the rest)
+      }
+      const auto name = line.substr(0, colon);
+      if (iequals(name, "expect") || iequals(name, "transfer-encoding")) {
+        return true;
+      }
+      if (iequals(name, "content-length")) {
+        auto value = line.substr(colon + 1);
+        while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
+          value.remove_prefix(1);
+        }
+        const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), length);
+        if (ec != std::errc()) {
+          return true; // cpp-httplib answers it
+        }
+      }
+    }
+    const auto whole = head_end + blank + length;
+    return whole <= data.size() || whole > k_input_buffer;
   }
 
   // Appends what has arrived to the buffer without waiting (plain connections, on the parking
@@ -439,7 +478,7 @@ class Workers final : public httplib::TaskQueue {
 public:
   using Serve = std::function<void(std::unique_ptr<Connection>)>;
   Workers(Serve serve, std::size_t threads, Clock::duration keep_alive,
-          Clock::duration head_timeout);
+          Clock::duration arrival_timeout);
   ~Workers() override { shutdown(); }
   Workers(const Workers&) = delete;
   Workers& operator=(const Workers&) = delete;
@@ -459,7 +498,7 @@ private:
 
   Serve m_serve;
   Clock::duration m_keep_alive;
-  Clock::duration m_head_timeout; // from the first bytes of a head to its end
+  Clock::duration m_arrival_timeout; // from a request's first bytes to its end (parked)
   std::vector<std::thread> m_threads;
   std::mutex m_mutex; // guards m_jobs, m_stopping
   std::condition_variable m_cv;
@@ -477,8 +516,8 @@ private:
 };
 
 Workers::Workers(Serve serve, std::size_t threads, Clock::duration keep_alive,
-                 Clock::duration head_timeout)
-    : m_serve(std::move(serve)), m_keep_alive(keep_alive), m_head_timeout(head_timeout) {
+                 Clock::duration arrival_timeout)
+    : m_serve(std::move(serve)), m_keep_alive(keep_alive), m_arrival_timeout(arrival_timeout) {
   m_epoll = ::epoll_create1(EPOLL_CLOEXEC);
   m_wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   epoll_event ev{};
@@ -554,14 +593,14 @@ void Workers::resume(Connection* conn) {
     owned = std::move(it->second);
     m_parked.erase(it);
   }
-  // A plain connection whose head is still arriving waits here for the rest, one recv at a
-  // time, rather than on a worker: clients that send their heads slowly hold no thread (with
+  // A plain connection whose request is still arriving waits here for the rest, one recv at a
+  // time, rather than on a worker: clients that send their requests slowly hold no thread (with
   // 40 of them sending a byte a second, a 32-worker server answered no one else).
-  if (!owned->tls() && owned->head_since) {
+  if (!owned->tls() && owned->arriving_since) {
     if (!owned->read_more_now()) {
       return; // closed
     }
-    if (!owned->head_arrived()) {
+    if (!owned->request_arrived()) {
       park(std::move(owned));
       return;
     }
@@ -581,16 +620,16 @@ void Workers::run_parking() {
       }
       resume(static_cast<Connection*>(events[i].data.ptr));
     }
-    // Connections idle past the keep-alive timeout, or whose head has been arriving for longer
-    // than the read timeout, close (within a quarter second of it).
+    // Connections idle past the keep-alive timeout, or whose request has been arriving for
+    // longer than the read timeout, close (within a quarter second of it).
     if (const auto now = Clock::now(); now - last_sweep >= std::chrono::milliseconds(250)) {
       last_sweep = now;
       std::vector<std::unique_ptr<Connection>> expired;
       const std::lock_guard lock(m_parked_mutex);
       for (auto it = m_parked.begin(); it != m_parked.end();) {
         const auto& c = *it->second;
-        if (c.head_since ? now - *c.head_since >= m_head_timeout
-                         : now - c.idle_since >= m_keep_alive) {
+        if (c.arriving_since ? now - *c.arriving_since >= m_arrival_timeout
+                             : now - c.idle_since >= m_keep_alive) {
           expired.push_back(std::move(it->second));
           it = m_parked.erase(it);
         } else {
@@ -673,16 +712,16 @@ private:
           return;
         }
       }
-      // The rest of a head still arriving is awaited parked (see `Workers::resume`), for up to
-      // the read timeout from its first bytes.
-      if (!c.tls() && !c.head_arrived()) {
-        if (!c.head_since) {
-          c.head_since = Clock::now();
+      // The rest of a request still arriving is awaited parked (see `Workers::resume`), for up
+      // to the read timeout from its first bytes.
+      if (!c.tls() && !c.request_arrived()) {
+        if (!c.arriving_since) {
+          c.arriving_since = Clock::now();
         }
         m_workers->park(std::move(conn));
         return;
       }
-      c.head_since.reset();
+      c.arriving_since.reset();
       const bool last = c.requests_left-- == 1;
       bool closed = false;
       bool ok = false;

@@ -172,11 +172,11 @@ class ServeTest(TestCase):
             self.assertEqual(answered, 300)
             self.assertLess(last, 1.0 * TIMEOUT_SCALE, "some connections waited for a retransmission")
 
-    def test_clients_sending_their_heads_slowly_hold_no_worker(self):
-        # 12 clients on a 4-worker server send their request heads a byte at a time (slowloris):
-        # a head still arriving waits parked, so other clients are answered at once, and a head
-        # sent slowly to the end is answered like any other; one never finished is closed after
-        # the read timeout (10 s) from its first byte.
+    def test_clients_sending_their_requests_slowly_hold_no_worker(self):
+        # 12 clients on a 4-worker server send their requests a byte at a time (slowloris: 6 the
+        # head, 6 a body): a request still arriving waits parked, so other clients are answered
+        # at once, and one sent slowly to the end is answered like any other; one never finished
+        # is closed after the read timeout (10 s) from its first byte.
         import socket
         with Server(self.tmp / "data", args=["--threads", "4"]) as s:
             unfinished = socket.create_connection(("127.0.0.1", s.port))
@@ -184,19 +184,32 @@ class ServeTest(TestCase):
             unfinished_since = time.monotonic()
             slow = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(12)]
             request = b"GET /v2/health/live HTTP/1.1\r\nHost: mlctl\r\n\r\n"
+            body = b'{"images": [[0.5]]}' + b" " * 26  # as long as the head, for the loop below
+            post = (f"POST /api/v1/applications/ghost/predict HTTP/1.1\r\nHost: mlctl\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+            self.assertEqual(len(body), len(request))
+            for c in slow[6:]:
+                c.send(post)
             for i in range(len(request) - 1):
-                for c in slow:
+                for c in slow[:6]:
                     c.send(request[i:i + 1])
+                for c in slow[6:]:
+                    c.send(body[i:i + 1])
                 if i % 10 == 9:
                     started = time.monotonic()
                     with urllib.request.urlopen(s.url + "/v2/health/live", timeout=10) as r:
                         self.assertEqual(r.status, 200)
                     self.assertLess(time.monotonic() - started, 1.0 * TIMEOUT_SCALE)
                 time.sleep(0.05)
-            for c in slow:
+            for c in slow[:6]:
                 c.settimeout(10)
                 c.send(request[-1:])
                 self.assertTrue(c.recv(4096).startswith(b"HTTP/1.1 200"))
+                c.close()
+            for c in slow[6:]:
+                c.settimeout(10)
+                c.send(body[-1:])
+                self.assertTrue(c.recv(4096).startswith(b"HTTP/1.1 404"))  # no such application
                 c.close()
             unfinished.settimeout(30)
             self.assertEqual(unfinished.recv(4096), b"")  # closed, without an answer

@@ -262,11 +262,12 @@ TEST_CASE(
     const auto two = c.receive(2);
     CHECK(two.find("fast:a") < two.find("fast:bb"));
     CHECK(two.find("fast:bb") != std::string::npos);
-    // A body still arriving, a chunked body, HTTP/1.0: cpp-httplib's path.
+    // A body still arriving waits (parked, holding no worker) until it is whole: fast.
     c.send("POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nhal");
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     c.send("ves");
-    CHECK(c.receive(1).ends_with("slow:halves"));
+    CHECK(c.receive(1).ends_with("fast:halves"));
+    // A chunked body, HTTP/1.0: cpp-httplib's path.
     c.send(
         "POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
     CHECK(c.receive(1).ends_with("slow:abc"));
@@ -275,13 +276,25 @@ TEST_CASE(
     CHECK(c.receive(1).starts_with("HTTP/1.1 404"));
   }
   {
+    // `Expect: 100-continue`: the body comes only once the server asks for it (not waited for).
+    RawConnection c(port);
+    c.send("POST /x HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+    char interim[64] = {};
+    const auto n = ::recv(c.fd, interim, sizeof interim, 0);
+    REQUIRE(n > 0);
+    CHECK(std::string_view(interim, static_cast<std::size_t>(n))
+              .starts_with("HTTP/1.1 100 Continue"));
+    c.send("xyz");
+    CHECK(c.receive(1).ends_with("slow:xyz"));
+  }
+  {
     RawConnection c(port);
     c.send(post("/x", "old", "HTTP/1.0"));
     CHECK(c.receive(1).ends_with("slow:old"));
   }
   http->stop();
   loop.join();
-  CHECK(fast_bodies == std::vector<std::string>{"a", "bb"});
+  CHECK(fast_bodies == std::vector<std::string>{"a", "bb", "halves"});
 }
 
 TEST_CASE("connections take turns on the workers: idle ones hold none, busy ones share them") {
