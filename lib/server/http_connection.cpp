@@ -166,8 +166,8 @@ public:
           value.remove_prefix(1);
         }
         const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), length);
-        if (ec != std::errc()) {
-          return true; // cpp-httplib answers it
+        if (ec != std::errc() || length > k_input_buffer) {
+          return true; // cpp-httplib answers it, or the body streams to the worker
         }
       }
     }
