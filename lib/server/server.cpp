@@ -18,6 +18,7 @@
 #include <csignal>
 #include <cstring>
 #include <malloc.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <thread>
 
@@ -457,6 +458,13 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
   }
   // A client that disconnects mid-response must not kill the server with SIGPIPE.
   std::signal(SIGPIPE, SIG_IGN);
+  // Each connection is a descriptor: a soft limit of 1024 (the usual default) would stop
+  // accepting clients past ~1000 on a machine that allows far more. Raise it to the hard limit,
+  // as nginx's worker_rlimit_nofile and Go's runtime do (nothing here uses select(2)).
+  if (rlimit files{}; ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &files);
+  }
   // Large responses (a 10,000-version listing is ~2 MB) would otherwise be fresh mmap()s
   // whose page faults cost more than building them; keep freed memory for reuse instead, in
   // a few arenas shared by the worker threads (bounded: the peak of one large response each).

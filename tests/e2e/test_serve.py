@@ -14,6 +14,7 @@ import threading
 import time
 import unittest
 import urllib.request
+from pathlib import Path
 
 from harness import TIMEOUT_SCALE, Server, TestCase, free_port, make_model_dir, mlctl
 from registry_fixtures import request, request_json, tar_gz, model_entries
@@ -171,6 +172,41 @@ class ServeTest(TestCase):
                 key.fileobj.close()
             self.assertEqual(answered, 300)
             self.assertLess(last, 1.0 * TIMEOUT_SCALE, "some connections waited for a retransmission")
+
+    def test_more_clients_than_the_soft_descriptor_limit(self):
+        # Started with a soft limit of 128 open files (the hard one higher, as on most systems),
+        # the server raises it and serves 300 connections open at once.
+        import resource
+        import socket
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and hard < 1024:
+            self.skipTest(f"the hard limit of open files is {hard}")
+        server = Server(self.tmp / "data")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+        try:
+            server.start()  # inherits the limit
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        try:
+            s = server.wait_ready()
+            started = time.monotonic()
+            clients = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(300)]
+            try:
+                for c in clients:
+                    c.settimeout(10)
+                    c.send(b"GET /v2/health/live HTTP/1.1\r\nHost: mlctl\r\n\r\n")
+                for c in clients:
+                    self.assertTrue(c.recv(4096).startswith(b"HTTP/1.1 200"))
+                # Not after idle ones closed (keep-alive timeout, 5 s) to free descriptors.
+                self.assertLess(time.monotonic() - started, 3 * TIMEOUT_SCALE)
+            finally:
+                for c in clients:
+                    c.close()
+            limits = Path(f"/proc/{s.pid}/limits").read_text()
+            row = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+            self.assertEqual(row.split()[3], row.split()[4], row)  # soft = hard
+        finally:
+            server.__exit__(None, None, None)
 
     def test_clients_sending_their_requests_slowly_hold_no_worker(self):
         # 12 clients on a 4-worker server send their requests a byte at a time (slowloris: 6 the
