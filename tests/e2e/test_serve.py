@@ -210,11 +210,13 @@ class ServeTest(TestCase):
 
     def test_clients_sending_their_requests_slowly_hold_no_worker(self):
         # 12 clients on a 4-worker server send their requests a byte at a time (slowloris: 6 the
-        # head, 6 a body): a request still arriving waits parked, so other clients are answered
-        # at once, and one sent slowly to the end is answered like any other; one never finished
-        # is closed after the read timeout (10 s) from its first byte.
+        # head, 6 a body), and 200 more connect and send nothing: a request still arriving, or
+        # not yet begun, waits parked, so other clients are answered at once, and one sent
+        # slowly to the end is answered like any other; one never finished is closed after the
+        # read timeout (10 s) from its first byte.
         import socket
         with Server(self.tmp / "data", args=["--threads", "4"]) as s:
+            silent = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(200)]
             unfinished = socket.create_connection(("127.0.0.1", s.port))
             unfinished.send(b"GET /v2/health/live HTTP/1.1\r\n")
             unfinished_since = time.monotonic()
@@ -246,6 +248,8 @@ class ServeTest(TestCase):
                 c.settimeout(10)
                 c.send(body[-1:])
                 self.assertTrue(c.recv(4096).startswith(b"HTTP/1.1 404"))  # no such application
+                c.close()
+            for c in silent:
                 c.close()
             unfinished.settimeout(30)
             self.assertEqual(unfinished.recv(4096), b"")  # closed, without an answer
