@@ -1,6 +1,7 @@
 #include "server/http_connection.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/epoll.h>
@@ -68,6 +69,28 @@ bool iequals(std::string_view a, std::string_view lower) {
 Clock::duration timeout_of(time_t sec, time_t usec) {
   return std::chrono::seconds(sec) + std::chrono::microseconds(usec);
 }
+
+// Makes a blocking socket non-blocking while it lives (nothing for -1).
+class NonBlocking {
+public:
+  explicit NonBlocking(int sock) : m_sock(sock) {
+    if (m_sock >= 0) {
+      m_flags = ::fcntl(m_sock, F_GETFL);
+      ::fcntl(m_sock, F_SETFL, m_flags | O_NONBLOCK);
+    }
+  }
+  ~NonBlocking() {
+    if (m_sock >= 0) {
+      ::fcntl(m_sock, F_SETFL, m_flags);
+    }
+  }
+  NonBlocking(const NonBlocking&) = delete;
+  NonBlocking& operator=(const NonBlocking&) = delete;
+
+private:
+  int m_sock;
+  int m_flags = 0;
+};
 
 // One connection's stream, kept from one request to the next (bytes a client sent ahead, as
 // pipelined requests, stay in the buffer). One worker thread at a time serves it; between
@@ -176,19 +199,24 @@ public:
     return whole <= data.size() || whole > k_input_buffer;
   }
 
-  // Appends what has arrived to the buffer (plain connections), waiting up to `wait` when
-  // nothing has; false when the client closed or the connection failed.
+  // Appends what has arrived to the buffer (over TLS: all the session can decrypt now),
+  // waiting up to `wait` when nothing has; false when the client closed or the connection
+  // failed.
   bool read_more_now(std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
     if (m_begin > 0) {
       std::memmove(m_input.get(), m_input.get() + m_begin, m_end - m_begin);
       m_end -= m_begin;
       m_begin = 0;
     }
-    for (bool waited = wait.count() == 0;;) {
-      const auto n = ::recv(m_sock, m_input.get() + m_end, k_input_buffer - m_end, MSG_DONTWAIT);
+    const NonBlocking during(m_ssl != nullptr ? m_sock : -1); // OpenSSL reads the socket itself
+    for (bool waited = wait.count() == 0; m_end < k_input_buffer;) {
+      const auto n = m_ssl != nullptr ? receive(m_input.get() + m_end, k_input_buffer - m_end)
+                                      : ::recv(m_sock, m_input.get() + m_end,
+                                               k_input_buffer - m_end, MSG_DONTWAIT);
       if (n > 0) {
         m_end += static_cast<std::size_t>(n);
-        return true;
+        waited = true; // then read on only what is there already
+        continue;
       }
       if (n < 0 && errno == EINTR) {
         continue;
@@ -197,32 +225,42 @@ public:
         if (waited) {
           return true;
         }
-        pollfd readable{m_sock, POLLIN, 0};
-        ::poll(&readable, 1, static_cast<int>(wait.count()));
+        readable_within(wait);
         waited = true;
         continue;
       }
       m_failed = true;
       return false;
     }
+    return true;
   }
 
-  // The TLS handshake, waiting until `deadline`.
-  bool accept_tls(Clock::time_point deadline) {
-    while (!m_failed) {
-      ::ERR_clear_error(); // SSL_get_error reads this thread's queue: empty it first
-      const int r = ::SSL_accept(m_ssl);
-      if (r == 1) {
-        return true;
-      }
-      const int error = ::SSL_get_error(m_ssl, r);
-      const bool again = error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE ||
-                         (error == SSL_ERROR_SYSCALL && errno == EINTR);
-      if (!again || Clock::now() >= deadline || m_listener.load() == INVALID_SOCKET) {
-        m_failed = true;
-      }
+  // True when the socket has something to read within `wait` (or an error to report).
+  bool readable_within(std::chrono::milliseconds wait) const {
+    pollfd readable{m_sock, POLLIN, 0};
+    return ::poll(&readable, 1, static_cast<int>(wait.count())) > 0;
+  }
+
+  bool handshaken() const { return m_handshaken; }
+
+  enum class Step { done, more, failed };
+
+  // Goes on with the TLS handshake as far as what has arrived allows, without waiting.
+  Step handshake_now() {
+    const NonBlocking during(m_sock);
+    ::ERR_clear_error(); // SSL_get_error reads this thread's queue: empty it first
+    const int r = ::SSL_accept(m_ssl);
+    if (r == 1) {
+      m_handshaken = true;
+      return Step::done;
     }
-    return false;
+    const int error = ::SSL_get_error(m_ssl, r);
+    if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE ||
+        (error == SSL_ERROR_SYSCALL && errno == EINTR)) {
+      return Step::more;
+    }
+    m_failed = true;
+    return Step::failed;
   }
 
   // True when request bytes are buffered: here, or decrypted and waiting in the TLS session.
@@ -463,6 +501,7 @@ private:
   std::string m_output;
   bool m_failed = false;
   bool m_timed_out = false;
+  bool m_handshaken = false; // TLS
   mutable Address m_remote;
   mutable Address m_local;
   std::vector<std::pair<std::string_view, std::string_view>> m_headers; // of `try_fast`
@@ -600,10 +639,21 @@ void Workers::resume(Connection* conn) {
     owned = std::move(it->second);
     m_parked.erase(it);
   }
-  // A plain connection whose request is still arriving waits here for the rest, one recv at a
-  // time, rather than on a worker: clients that send their requests slowly hold no thread (with
-  // 40 of them sending a byte a second, a 32-worker server answered no one else).
-  if (!owned->tls() && owned->arriving_since) {
+  // A connection whose request (or TLS handshake) is still arriving goes on with it here, as far
+  // as what has arrived allows, rather than on a worker: clients that send slowly hold no thread
+  // (with 40 of them sending a byte a second, a 32-worker server answered no one else).
+  if (owned->tls() && !owned->handshaken()) {
+    switch (owned->handshake_now()) {
+    case Connection::Step::failed:
+      return; // closes it
+    case Connection::Step::more:
+      park(std::move(owned));
+      return;
+    case Connection::Step::done:
+      owned->arriving_since.reset(); // its request is read on a worker
+      break;
+    }
+  } else if (owned->arriving_since) {
     if (!owned->read_more_now()) {
       return; // closed
     }
@@ -697,6 +747,23 @@ private:
   // Serves `conn` until it closes, goes idle or should make way (then it is parked).
   void serve(std::unique_ptr<Connection> conn) {
     auto& c = *conn;
+    // The TLS handshake goes on here while the client keeps up (10 ms at most for each of its
+    // flights: with 1 ms, 16 clients connecting for each request lost a fifth of their rate to
+    // the extra hand-overs), then waits parked: silent clients hold no worker (12 of them made
+    // a 4-worker server's other handshakes time out). Closed after the read timeout from the
+    // connection.
+    for (int flight = 0; c.tls() && !c.handshaken(); ++flight) {
+      const auto step = c.handshake_now();
+      if (step == Connection::Step::failed) {
+        return;
+      }
+      if (step == Connection::Step::more &&
+          (flight == 3 || !c.readable_within(std::chrono::milliseconds(10)))) {
+        c.arriving_since = Clock::now();
+        m_workers->park(std::move(conn));
+        return;
+      }
+    }
     const auto keep_alive = std::chrono::seconds(this->keep_alive_timeout_sec_);
     // A turn is at least one request: a connection queued because its request arrived is
     // served, not parked again.
@@ -707,11 +774,11 @@ private:
           m_workers->park(std::move(conn));
           return;
         }
-        // A plain connection's first request in this turn (a new connection, or a parked one
-        // woken) is waited for a millisecond at most (a client's request follows its connection
-        // within microseconds), then parked: 600 silent new connections, each holding a worker
-        // for `k_linger`, delayed a normal request by 1.9 s.
-        if (!served && !c.tls()) {
+        // A connection's first request in this turn (a new connection, or a parked one woken)
+        // is waited for a millisecond at most (a client's request follows its connection within
+        // microseconds), then parked: 600 silent new connections, each holding a worker for
+        // `k_linger`, delayed a normal request by 1.9 s.
+        if (!served) {
           if (!c.read_more_now(std::chrono::milliseconds(1))) {
             return; // closed
           }
@@ -734,7 +801,7 @@ private:
       }
       // The rest of a request still arriving is awaited parked (see `Workers::resume`), for up
       // to the read timeout from its first bytes.
-      if (!c.tls() && !c.request_arrived()) {
+      if (!c.request_arrived()) {
         if (!c.arriving_since) {
           c.arriving_since = Clock::now();
         }
@@ -775,9 +842,6 @@ private:
     auto conn = std::make_unique<Connection>(
         sock, ssl, read_timeout, timeout_of(this->write_timeout_sec_, this->write_timeout_usec_),
         this->svr_sock_, this->keep_alive_max_count_);
-    if (ssl != nullptr && !conn->accept_tls(Clock::now() + read_timeout)) {
-      return false;
-    }
     serve(std::move(conn));
     return true;
   }

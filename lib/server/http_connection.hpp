@@ -17,10 +17,11 @@
 // just answered while other connections wait for a worker, is parked in an epoll set and
 // queued again when its next request arrives. Idle keep-alive connections hold no thread, and
 // more busy connections than workers take turns (cpp-httplib's pool gives each open connection
-// a thread of its own until it closes: the connection after the last thread waits). A plain
-// connection whose request is still arriving (or has not begun a millisecond after the
-// connection or its wake-up) is parked as well until the request is whole, and closed when it
-// is not whole within the read timeout: slow and silent clients hold no thread.
+// a thread of its own until it closes: the connection after the last thread waits). A
+// connection whose request (or TLS handshake) is still arriving, or has not begun a
+// millisecond after the connection or its wake-up, is parked as well until the request is
+// whole, and closed when it is not whole within the read timeout (a silent one: the keep-alive
+// timeout): slow and silent clients hold no thread.
 //
 // The inference routes can go faster still: a request that arrived whole (an HTTP/1.1 request
 // with a Content-Length body, no Transfer-Encoding, no Expect) is first offered to a

@@ -367,6 +367,36 @@ class TlsTest(TestCase):
             with urllib.request.urlopen(s.url + "/api/v1/models", context=context, timeout=10) as r:
                 self.assertEqual(json.loads(r.read())["models"], [])
 
+    def test_https_clients_sending_slowly_hold_no_worker(self):
+        # On a 4-worker HTTPS server, 12 clients connect and never begin their TLS handshake, and
+        # 6 finish it and send their request a byte at a time: the handshakes and requests still
+        # arriving wait parked, so another client is answered at once, and the slow requests when
+        # whole.
+        import socket
+        cert, key = self.certificate()
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        with Server(self.tmp / "data", args=["--tls-cert", cert, "--tls-key", key, "--threads", "4"]) as s:
+            silent = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(12)]
+            slow = [context.wrap_socket(socket.create_connection(("127.0.0.1", s.port), timeout=10))
+                    for _ in range(6)]
+            request = b"GET /v2/health/live HTTP/1.1\r\nHost: mlctl\r\n\r\n"
+            for i in range(len(request) - 1):
+                for c in slow:
+                    c.send(request[i:i + 1])
+                if i % 10 == 9:
+                    started = time.monotonic()
+                    with urllib.request.urlopen(s.url + "/v2/health/live", context=context, timeout=30) as r:
+                        self.assertEqual(r.status, 200)
+                    self.assertLess(time.monotonic() - started, 1.0 * TIMEOUT_SCALE)
+                time.sleep(0.05)
+            for c in slow:
+                c.send(request[-1:])
+                self.assertTrue(c.recv(4096).startswith(b"HTTP/1.1 200"))
+                c.close()
+            for c in silent:
+                c.close()
+
     def test_idle_keep_alive_clients_hold_no_thread_over_tls(self):
         import http.client
         cert, key = self.certificate()
