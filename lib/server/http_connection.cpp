@@ -639,21 +639,11 @@ void Workers::resume(Connection* conn) {
     owned = std::move(it->second);
     m_parked.erase(it);
   }
-  // A connection whose request (or TLS handshake) is still arriving goes on with it here, as far
-  // as what has arrived allows, rather than on a worker: clients that send slowly hold no thread
-  // (with 40 of them sending a byte a second, a 32-worker server answered no one else).
-  if (owned->tls() && !owned->handshaken()) {
-    switch (owned->handshake_now()) {
-    case Connection::Step::failed:
-      return; // closes it
-    case Connection::Step::more:
-      park(std::move(owned));
-      return;
-    case Connection::Step::done:
-      owned->arriving_since.reset(); // its request is read on a worker
-      break;
-    }
-  } else if (owned->arriving_since) {
+  // A connection whose request is still arriving goes on with it here, as far as what has
+  // arrived allows, rather than on a worker: clients that send slowly hold no thread (with 40 of
+  // them sending a byte a second, a 32-worker server answered no one else). A TLS handshake
+  // goes on on a worker (its signature would hold up this thread).
+  if (owned->arriving_since && (!owned->tls() || owned->handshaken())) {
     if (!owned->read_more_now()) {
       return; // closed
     }
@@ -753,15 +743,21 @@ private:
     // a 4-worker server's other handshakes time out). Closed after the read timeout from the
     // connection.
     for (int flight = 0; c.tls() && !c.handshaken(); ++flight) {
-      const auto step = c.handshake_now();
-      if (step == Connection::Step::failed) {
+      switch (c.handshake_now()) {
+      case Connection::Step::failed:
         return;
-      }
-      if (step == Connection::Step::more &&
-          (flight == 3 || !c.readable_within(std::chrono::milliseconds(10)))) {
-        c.arriving_since = Clock::now();
-        m_workers->park(std::move(conn));
-        return;
+      case Connection::Step::more:
+        if (flight == 3 || !c.readable_within(std::chrono::milliseconds(10))) {
+          if (!c.arriving_since) {
+            c.arriving_since = Clock::now();
+          }
+          m_workers->park(std::move(conn));
+          return;
+        }
+        break;
+      case Connection::Step::done:
+        c.arriving_since.reset(); // then idle until its first request
+        break;
       }
     }
     const auto keep_alive = std::chrono::seconds(this->keep_alive_timeout_sec_);
