@@ -242,6 +242,7 @@ public:
   }
 
   bool handshaken() const { return m_handshaken; }
+  bool failed() const { return m_failed; }
 
   enum class Step { done, more, failed };
 
@@ -796,8 +797,12 @@ private:
         }
       }
       // The rest of a request still arriving is awaited parked (see `Workers::resume`), for up
-      // to the read timeout from its first bytes.
-      if (!c.request_arrived()) {
+      // to the read timeout from its first bytes, after what has arrived meanwhile (over TLS,
+      // with what the session holds decrypted: no event would announce that).
+      if (!c.request_arrived() && (!c.read_more_now() || !c.request_arrived())) {
+        if (c.failed()) {
+          return; // closed
+        }
         if (!c.arriving_since) {
           c.arriving_since = Clock::now();
         }
