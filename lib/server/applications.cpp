@@ -55,6 +55,12 @@ std::optional<Row> read_row(sql::Database& db, std::string_view name) {
   return row;
 }
 
+// True when the current revision serves `manifest` with `models` already (an apply changes
+// nothing).
+bool serves_already(const std::optional<Row>& current, const json& manifest, const json& models) {
+  return current && current->manifest == manifest && current->models == models;
+}
+
 json row_json(const Row& r) {
   return {{"name", r.name},
           {"revision", r.revision},
@@ -181,17 +187,17 @@ json Applications::apply(const json& doc, std::string_view name, const Actor& ac
 
 json Applications::check(const json& doc, std::string_view name) {
   const auto r = resolve(doc, name);
-  build_route(r, 0); // loads and checks the versions, as an apply would
   std::optional<Row> current;
   {
     auto db = m_registry.pool().acquire();
     current = read_row(*db, name);
   }
   const json models = r.models;
-  const char* result = !current ? "created"
-                       : current->manifest == r.manifest && current->models == models
-                           ? "unchanged"
-                           : "configured";
+  const bool unchanged = serves_already(current, r.manifest, models);
+  if (!unchanged) {
+    build_route(r, 0); // loads and checks the versions, as an apply would
+  }
+  const char* result = unchanged ? "unchanged" : current ? "configured" : "created";
   return {{"name", r.app.name}, {"result", result}, {"dry_run", true}, {"models", models}};
 }
 
@@ -204,8 +210,7 @@ json Applications::commit(const Resolved& r, std::string_view cause, const Actor
     auto db = m_registry.pool().acquire();
     current = read_row(*db, name);
   }
-  if (check_unchanged && current && current->manifest == r.manifest &&
-      current->models == models_json) {
+  if (check_unchanged && serves_already(current, r.manifest, models_json)) {
     if (!m_gateway.find(name)) {
       m_gateway.install(build_route(r, current->revision));
     }

@@ -58,6 +58,17 @@ void address_of(const sockaddr_storage& addr, std::string& ip, int& port) {
   ip = text;
 }
 
+// `value` without the blanks (spaces, tabs) around it.
+std::string_view trimmed(std::string_view value) {
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
+    value.remove_prefix(1);
+  }
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) {
+    value.remove_suffix(1);
+  }
+  return value;
+}
+
 // True when `a` equals `lower` (lowercase) but for the case of its letters.
 bool iequals(std::string_view a, std::string_view lower) {
   return a.size() == lower.size() &&
@@ -185,10 +196,7 @@ public:
         return true;
       }
       if (iequals(name, "content-length")) {
-        auto value = line.substr(colon + 1);
-        while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
-          value.remove_prefix(1);
-        }
+        const auto value = trimmed(line.substr(colon + 1));
         const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), length);
         if (ec != std::errc() || length > k_input_buffer) {
           return true; // cpp-httplib answers it, or the body streams to the worker
@@ -299,13 +307,7 @@ public:
         return false; // cpp-httplib answers malformed headers
       }
       const auto name = header.substr(0, colon);
-      auto value = header.substr(colon + 1);
-      while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
-        value.remove_prefix(1);
-      }
-      while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) {
-        value.remove_suffix(1);
-      }
+      const auto value = trimmed(header.substr(colon + 1));
       if (iequals(name, "content-length")) {
         std::size_t n = 0;
         const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
@@ -796,28 +798,31 @@ private:
           return;
         }
       }
-      // The rest of a request still arriving is awaited parked (see `Workers::resume`), for up
-      // to the read timeout from its first bytes, after what has arrived meanwhile (over TLS,
-      // with what the session holds decrypted: no event would announce that).
-      if (!c.request_arrived() && (!c.read_more_now() || !c.request_arrived())) {
-        if (c.failed()) {
-          return; // closed
-        }
-        if (!c.arriving_since) {
-          c.arriving_since = Clock::now();
-        }
-        m_workers->park(std::move(conn));
-        return;
-      }
-      c.arriving_since.reset();
-      const bool last = c.requests_left-- == 1;
+      const bool last = c.requests_left == 1;
       bool closed = false;
       bool ok = false;
-      if (m_fast && c.try_fast(m_fast, last, closed)) {
+      if (m_fast && c.try_fast(m_fast, last, closed)) { // only a request that arrived whole
+        --c.requests_left;
+        c.arriving_since.reset();
         // Answers to pipelined requests go out together, after the last one that arrived.
         const bool more = c.is_readable() && !closed && !c.output_full();
         ok = more || c.flush();
       } else {
+        // The rest of a request still arriving is awaited parked (see `Workers::resume`), for
+        // up to the read timeout from its first bytes, after what has arrived meanwhile (over
+        // TLS, with what the session holds decrypted: no event would announce that).
+        if (!c.request_arrived() && (!c.read_more_now() || !c.request_arrived())) {
+          if (c.failed()) {
+            return; // closed
+          }
+          if (!c.arriving_since) {
+            c.arriving_since = Clock::now();
+          }
+          m_workers->park(std::move(conn));
+          return;
+        }
+        --c.requests_left;
+        c.arriving_since.reset();
         ok = this->process_request(c, last, closed, nullptr);
         ok = c.flush() && ok;
       }
