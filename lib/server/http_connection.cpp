@@ -43,6 +43,12 @@ constexpr auto k_wake_interval = std::chrono::milliseconds(100);
 constexpr std::size_t k_input_buffer = 128 * 1024;
 // Responses are gathered up to this size and sent in one call; larger ones stream through.
 constexpr std::size_t k_output_buffer = 64 * 1024;
+// What a request may read beyond the body limit: its head (cpp-httplib takes 100 fields of up
+// to 8 KB) and a chunked body's framing.
+constexpr std::uint64_t k_head_allowance = 1 << 20;
+
+// See `request_over_limit`: set by `Connection::read`, on the worker serving the request.
+thread_local bool t_over_limit = false;
 
 void address_of(const sockaddr_storage& addr, std::string& ip, int& port) {
   char text[INET6_ADDRSTRLEN] = {};
@@ -169,42 +175,30 @@ public:
   // client sends only after `100 Continue` stream to the worker; a full buffer goes to
   // cpp-httplib, which refuses a head that long.
   bool request_arrived() const {
-    const std::string_view data(m_input.get() + m_begin, m_end - m_begin);
-    if (data.size() == k_input_buffer) {
+    if (m_end - m_begin == k_input_buffer) {
       return true;
     }
-    auto head_end = data.find("\r\n\r\n");
-    std::size_t blank = 4;
-    if (head_end == std::string_view::npos) {
-      head_end = data.find("\n\n");
-      blank = 2;
-      if (head_end == std::string_view::npos) {
-        return false;
-      }
+    const auto head = scan_head();
+    if (head.size == 0) {
+      return false;
     }
-    std::size_t length = 0;
-    for (auto rest = data.substr(0, head_end); !rest.empty();) {
-      const auto eol = rest.find('\n');
-      auto line = rest.substr(0, eol);
-      rest.remove_prefix(eol == std::string_view::npos ? rest.size() : eol + 1);
-      const auto colon = line.find(':');
-      if (colon == std::string_view::npos) {
-        continue; // the request line (cpp-httplib judges the rest)
-      }
-      const auto name = line.substr(0, colon);
-      if (iequals(name, "expect") || iequals(name, "transfer-encoding")) {
-        return true;
-      }
-      if (iequals(name, "content-length")) {
-        const auto value = trimmed(line.substr(colon + 1));
-        const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), length);
-        if (ec != std::errc() || length > k_input_buffer) {
-          return true; // cpp-httplib answers it, or the body streams to the worker
-        }
-      }
+    if (head.streams || head.length.value_or(0) > k_input_buffer) {
+      return true; // cpp-httplib answers it, or the body streams to the worker
     }
-    const auto whole = head_end + blank + length;
-    return whole <= data.size() || whole > k_input_buffer;
+    const auto whole = head.size + head.length.value_or(0);
+    return whole <= m_end - m_begin || whole > k_input_buffer;
+  }
+
+  // Before cpp-httplib reads the request at the front of the buffer: limits what it may read to
+  // the body limit (see `request_over_limit`), or, for a request with neither Content-Length
+  // nor Transfer-Encoding, which has no body (RFC 9112, 6.3), to its head: cpp-httplib 0.11
+  // would read the body of such a POST until the client closed (`curl -X POST URL` waited the
+  // read timeout, 10 s, and got no answer).
+  void limit_next_request(std::uint64_t max_body) {
+    const auto head = scan_head();
+    m_bodyless = head.size != 0 && !head.streams && !head.length;
+    m_budget = m_bodyless ? head.size : max_body + k_head_allowance;
+    t_over_limit = false;
   }
 
   // Appends what has arrived to the buffer (over TLS: all the session can decrypt now),
@@ -353,15 +347,23 @@ public:
   bool is_writable() const override { return !m_failed; }
 
   ssize_t read(char* ptr, std::size_t size) override {
+    if (m_budget == 0) {
+      if (m_bodyless) {
+        return 0; // the end of its (empty) body
+      }
+      t_over_limit = true;
+      return -1;
+    }
     if (m_begin == m_end) {
       // The client may wait for what we wrote (`100 Continue`) before it sends more.
       if (!flush() || fill(Clock::now() + m_read_timeout, false) <= 0) {
         return -1;
       }
     }
-    const auto n = std::min(size, m_end - m_begin);
+    const auto n = std::min<std::uint64_t>({size, m_end - m_begin, m_budget});
     std::memcpy(ptr, m_input.get() + m_begin, n);
     m_begin += n;
+    m_budget -= n;
     return static_cast<ssize_t>(n);
   }
 
@@ -396,6 +398,48 @@ public:
   socket_t socket() const override { return m_sock; }
 
 private:
+  // What the head of the request at the front of the buffer says of its body.
+  struct Head {
+    std::size_t size = 0;                // with its blank line; 0: not all arrived
+    std::optional<std::uint64_t> length; // Content-Length
+    bool streams = false; // Transfer-Encoding, Expect, or a Content-Length that is no number
+  };
+
+  Head scan_head() const {
+    const std::string_view data(m_input.get() + m_begin, m_end - m_begin);
+    Head head;
+    auto head_end = data.find("\r\n\r\n");
+    std::size_t blank = 4;
+    if (head_end == std::string_view::npos) {
+      head_end = data.find("\n\n");
+      blank = 2;
+      if (head_end == std::string_view::npos) {
+        return head;
+      }
+    }
+    head.size = head_end + blank;
+    for (auto rest = data.substr(0, head_end); !rest.empty();) {
+      const auto eol = rest.find('\n');
+      auto line = rest.substr(0, eol);
+      rest.remove_prefix(eol == std::string_view::npos ? rest.size() : eol + 1);
+      const auto colon = line.find(':');
+      if (colon == std::string_view::npos) {
+        continue; // the request line (cpp-httplib judges the rest)
+      }
+      const auto name = line.substr(0, colon);
+      if (iequals(name, "expect") || iequals(name, "transfer-encoding")) {
+        head.streams = true;
+      } else if (iequals(name, "content-length")) {
+        const auto value = trimmed(line.substr(colon + 1));
+        std::uint64_t length = 0;
+        const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), length);
+        head.streams = head.streams || ec != std::errc();
+        head.length = length;
+      }
+    }
+    return head;
+  }
+
   struct Address {
     bool known = false;
     std::string ip;
@@ -505,6 +549,8 @@ private:
   bool m_failed = false;
   bool m_timed_out = false;
   bool m_handshaken = false; // TLS
+  std::uint64_t m_budget = UINT64_MAX; // bytes the current request may still read
+  bool m_bodyless = false;             // the current request has no body
   mutable Address m_remote;
   mutable Address m_local;
   std::vector<std::pair<std::string_view, std::string_view>> m_headers; // of `try_fast`
@@ -823,8 +869,9 @@ private:
         }
         --c.requests_left;
         c.arriving_since.reset();
+        c.limit_next_request(this->payload_max_length_);
         ok = this->process_request(c, last, closed, nullptr);
-        ok = c.flush() && ok;
+        ok = c.flush() && ok && !t_over_limit; // the rest of that body is not read: close
       }
       if (!ok || closed) {
         return;
@@ -857,6 +904,10 @@ private:
 };
 
 } // namespace
+
+bool request_over_limit() {
+  return t_over_limit;
+}
 
 std::unique_ptr<httplib::Server> make_plain_http_server(FastHandler fast, std::size_t threads) {
   return std::make_unique<ConnectionServer<httplib::Server>>(std::move(fast), threads);

@@ -57,6 +57,12 @@ struct RawRequest {
 // close after the response. Must not throw.
 using FastHandler = std::function<bool(const RawRequest& request, std::string& out, bool& close)>;
 
+// True on a worker while cpp-httplib answers a request that read past the server's body limit
+// (`set_payload_max_length`) plus 1 MiB for its head: a chunked body, or one without a length,
+// which cpp-httplib 0.11 reads into memory whatever its size. Its read fails at the limit, the
+// error handler should answer 413, and the connection closes after the answer.
+bool request_over_limit();
+
 // Returns the plain-HTTP server with `threads` workers; `fast`, when given, is offered every
 // request that arrived whole.
 std::unique_ptr<httplib::Server> make_plain_http_server(FastHandler fast, std::size_t threads);

@@ -90,7 +90,7 @@ std::string reason_message(const httplib::Request& req, int status) {
   case 404:
     return "no route for " + req.method + " " + req.path;
   case 413:
-    return "request body is too large";
+    return "request body is larger than the server's limit (mlctl serve --max-body-mb)";
   case 414:
     return "request URI is too long";
   default:
@@ -177,6 +177,9 @@ const char* status_text(int status) {
 // Gives an error status that has no body yet (cpp-httplib's own 404, 413, 400) our JSON error
 // body; false when it has one.
 bool give_error_body(const httplib::Request& req, httplib::Response& res) {
+  if (request_over_limit()) {
+    res.status = 413; // cpp-httplib says 400: its read failed
+  }
   if (!res.body.empty() || res.content_length_ != 0) {
     return false;
   }
@@ -235,6 +238,17 @@ struct Server::Impl {
                    trace_from_header(req.get_header_value("traceparent")).traceparent());
     if (const auto refusal = authorize(req)) {
       refuse_unauthorized(res, refusal->second);
+      return true;
+    }
+    // cpp-httplib inflates a gzip or deflate body into memory without a limit (1 MB of gzip
+    // made a server take 3.2 GB), and the fast path would read it as JSON: refused before the
+    // body is read, and the connection closes (its body stays unread).
+    if (const auto encoding = req.get_header_value("Content-Encoding");
+        !encoding.empty() && encoding != "identity") {
+      res.set_header("Connection", "close");
+      detail::send_error(res, 415, api::k_code_unsupported,
+                         "Content-Encoding '" + encoding.substr(0, 40) +
+                             "': compressed request bodies are not accepted; send it uncompressed");
       return true;
     }
     return false;
@@ -329,7 +343,9 @@ struct Server::Impl {
     out += status_text(res.status);
     out += "\r\n";
     if (close) {
-      res.set_header("Connection", "close");
+      if (res.get_header_value("Connection") != "close") {
+        res.set_header("Connection", "close"); // once: a refusal may have set it
+      }
     } else if (!res.has_header("Keep-Alive")) {
       res.set_header("Keep-Alive", k_keep_alive_header);
     }

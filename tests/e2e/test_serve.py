@@ -2,11 +2,13 @@
 migrations), limits, authentication, TLS, graceful stop on SIGTERM/SIGINT, and the client's
 retries and exit code 4 against servers that fail on purpose."""
 
+import gzip
 import http.server
 import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import ssl
 import subprocess
@@ -271,6 +273,71 @@ class ServeTest(TestCase):
             self.assertEqual(r.status, 413)
             self.assertEqual(json.loads(r.read())["error"]["code"], "too_large")
             conn.close()
+
+    def test_bodies_are_bounded_whatever_their_framing(self):
+        # cpp-httplib 0.11 reads a chunked body into memory whatever its size, inflates a gzip
+        # one without a limit, and reads the body of a POST with neither Content-Length nor
+        # Transfer-Encoding until the client closes.
+        def peak_kb(pid):
+            return int(Path(f"/proc/{pid}/status").read_text().split("VmHWM:")[1].split()[0])
+
+        def exchange(port, head, parts=()):
+            """Sends `head`, then `parts` from a thread (as curl does, reading meanwhile);
+            returns what came back until the server closed, or 2 s passed after a status line."""
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10 * TIMEOUT_SCALE)
+
+            def send():
+                try:
+                    sock.sendall(head)
+                    for part in parts:
+                        sock.sendall(part)
+                except OSError:
+                    pass  # the server closed: it answered without reading the rest
+            sender = threading.Thread(target=send)
+            sender.start()
+            data = b""
+            try:
+                while chunk := sock.recv(65536):
+                    data += chunk
+                    if b"HTTP/1.1 " in data:
+                        sock.settimeout(2)
+            except OSError:
+                pass
+            sender.join()
+            sock.close()
+            return data
+
+        with Server(self.tmp / "data", args=["--max-body-mb", "1"]) as s:
+            before = peak_kb(s.pid)
+            # 200 MB chunked: refused at the limit with 413, not read into memory.
+            chunk = b"100000\r\n" + b" " * (1 << 20) + b"\r\n"
+            started = time.monotonic()
+            reply = exchange(s.port, b"POST /api/v1/applications/a/predict HTTP/1.1\r\nHost: x\r\n"
+                                     b"Transfer-Encoding: chunked\r\n\r\n", [chunk] * 200)
+            self.assertTrue(reply.startswith(b"HTTP/1.1 413 "), reply[:200])
+            self.assertIn(b'"too_large"', reply)
+            self.assertLess(time.monotonic() - started, 5 * TIMEOUT_SCALE)
+            # Compressed bodies: refused (415) before they are read or inflated, on the fast path
+            # (small) and cpp-httplib's (300 MB of zeros in 300 KB of gzip).
+            small = gzip.compress(b'{"images": [[0]]}')
+            bomb = gzip.compress(b"\0" * (300 << 20), compresslevel=1)
+            for body in (small, bomb):
+                reply = exchange(s.port, b"POST /api/v1/applications/a/predict HTTP/1.1\r\nHost: x\r\n"
+                                         b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body), [body])
+                self.assertTrue(reply.startswith(b"HTTP/1.1 415 "), reply[:200])
+                self.assertIn(b"compressed request bodies are not accepted", reply)
+                self.assertEqual(reply.count(b"Connection: close"), 1, reply)
+            self.assertLess(peak_kb(s.pid) - before, 64 << 10)
+            # No Content-Length, no Transfer-Encoding: no body (RFC 9112), answered at once, and
+            # the request pipelined after it too.
+            started = time.monotonic()
+            reply = exchange(s.port, b"POST /api/v1/applications/a/rollback HTTP/1.1\r\nHost: x\r\n\r\n"
+                                     b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            self.assertEqual(reply.count(b"HTTP/1.1 "), 2, reply)
+            self.assertTrue(reply.startswith(b"HTTP/1.1 404 "), reply[:200])  # no application 'a'
+            self.assertIn(b'"status":"ok"', reply)
+            self.assertLess(time.monotonic() - started, 1 * TIMEOUT_SCALE)
+            self.assertEqual(request(s, "GET", "/healthz")[0], 200)
 
     def test_refuses_non_loopback_without_token(self):
         r = mlctl("serve", "--data-dir", self.tmp / "data", "--listen", f"0.0.0.0:{free_port()}", timeout=30)
