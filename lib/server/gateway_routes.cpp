@@ -15,9 +15,11 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <simdjson.h>
 #include <utility>
 
@@ -421,17 +423,43 @@ void decode_images(const std::string& body, const LoadedModel& model, std::size_
 
 // ---- The Open Inference Protocol -------------------------------------------------------
 
+// The header giving the size of the JSON part of a body that carries binary tensor data.
+constexpr const char* k_json_header_size = "Inference-Header-Content-Length";
+
+struct V2Output {
+  std::string name;
+  std::optional<bool> binary; // its parameters.binary_data, when given
+};
+
 struct V2Request {
   std::string id;
   bool has_id = false;
-  std::vector<std::string> outputs; // requested names; empty = all
+  std::vector<V2Output> outputs; // requested; empty = all
+  bool binary_output = false;    // parameters.binary_data_output: outputs as binary by default
+};
+
+// The binary tensor data extension (Triton's, which KServe adopted): tensor data as
+// little-endian bytes in the native size of the datatype, after the JSON header of the body.
+static_assert(std::endian::native == std::endian::little,
+              "the binary tensor data extension sends little-endian bytes: copy with a swap here");
+
+// The size of one element of `datatype` in binary tensor data, or 0 for a datatype the
+// gateway does not take.
+std::size_t element_size(std::string_view datatype) {
+  return datatype == "FP32" ? sizeof(float) : datatype == "INT64" ? sizeof(std::int64_t) : 0;
+}
+
+// The data of an input tensor: numbers read from JSON, or its binary tensor data.
+struct InputData {
+  const std::vector<double>* numbers = nullptr;
+  std::string_view bytes;
 };
 
 // Checks input tensor `tensor` (its name and datatype read, `shape` and `data` beside it)
 // against the model's inputs and appends it to `call`.
 void add_v2_input(const LoadedModel& model, std::size_t max_batch, bool keep_images,
-                  onnx::Tensor tensor, std::vector<std::int64_t> shape,
-                  const std::vector<double>& data, InferCall& call) {
+                  onnx::Tensor tensor, std::vector<std::int64_t> shape, InputData data,
+                  InferCall& call) {
   const auto& infos = model.model.inputs();
   const auto what = "inputs[" + std::to_string(call.inputs.size()) + "]";
   const auto info = std::find_if(infos.begin(), infos.end(),
@@ -448,9 +476,19 @@ void add_v2_input(const LoadedModel& model, std::size_t max_batch, bool keep_ima
     refuse("input '" + tensor.name + "': datatype " + tensor.datatype.substr(0, 20) +
            " does not match the model's " + info->datatype);
   }
+  const auto size = element_size(tensor.datatype);
+  if (size == 0) {
+    refuse("input '" + tensor.name + "': datatype " + tensor.datatype + " is not supported");
+  }
   std::size_t count = 1;
+  std::size_t bytes = 0;
   for (const auto d : shape) {
-    count *= static_cast<std::size_t>(d);
+    if (__builtin_mul_overflow(count, static_cast<std::size_t>(d), &count)) {
+      count = SIZE_MAX;
+    }
+  }
+  if (__builtin_mul_overflow(count, size, &bytes)) {
+    refuse("input '" + tensor.name + "': shape [" + shape_text(shape) + "] is too large");
   }
   if (shape.size() != info->shape.size()) {
     refuse("input '" + tensor.name + "': shape [" + shape_text(shape) +
@@ -462,9 +500,14 @@ void add_v2_input(const LoadedModel& model, std::size_t max_batch, bool keep_ima
              "] does not match the model's [" + shape_text(info->shape) + "]");
     }
   }
-  if (count != data.size()) {
-    refuse("input '" + tensor.name + "': data holds " + std::to_string(data.size()) +
+  if (data.numbers != nullptr && count != data.numbers->size()) {
+    refuse("input '" + tensor.name + "': data holds " + std::to_string(data.numbers->size()) +
            " values; shape [" + shape_text(shape) + "] needs " + std::to_string(count));
+  }
+  if (data.numbers == nullptr && bytes != data.bytes.size()) {
+    refuse("input '" + tensor.name + "': parameters.binary_data_size is " +
+           std::to_string(data.bytes.size()) + "; shape [" + shape_text(shape) + "] of " +
+           tensor.datatype + " needs " + std::to_string(bytes) + " bytes");
   }
   const auto batch = shape.empty() ? 0 : static_cast<std::size_t>(shape[0]);
   if (batch == 0 || count == 0) {
@@ -481,23 +524,36 @@ void add_v2_input(const LoadedModel& model, std::size_t max_batch, bool keep_ima
   }
   call.batch = batch;
   if (tensor.datatype == "FP32") {
-    tensor.f32.resize(data.size());
-    for (std::size_t i = 0; i < data.size(); ++i) {
-      tensor.f32[i] = static_cast<float>(data[i]);
+    tensor.f32.resize(count);
+    if (data.numbers != nullptr) {
+      for (std::size_t i = 0; i < count; ++i) {
+        tensor.f32[i] = static_cast<float>((*data.numbers)[i]);
+      }
+    } else {
+      std::memcpy(tensor.f32.data(), data.bytes.data(), data.bytes.size());
+      // JSON cannot carry NaN or infinity; binary data can, and the model must not see them.
+      for (std::size_t i = 0; i < count; ++i) {
+        if (!std::isfinite(tensor.f32[i])) {
+          refuse("input '" + tensor.name + "': binary data holds " +
+                 (std::isnan(tensor.f32[i]) ? "NaN" : "infinity") + " at element " +
+                 std::to_string(i));
+        }
+      }
     }
     if (keep_images && tensor.name == model.image_input &&
         std::fabs(model.input_scale * 255.0 - 1.0) < 1e-6) {
       call.images = tensor.f32;
     }
-  } else if (tensor.datatype == "INT64") {
-    for (const double d : data) {
+  } else if (data.numbers != nullptr) {
+    for (const double d : *data.numbers) {
       if (d != std::floor(d)) {
         refuse("input '" + tensor.name + "': INT64 data holds a non-integer");
       }
       tensor.i64.push_back(static_cast<std::int64_t>(d));
     }
   } else {
-    refuse("input '" + tensor.name + "': datatype " + tensor.datatype + " is not supported");
+    tensor.i64.resize(count);
+    std::memcpy(tensor.i64.data(), data.bytes.data(), data.bytes.size());
   }
   tensor.shape = std::move(shape);
   call.inputs.push_back(std::move(tensor));
@@ -604,7 +660,8 @@ const char* read_v2_input_text(const char* p, const LoadedModel& model, std::siz
   if (p == nullptr || !has_name || !has_shape || !has_type || !has_data) {
     return nullptr;
   }
-  add_v2_input(model, max_batch, keep_images, std::move(tensor), std::move(shape), data, call);
+  add_v2_input(model, max_batch, keep_images, std::move(tensor), std::move(shape), {&data, {}},
+               call);
   return p;
 }
 
@@ -639,11 +696,37 @@ bool read_v2_text(const std::string& body, const LoadedModel& model, std::size_t
   return p != nullptr && seen_inputs && util::skip_json_space(p) == body.c_str() + body.size();
 }
 
-// Decodes a V2 inference request for the models of stage 0 (`model`).
-V2Request decode_v2(const std::string& body, const LoadedModel& model, std::size_t max_batch,
-                    bool keep_images, InferCall& call, bool fast) {
+// Reads a `"parameters"` object member of a request part (`what`): calls `member(key, value)`
+// for each of its members.
+template <class Member>
+void read_parameters(od::value value, const std::string& what, const Member& member) {
+  od::object params;
+  if (value.get_object().get(params) != simdjson::SUCCESS) {
+    refuse(what + ": expected an object");
+  }
+  for (auto field : params) {
+    std::string_view key;
+    if (field.unescaped_key().get(key) != simdjson::SUCCESS) {
+      refuse("request body: not valid JSON");
+    }
+    member(key, field.value());
+  }
+}
+
+bool read_bool(od::value value, const std::string& what) {
+  bool b = false;
+  if (value.get_bool().get(b) != simdjson::SUCCESS) {
+    refuse(what + ": expected true or false");
+  }
+  return b;
+}
+
+// Decodes a V2 inference request for the models of stage 0 (`model`): `body` is its JSON,
+// `binary` the binary tensor data after it (the bytes past Inference-Header-Content-Length).
+V2Request decode_v2(const std::string& body, std::string_view binary, const LoadedModel& model,
+                    std::size_t max_batch, bool keep_images, InferCall& call, bool fast) {
   V2Request req;
-  if (fast) {
+  if (fast && binary.empty()) {
     if (read_v2_text(body, model, max_batch, keep_images, req, call)) {
       return req;
     }
@@ -670,10 +753,11 @@ V2Request decode_v2(const std::string& body, const LoadedModel& model, std::size
       req.id = std::string(id);
       req.has_id = true;
     } else if (key == "parameters") {
-      od::object params;
-      if (field.value().get_object().get(params) != simdjson::SUCCESS) {
-        refuse("parameters: expected an object");
-      }
+      read_parameters(field.value(), "parameters", [&](std::string_view k, od::value v) {
+        if (k == "binary_data_output") {
+          req.binary_output = read_bool(v, "parameters.binary_data_output");
+        }
+      });
     } else if (key == "outputs") {
       od::array list;
       if (field.value().get_array().get(list) != simdjson::SUCCESS) {
@@ -684,7 +768,8 @@ V2Request decode_v2(const std::string& body, const LoadedModel& model, std::size
         if (item.get_object().get(o) != simdjson::SUCCESS) {
           refuse("outputs: expected a list of {\"name\": ...}");
         }
-        std::string_view name;
+        const auto what = "outputs[" + std::to_string(req.outputs.size()) + "]";
+        V2Output output;
         bool named = false;
         for (auto f : o) {
           std::string_view k;
@@ -692,16 +777,28 @@ V2Request decode_v2(const std::string& body, const LoadedModel& model, std::size
             refuse("request body: not valid JSON");
           }
           if (k == "name") {
+            std::string_view name;
             if (f.value().get_string().get(name) != simdjson::SUCCESS) {
-              refuse("outputs[].name: expected a string");
+              refuse(what + ".name: expected a string");
             }
+            output.name = name;
             named = true;
+          } else if (k == "parameters") {
+            read_parameters(f.value(), what + ".parameters", [&](std::string_view pk, od::value v) {
+              if (pk == "binary_data") {
+                output.binary = read_bool(v, what + ".parameters.binary_data");
+              } else if (pk == "classification") {
+                refuse(what + ".parameters.classification: the classification extension is not "
+                              "supported (the simple form /api/v1/applications/{name}/predict "
+                              "answers classes)");
+              }
+            });
           }
         }
         if (!named) {
-          refuse("outputs[" + std::to_string(req.outputs.size()) + "]: 'name' is required");
+          refuse(what + ": 'name' is required");
         }
-        req.outputs.emplace_back(name);
+        req.outputs.push_back(std::move(output));
       }
     } else if (key == "inputs") {
       seen_inputs = true;
@@ -710,6 +807,7 @@ V2Request decode_v2(const std::string& body, const LoadedModel& model, std::size
         refuse("inputs: expected a list of tensors");
       }
       std::size_t index = 0;
+      std::size_t offset = 0; // in `binary`: the next input's binary data
       for (auto item : list) {
         const auto what = "inputs[" + std::to_string(index++) + "]";
         od::object t;
@@ -722,6 +820,7 @@ V2Request decode_v2(const std::string& body, const LoadedModel& model, std::size
         data.clear();
         std::vector<std::int64_t> data_shape;
         bool has_name = false, has_shape = false, has_type = false, has_data = false;
+        std::optional<std::size_t> binary_size;
         for (auto f : t) {
           std::string_view k;
           if (f.unescaped_key().get(k) != simdjson::SUCCESS) {
@@ -769,12 +868,22 @@ V2Request decode_v2(const std::string& body, const LoadedModel& model, std::size
             }
             has_data = true;
           } else if (k == "parameters") {
-            od::object params;
-            if (f.value().get_object().get(params) != simdjson::SUCCESS) {
-              refuse(what + ".parameters: expected an object");
-            }
+            read_parameters(f.value(), what + ".parameters", [&](std::string_view pk, od::value v) {
+              std::uint64_t n = 0;
+              if (pk != "binary_data_size") {
+                return;
+              }
+              if (v.get_uint64().get(n) != simdjson::SUCCESS) {
+                refuse(what + ".parameters.binary_data_size: expected an integer >= 0");
+              }
+              binary_size = n;
+            });
           }
         }
+        if (binary_size && has_data) {
+          refuse(what + ": 'data' and parameters.binary_data_size both given (one or the other)");
+        }
+        has_data = has_data || binary_size;
         if (!has_name || !has_shape || !has_type || !has_data) {
           refuse(what + ": '" +
                  std::string(!has_name    ? "name"
@@ -783,8 +892,26 @@ V2Request decode_v2(const std::string& body, const LoadedModel& model, std::size
                                           : "data") +
                  "' is required");
         }
-        add_v2_input(model, max_batch, keep_images, std::move(tensor), std::move(shape), data,
+        InputData input{&data, {}};
+        if (binary_size) {
+          if (*binary_size > binary.size() - offset) {
+            refuse(what + ": parameters.binary_data_size is " + std::to_string(*binary_size) +
+                   " but " + std::to_string(binary.size() - offset) +
+                   " bytes of binary data are left after the JSON header" +
+                   (binary.empty() ? " (the Inference-Header-Content-Length header gives the "
+                                     "JSON header's size)"
+                                   : ""));
+          }
+          input = {nullptr, binary.substr(offset, *binary_size)};
+          offset += *binary_size;
+        }
+        add_v2_input(model, max_batch, keep_images, std::move(tensor), std::move(shape), input,
                      call);
+      }
+      if (offset != binary.size()) {
+        refuse(std::to_string(binary.size() - offset) +
+               " bytes of binary data after the JSON header belong to no input "
+               "(parameters.binary_data_size)");
       }
     }
   }
@@ -795,7 +922,9 @@ V2Request decode_v2(const std::string& body, const LoadedModel& model, std::size
   return req;
 }
 
-void put_tensor(std::string& out, const onnx::Tensor& t) {
+// Writes output tensor `t` into `out`, its data as JSON, or, when `binary` is given, appended
+// to `*binary` with its size in the tensor's parameters (the binary tensor data extension).
+void put_tensor(std::string& out, const onnx::Tensor& t, std::string* binary) {
   out += "{\"name\":";
   util::append_json_string(out, t.name);
   out += ",\"datatype\":";
@@ -806,6 +935,18 @@ void put_tensor(std::string& out, const onnx::Tensor& t) {
       out += ',';
     }
     put_int(out, t.shape[i]);
+  }
+  if (binary != nullptr) {
+    const auto bytes = t.datatype == "FP32"
+                           ? std::string_view(reinterpret_cast<const char*>(t.f32.data()),
+                                              t.f32.size() * sizeof(float))
+                           : std::string_view(reinterpret_cast<const char*>(t.i64.data()),
+                                              t.i64.size() * sizeof(std::int64_t));
+    out += "],\"parameters\":{\"binary_data_size\":";
+    put_int(out, static_cast<std::int64_t>(bytes.size()));
+    out += "}}";
+    binary->append(bytes);
+    return;
   }
   out += "],\"data\":[";
   if (t.datatype == "FP32") {
@@ -922,6 +1063,23 @@ void read_request(Platform& p, const Route& route, const Request& req,
   }
 }
 
+// The size of the JSON header of a body with binary tensor data (the
+// Inference-Header-Content-Length header), or nothing for a body of JSON alone.
+std::optional<std::size_t> json_header_size(const Request& req) {
+  if (!req.has_header(k_json_header_size)) {
+    return std::nullopt;
+  }
+  const auto text = req.get_header_value(k_json_header_size);
+  std::size_t n = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end != text.data() + text.size() || n > req.body.size()) {
+    refuse(std::string(k_json_header_size) +
+           ": expected the size of the body's JSON header, 0 to " +
+           std::to_string(req.body.size()) + " bytes, got '" + text.substr(0, 40) + "'");
+  }
+  return n;
+}
+
 void v2_infer(Platform& p, const std::string& name, const std::optional<std::string>& version,
               const Request& req, Response& res) {
   const auto route = route_of(p, name);
@@ -930,8 +1088,26 @@ void v2_infer(Platform& p, const std::string& name, const std::optional<std::str
   const auto& first = *route->stages.front().variants.front()->model;
   V2Request request;
   read_request(p, *route, req, version, call, [&](bool fast) {
-    request = decode_v2(req.body, first, static_cast<std::size_t>(p.options.max_batch),
-                        !p.inference_sinks.empty(), call, fast);
+    const auto json_size = json_header_size(req);
+    if (!json_size) {
+      try {
+        request = decode_v2(req.body, {}, first, static_cast<std::size_t>(p.options.max_batch),
+                            !p.inference_sinks.empty(), call, fast);
+      } catch (BadRequest& e) {
+        if (e.message.starts_with("request body: not valid JSON") &&
+            req.body.find("\"binary_data_size\"") != std::string::npos) {
+          e.message += std::string(" (a body with binary tensor data needs the ") +
+                       k_json_header_size + " header: the size of its JSON part)";
+        }
+        throw;
+      }
+      return;
+    }
+    thread_local std::string json; // the readers need a string (they stop at its NUL)
+    json.assign(req.body, 0, *json_size);
+    request = decode_v2(json, std::string_view(req.body).substr(*json_size), first,
+                        static_cast<std::size_t>(p.options.max_batch), !p.inference_sinks.empty(),
+                        call, fast);
   });
   const auto answer = p.gateway->infer(route, call);
   std::string out;
@@ -952,32 +1128,42 @@ void v2_infer(Platform& p, const std::string& name, const std::optional<std::str
   out += ",\"variant\":";
   util::append_json_string(out, answer.role);
   out += "},\"outputs\":[";
+  std::string binary;
   bool any = false;
+  const auto put = [&](const onnx::Tensor& t, bool as_binary) {
+    out += any ? "," : "";
+    put_tensor(out, t, as_binary ? &binary : nullptr);
+    any = true;
+  };
   if (request.outputs.empty()) {
     for (const auto& t : answer.outputs) {
-      out += any ? "," : "";
-      put_tensor(out, t);
-      any = true;
+      put(t, request.binary_output);
     }
   } else {
     for (const auto& wanted : request.outputs) {
       const auto it = std::find_if(answer.outputs.begin(), answer.outputs.end(),
-                                   [&](const auto& t) { return t.name == wanted; });
+                                   [&](const auto& t) { return t.name == wanted.name; });
       if (it == answer.outputs.end()) {
         std::string names;
         for (const auto& t : answer.outputs) {
           names += (names.empty() ? "" : ", ") + t.name;
         }
-        refuse("output '" + wanted.substr(0, 80) +
+        refuse("output '" + wanted.name.substr(0, 80) +
                "': the model has no such output (its outputs: " + names + ")");
       }
-      out += any ? "," : "";
-      put_tensor(out, *it);
-      any = true;
+      put(*it, wanted.binary.value_or(request.binary_output));
     }
   }
   out += "]}";
-  send_raw_json(res, 200, std::move(out));
+  if (binary.empty()) {
+    send_raw_json(res, 200, std::move(out));
+    return;
+  }
+  // The binary tensor data extension: the JSON header, then the outputs' bytes.
+  res.status = 200;
+  res.set_header(k_json_header_size, std::to_string(out.size()));
+  out += binary;
+  res.set_content(std::move(out), "application/octet-stream");
 }
 
 void predict(Platform& p, const std::string& name, const Request& req, Response& res) {
@@ -1152,7 +1338,7 @@ void register_gateway_routes(httplib::Server& http, Platform& p) {
   http.Get(pattern::k_v2, [](const Request&, Response& res) {
     std::string out = "{\"name\":\"mlctl\",\"version\":";
     util::append_json_string(out, build::version());
-    out += ",\"extensions\":[]}";
+    out += ",\"extensions\":[\"binary_tensor_data\"]}";
     send_raw_json(res, 200, std::move(out));
   });
   http.Get(pattern::k_v2_live, [](const Request&, Response& res) { res.status = 200; });

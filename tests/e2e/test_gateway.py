@@ -273,6 +273,99 @@ class GatewayTest(TestCase):
         status, _, _ = self.client.post("/v2/models/single/infer", {"inputs": [good]})
         self.assertEqual(status, 200)
 
+    # ---- Open Inference Protocol: the binary tensor data extension ------------------------
+
+    def post_binary(self, request, tensors, extra=b"", header=None):
+        """A request as Triton's client sends it by default: the JSON, then the tensors' bytes,
+        with the JSON's size in Inference-Header-Content-Length. Returns (status, headers, the
+        JSON part, the bytes after it)."""
+        body = json.dumps(request).encode()
+        headers = {"Inference-Header-Content-Length": str(len(body)) if header is None else header}
+        if header is False:
+            headers = {}
+        self.client.conn.request("POST", "/v2/models/single/infer",
+                                 body=body + b"".join(t.tobytes() for t in tensors) + extra, headers=headers)
+        r = self.client.conn.getresponse()
+        raw = r.read()
+        headers = {k.lower(): v for k, v in r.getheaders()}
+        n = int(headers.get("inference-header-content-length", len(raw)))
+        return r.status, headers, json.loads(raw[:n]), raw[n:]
+
+    def test_v2_binary_tensor_data(self):
+        status, _, raw = self.client.get("/v2")
+        self.assertIn("binary_tensor_data", json.loads(raw)["extensions"])
+        x = np.random.default_rng(5).random((2, 784), dtype=np.float32)
+        binary_input = {"name": "input", "shape": [2, 784], "datatype": "FP32",
+                        "parameters": {"binary_data_size": x.nbytes}}
+        # The JSON answer, to which every binary one must be equal bit for bit.
+        status, _, body = self.client.post("/v2/models/single/infer", {
+            "inputs": [{"name": "input", "shape": [2, 784], "datatype": "FP32", "data": x.ravel().tolist()}]})
+        self.assertEqual(status, 200, body)
+        want = np.array(body["outputs"][0]["data"], dtype=np.float32)
+        np.testing.assert_allclose(want.reshape(2, 10), self.expected(1, x), rtol=1e-4, atol=1e-6)
+
+        # Triton's client by default: binary inputs, and no outputs list but binary_data_output.
+        status, headers, body, rest = self.post_binary(
+            {"id": "b-1", "inputs": [binary_input], "parameters": {"binary_data_output": True}}, [x])
+        self.assertEqual(status, 200, body)
+        self.assertEqual(headers["content-type"], "application/octet-stream")
+        self.assertEqual(set(body), V2_KEYS)
+        self.assertEqual(body["id"], "b-1")
+        self.assertEqual(body["parameters"]["trace_id"], headers["traceparent"][3:35])
+        self.assertEqual(body["outputs"], [{"name": "probabilities", "datatype": "FP32", "shape": [2, 10],
+                                            "parameters": {"binary_data_size": 80}}])
+        self.assertEqual(rest, want.astype("<f4").tobytes())
+        # Binary inputs, JSON outputs (none asked as binary); an output's own binary_data wins
+        # over the request's binary_data_output.
+        for outputs, params in (([{"name": "probabilities"}], {}),
+                                ([{"name": "probabilities", "parameters": {"binary_data": False}}],
+                                 {"binary_data_output": True})):
+            status, headers, body, rest = self.post_binary(
+                {"inputs": [binary_input], "outputs": outputs, "parameters": params}, [x])
+            self.assertEqual((status, rest), (200, b""), body)
+            self.assertNotIn("inference-header-content-length", headers)
+            self.assertEqual(headers["content-type"], "application/json")
+            self.assertEqual(np.array(body["outputs"][0]["data"], dtype=np.float32).tobytes(), want.tobytes())
+        # JSON inputs, a binary output asked by name.
+        status, headers, body, rest = self.post_binary(
+            {"inputs": [{"name": "input", "shape": [2, 784], "datatype": "FP32", "data": x.ravel().tolist()}],
+             "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}]}, [])
+        self.assertEqual((status, rest), (200, want.tobytes()), body)
+        # The stored request holds the image the model saw (its bytes: round(x * 255)).
+        trace = self.post_binary({"inputs": [binary_input]}, [x])[2]["parameters"]["trace_id"]
+        deadline = time.monotonic() + 10
+        while (reply := request(self.server, "GET", f"/api/v1/requests/{trace}?include=input"))[0] == 404:
+            self.assertLess(time.monotonic(), deadline, "the request was not stored")
+            time.sleep(0.05)
+        stored = json.loads(reply[2])["requests"]
+        self.assertEqual([r["input"] for r in stored], np.rint(x * 255).astype(int).tolist())
+
+        nan, inf = x.copy(), x.copy()
+        nan[1, 3] = np.nan
+        inf[0, 0] = -np.inf
+        cases = [
+            (({"inputs": [binary_input]}, [x], b"", False), "needs the Inference-Header-Content-Length header"),
+            (({"inputs": [binary_input]}, [x], b"abcd", None), "4 bytes of binary data after the JSON header belong to no input"),
+            (({"inputs": [binary_input]}, [x[:1]], b"", None), "binary_data_size is 6272 but 3136 bytes of binary data are left"),
+            (({"inputs": [{**binary_input, "shape": [1, 784]}]}, [x], b"", None), "binary_data_size is 6272; shape [1×784] of FP32 needs 3136 bytes"),
+            (({"inputs": [binary_input]}, [nan], b"", None), "binary data holds NaN at element 787"),
+            (({"inputs": [binary_input]}, [inf], b"", None), "binary data holds infinity at element 0"),
+            (({"inputs": [{**binary_input, "data": [0] * 1568}]}, [x], b"", None), "'data' and parameters.binary_data_size both given"),
+            (({"inputs": [{**binary_input, "parameters": {"binary_data_size": -1}}]}, [x], b"", None), "binary_data_size: expected an integer >= 0"),
+            (({"inputs": [binary_input]}, [x], b"", "x"), "Inference-Header-Content-Length: expected the size of the body's JSON header"),
+            (({"inputs": [binary_input]}, [x], b"", "99999"), "Inference-Header-Content-Length: expected"),
+            (({"inputs": [binary_input], "outputs": [{"name": "probabilities", "parameters": {"classification": 3}}]},
+              [x], b"", None), "the classification extension is not supported"),
+            (({"inputs": [binary_input], "parameters": {"binary_data_output": 1}}, [x], b"", None),
+             "parameters.binary_data_output: expected true or false"),
+        ]
+        for (request_json, tensors, extra, header), contains in cases:
+            with self.subTest(contains=contains):
+                status, _, body, _ = self.post_binary(request_json, tensors, extra, header)
+                self.assertV2Error(status, body, 400, contains)
+        status, _, body, _ = self.post_binary({"inputs": [binary_input]}, [x])
+        self.assertEqual(status, 200, body)
+
     # ---- The simple form -----------------------------------------------------------------
 
     def test_simple_form(self):
