@@ -88,9 +88,14 @@ std::int64_t int_param(const httplib::Request& req, const char* key, std::int64_
 // Returns true for `?key=true|1|yes`, false for absent or `false|0|no`; throws otherwise.
 bool bool_param(const httplib::Request& req, const char* key);
 
-// Returns the request body parsed as JSON. Throws `Error{invalid_input}` "request body: not
-// valid JSON".
-nlohmann::json body_json(const httplib::Request& req);
+// How deep a request body's JSON may nest: nlohmann::json's dump, comparisons and conversions
+// recurse, and a body of 2 million nested lists (4 MB) overflowed a worker's stack.
+inline constexpr int k_max_json_depth = 64;
+
+// Returns the request body parsed as JSON. Throws `Error{invalid_input}`: "`what`: not valid
+// JSON`hint`", or nested deeper than k_max_json_depth.
+nlohmann::json body_json(const httplib::Request& req, std::string_view what = "request body",
+                         std::string_view hint = "");
 // Returns the application name of the route's first capture group. Throws
 // `Error{invalid_input}` for an invalid name.
 std::string application_of(const httplib::Request& req);

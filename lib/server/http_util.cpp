@@ -106,10 +106,19 @@ bool bool_param(const httplib::Request& req, const char* key) {
   throw Error(ErrorKind::invalid_input, std::string(key) + " '" + v.substr(0, 20) + "': expected true or false");
 }
 
-nlohmann::json body_json(const httplib::Request& req) {
-  auto json = nlohmann::json::parse(req.body, nullptr, false);
+nlohmann::json body_json(const httplib::Request& req, std::string_view what,
+                         std::string_view hint) {
+  const auto depth_check = [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+    if (depth > k_max_json_depth) {
+      throw Error(ErrorKind::invalid_input, std::string(what) + ": JSON nested deeper than " +
+                                                std::to_string(k_max_json_depth) + " levels");
+    }
+    return true;
+  };
+  auto json = nlohmann::json::parse(req.body, depth_check, false);
   if (json.is_discarded()) {
-    throw Error(ErrorKind::invalid_input, "request body: not valid JSON");
+    throw Error(ErrorKind::invalid_input,
+                std::string(what) + ": not valid JSON" + std::string(hint));
   }
   return json;
 }

@@ -434,8 +434,8 @@ void register_monitor_routes(httplib::Server& http, Platform& p) {
   http.Post(api::routes::pattern::k_application_explain,
             guarded(p.log, [&p](const Request& req, Response& res) {
               const auto app = application_of(req);
-              const auto body = nlohmann::json::parse(req.body, nullptr, false);
-              if (body.is_discarded() || !body.is_object()) {
+              const auto body = body_json(req, "explain");
+              if (!body.is_object()) {
                 throw Error(ErrorKind::invalid_input,
                             "explain: the body is not a JSON object {\"images\": [...]}");
               }

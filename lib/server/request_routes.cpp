@@ -87,13 +87,8 @@ void register_request_routes(httplib::Server& http, Platform& p) {
         if (!application.empty()) {
           api::validate_name(application, "application name");
         }
-        const auto body = nlohmann::json::parse(req.body, nullptr, false);
-        if (body.is_discarded()) {
-          throw Error(
-              ErrorKind::invalid_input,
-              "feedback: the body is not JSON (expected [{\"trace_id\", \"label\", \"index\"?}])");
-        }
-        const auto items = api::parse_feedback(body);
+        const auto items = api::parse_feedback(
+            body_json(req, "feedback", " (expected [{\"trace_id\", \"label\", \"index\"?}])"));
         auto result = store_of(p).add_feedback(items, application,
                                                api::format_time(std::chrono::system_clock::now()));
         send_json(res, 200, result);

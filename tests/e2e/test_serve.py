@@ -339,6 +339,20 @@ class ServeTest(TestCase):
             self.assertLess(time.monotonic() - started, 1 * TIMEOUT_SCALE)
             self.assertEqual(request(s, "GET", "/healthz")[0], 200)
 
+    def test_deeply_nested_json_bodies_are_refused_not_a_crash(self):
+        # 2 million nested lists (4 MB): the feedback route's server died of a stack overflow.
+        deep = b"[" * 2_000_000 + b"]" * 2_000_000
+        with Server(self.tmp / "data") as s:
+            for method, path, what in (("POST", "/api/v1/feedback", "feedback"),
+                                       ("PUT", "/api/v1/applications/deep", "request body"),
+                                       ("POST", "/api/v1/applications/deep/rollouts", "request body"),
+                                       ("POST", "/api/v1/applications/deep/explain", "explain")):
+                with self.subTest(path=path):
+                    status, _, data = request(s, method, path, body=deep, headers={"Content-Type": "application/json"})
+                    self.assertEqual((status, json.loads(data)["error"]["message"]),
+                                     (400, f"{what}: JSON nested deeper than 64 levels"))
+            self.assertEqual(request(s, "GET", "/healthz")[0], 200)
+
     def test_refuses_non_loopback_without_token(self):
         r = mlctl("serve", "--data-dir", self.tmp / "data", "--listen", f"0.0.0.0:{free_port()}", timeout=30)
         self.assertFails(r, 1, "without --token-file")
