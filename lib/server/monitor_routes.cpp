@@ -174,22 +174,30 @@ nlohmann::json explain(Platform& p, const std::string& app, const nlohmann::json
                 model->ref() + ": RISE needs a model with one image input");
   }
   explain::RiseOptions o;
-  const auto number = [&](const char* key, auto& target) {
-    if (body.contains(key)) {
-      if (!body[key].is_number()) {
-        throw Error(ErrorKind::invalid_input, std::string(key) + ": expected a number");
-      }
-      target = body[key].get<std::remove_reference_t<decltype(target)>>();
+  // An integer option in [min, max], checked before it is converted (1e30 converted to an
+  // integer is undefined; 2.5 is no count of masks).
+  const auto integer = [&](const char* key, std::uint64_t min, std::uint64_t max, auto& target) {
+    if (!body.contains(key)) {
+      return;
     }
+    const auto& v = body[key];
+    if (!v.is_number_integer() || (!v.is_number_unsigned() && v.get<std::int64_t>() < 0) ||
+        v.get<std::uint64_t>() < min || v.get<std::uint64_t>() > max) {
+      throw Error(ErrorKind::invalid_input, std::string(key) + ": must be an integer " +
+                                                std::to_string(min) + ".." + std::to_string(max) +
+                                                ", got " + v.dump());
+    }
+    target = static_cast<std::remove_reference_t<decltype(target)>>(v.get<std::uint64_t>());
   };
-  if (body.contains("masks") && body["masks"].is_number_integer() &&
-      body["masks"].get<std::int64_t>() < 1) {
-    throw Error(ErrorKind::invalid_input, "masks: must be 1..100000, got " + body["masks"].dump());
+  integer("masks", 1, 100000, o.masks);
+  integer("grid", 2, 28, o.grid);
+  integer("seed", 0, std::numeric_limits<std::uint64_t>::max(), o.seed);
+  if (body.contains("p")) {
+    if (!body["p"].is_number()) {
+      throw Error(ErrorKind::invalid_input, "p: expected a number in (0, 1)");
+    }
+    o.p = body["p"].get<double>();
   }
-  number("masks", o.masks);
-  number("grid", o.grid);
-  number("p", o.p);
-  number("seed", o.seed);
   explain::validate(o);
   const auto pixels = model->pixels;
   std::size_t rows = 0;

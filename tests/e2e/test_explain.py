@@ -109,13 +109,23 @@ class ExplainTest(TestCase):
                                    env=env), 1, "--indices: 9 is past the last image")
             self.assertFails(mlctl("explain", "--app", "ghost", "--data", self.tmp / "test.npz", env=env), 1,
                              "not served")
-            req = urllib.request.Request(server.url + f"/api/v1/applications/{APP}/explain",
-                                         data=json.dumps({"images": [x[0].ravel().tolist()], "masks": 0}).encode(),
-                                         headers={"Content-Type": "application/json"})
-            with self.assertRaises(urllib.error.HTTPError) as cm:
-                urllib.request.urlopen(req)
-            self.assertEqual(cm.exception.code, 400)
-            self.assertEqual(json.loads(cm.exception.read())["error"]["message"], "masks: must be 1..100000, got 0")
+            # Options are checked before they are converted (1e30 masks said "got 0", -1e30
+            # "got 9223372036854775808", and 2.5 ran 2).
+            for option, value, message in (("masks", 0, "masks: must be an integer 1..100000, got 0"),
+                                           ("masks", 1e30, "masks: must be an integer 1..100000, got 1e+30"),
+                                           ("masks", -1e30, "masks: must be an integer 1..100000, got -1e+30"),
+                                           ("masks", 2.5, "masks: must be an integer 1..100000, got 2.5"),
+                                           ("grid", 29, "grid: must be an integer 2..28, got 29"),
+                                           ("seed", -1, "seed: must be an integer 0..18446744073709551615, got -1"),
+                                           ("p", 1, "p: must be in (0, 1), got 1"),
+                                           ("p", "x", "p: expected a number in (0, 1)")):
+                req = urllib.request.Request(server.url + f"/api/v1/applications/{APP}/explain",
+                                             data=json.dumps({"images": [x[0].ravel().tolist()], option: value}).encode(),
+                                             headers={"Content-Type": "application/json"})
+                with self.assertRaises(urllib.error.HTTPError) as cm:
+                    urllib.request.urlopen(req)
+                self.assertEqual(cm.exception.code, 400)
+                self.assertEqual(json.loads(cm.exception.read())["error"]["message"], message)
             req = urllib.request.Request(server.url + f"/api/v1/applications/{APP}/explain",
                                          data=json.dumps({"images": [[1, 2, 3]]}).encode(),
                                          headers={"Content-Type": "application/json"})
