@@ -47,6 +47,9 @@ constexpr std::size_t k_output_buffer = 64 * 1024;
 // to 8 KB) and a chunked body's framing.
 constexpr std::uint64_t k_head_allowance = 1 << 20;
 
+// How long a refused body is read and dropped, at most, before the connection closes.
+constexpr auto k_drain_time = std::chrono::seconds(1);
+
 // See `request_over_limit`: set by `Connection::read`, on the worker serving the request.
 thread_local bool t_over_limit = false;
 
@@ -131,7 +134,7 @@ public:
   }
   ~Connection() override {
     if (m_ssl != nullptr) {
-      if (!m_failed) {
+      if (!m_failed && !m_shut) {
         ::SSL_shutdown(m_ssl); // the close_notify alert; no wait for the client's
       }
       ::SSL_free(m_ssl);
@@ -198,7 +201,48 @@ public:
     const auto head = scan_head();
     m_bodyless = head.size != 0 && !head.streams && !head.length;
     m_budget = m_bodyless ? head.size : max_body + k_head_allowance;
+    m_head_size = head.size;
+    m_request_size.reset();
+    if (head.size != 0 && !head.streams && head.length) {
+      m_request_size = head.size + *head.length;
+    }
+    m_read = 0;
     t_over_limit = false;
+  }
+
+  // After cpp-httplib answered the request: sends the answer; false when the connection must
+  // close. A body it left unread (refused before it was read: 401, 415) is read and dropped,
+  // so that the next request starts where it should and a client that sends its whole body
+  // before it reads (Python's http.client) gets the answer, not a send stalled on a full window
+  // (30 s, then a timeout). A chunked body left unread, one past the limit, or one not in
+  // within `k_drain_time`, is drained for a moment as the connection closes (`linger`): the
+  // answer is not lost to a reset. A stopping server just closes.
+  bool finish_request() {
+    if (!flush()) {
+      return false;
+    }
+    if (m_listener.load() == INVALID_SOCKET) {
+      return !t_over_limit && (!m_request_size || m_read == *m_request_size);
+    }
+    bool unread = t_over_limit || (!m_request_size && !m_bodyless && m_read <= m_head_size);
+    if (!unread && m_request_size && m_read < *m_request_size) {
+      auto left = *m_request_size - m_read;
+      const auto until = Clock::now() + k_drain_time;
+      while (left > 0 && !unread) {
+        if (m_begin == m_end && fill(until, false) <= 0) {
+          return false; // closed, failed, or too slow
+        }
+        const auto n = std::min<std::uint64_t>(left, m_end - m_begin);
+        m_begin += n;
+        left -= n;
+        unread = left > 0 && Clock::now() >= until;
+      }
+    }
+    if (unread) {
+      linger();
+      return false;
+    }
+    return true;
   }
 
   // Appends what has arrived to the buffer (over TLS: all the session can decrypt now),
@@ -364,6 +408,7 @@ public:
     std::memcpy(ptr, m_input.get() + m_begin, n);
     m_begin += n;
     m_budget -= n;
+    m_read += n;
     return static_cast<ssize_t>(n);
   }
 
@@ -398,6 +443,27 @@ public:
   socket_t socket() const override { return m_sock; }
 
 private:
+  // Ends the sending side and reads what the client still sends, dropping it, until it
+  // closes, is quiet for 250 ms or `k_drain_time` has passed.
+  void linger() {
+    if (m_ssl != nullptr) {
+      ::ERR_clear_error();
+      ::SSL_shutdown(m_ssl);
+      m_shut = true;
+    }
+    ::shutdown(m_sock, SHUT_WR);
+    const auto until = Clock::now() + k_drain_time;
+    for (char drop[64 * 1024];;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+      pollfd p{m_sock, POLLIN, 0};
+      if (left.count() <= 0 ||
+          ::poll(&p, 1, static_cast<int>(std::min<long>(left.count(), 250))) <= 0 ||
+          ::recv(m_sock, drop, sizeof drop, MSG_DONTWAIT) <= 0) {
+        return;
+      }
+    }
+  }
+
   // What the head of the request at the front of the buffer says of its body.
   struct Head {
     std::size_t size = 0;                // with its blank line; 0: not all arrived
@@ -551,6 +617,10 @@ private:
   bool m_handshaken = false; // TLS
   std::uint64_t m_budget = UINT64_MAX; // bytes the current request may still read
   bool m_bodyless = false;             // the current request has no body
+  std::size_t m_head_size = 0;         // of the current request
+  std::optional<std::uint64_t> m_request_size; // head and Content-Length body
+  std::uint64_t m_read = 0;                    // of the current request, by cpp-httplib
+  bool m_shut = false;                         // `linger` sent the TLS close_notify
   mutable Address m_remote;
   mutable Address m_local;
   std::vector<std::pair<std::string_view, std::string_view>> m_headers; // of `try_fast`
@@ -871,7 +941,7 @@ private:
         c.arriving_since.reset();
         c.limit_next_request(this->payload_max_length_);
         ok = this->process_request(c, last, closed, nullptr);
-        ok = c.flush() && ok && !t_over_limit; // the rest of that body is not read: close
+        ok = c.finish_request() && ok;
       }
       if (!ok || closed) {
         return;

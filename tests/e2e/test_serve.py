@@ -3,6 +3,7 @@ migrations), limits, authentication, TLS, graceful stop on SIGTERM/SIGINT, and t
 retries and exit code 4 against servers that fail on purpose."""
 
 import gzip
+import http.client
 import http.server
 import json
 import os
@@ -328,6 +329,15 @@ class ServeTest(TestCase):
                 self.assertIn(b"compressed request bodies are not accepted", reply)
                 self.assertEqual(reply.count(b"Connection: close"), 1, reply)
             self.assertLess(peak_kb(s.pid) - before, 64 << 10)
+            # A client that sends its whole body before it reads the answer (http.client) gets it
+            # too: a refused body is drained as the connection closes (it got a reset before).
+            for headers, body in (({"Content-Encoding": "gzip"}, bytes(20 << 20)),
+                                  ({}, iter([bytes(1 << 20)] * 20))):
+                conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+                conn.request("POST", "/api/v1/models/x/versions", body=body, headers=headers,
+                             encode_chunked=not isinstance(body, bytes))
+                self.assertEqual(conn.getresponse().status, 415 if headers else 413)
+                conn.close()
             # No Content-Length, no Transfer-Encoding: no body (RFC 9112), answered at once, and
             # the request pipelined after it too.
             started = time.monotonic()
@@ -407,6 +417,12 @@ class AuthTest(TestCase):
             # An upload without the token is refused before its body is stored.
             status, _, _ = request(s, "POST", "/api/v1/models/x/versions", body=b"\0" * 100000, token="")
             self.assertEqual(status, 401)
+            # A client that sends its whole body before it reads (http.client) gets the 401 too:
+            # the refused body is read and dropped (the client's send stalled 30 s before).
+            started = time.monotonic()
+            status, _, _ = request(s, "POST", "/api/v1/models/x/versions", body=bytes(20 << 20), token="", timeout=30)
+            self.assertEqual(status, 401)
+            self.assertLess(time.monotonic() - started, 5 * TIMEOUT_SCALE)
             # The CLI: no token -> exit 1 with the hint; wrong token -> exit 1; right token -> 0.
             r = mlctl("catalog", "list", env={"MLCTL_SERVER": s.url})
             self.assertFails(r, 1, "missing bearer token")
