@@ -45,12 +45,13 @@ std::string trim(std::string_view s) {
   return std::string(s);
 }
 
-// Reads `trace_id,label[,index]` lines; a header line, blank lines and `#` comments are skipped.
+// Reads `trace_id,label[,index]` lines; a header line, blank lines and `#` comments are skipped,
+// and so is the byte-order mark that spreadsheets put in front of a UTF-8 CSV.
 std::vector<api::FeedbackItem> read_csv(const std::string& path) {
   const auto text = util::read_file(path);
   std::vector<api::FeedbackItem> items;
   std::size_t line_no = 0;
-  std::size_t pos = 0;
+  std::size_t pos = text.starts_with("\xEF\xBB\xBF") ? 3 : 0;
   while (pos < text.size()) {
     const auto end = std::min(text.find('\n', pos), text.size());
     const std::string_view line(text.data() + pos, end - pos);

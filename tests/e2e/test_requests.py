@@ -132,8 +132,9 @@ class RequestStoreTest(TestCase):
             self.assertEqual(status, 400)
             self.assertEqual(bad["error"]["message"], "feedback[0].trace_id: must be 32 lowercase hex digits")
 
-            # The CLI: a CSV with a header, and one label by flag.
-            with open(self.tmp / "labels.csv", "w", newline="") as f:
+            # The CLI: a CSV with a header as Excel's "CSV UTF-8" writes it (a byte-order mark,
+            # CRLF), and one label by flag.
+            with open(self.tmp / "labels.csv", "w", newline="", encoding="utf-8-sig") as f:
                 w = csv.writer(f)
                 w.writerow(["trace_id", "label", "index"])
                 for t in trace_ids[100:150]:
