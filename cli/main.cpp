@@ -4,6 +4,7 @@
 
 #include "commands/commands.hpp"
 #include "commands/context.hpp"
+#include "util/build_info.hpp"
 #include "util/error.hpp"
 #include "util/interrupt.hpp"
 
@@ -11,6 +12,7 @@
 #include <cstdio>
 #include <exception>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 namespace {
 
@@ -121,6 +123,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::Error& e) {
     print_error(e.what());
     return k_exit_usage;
+  } catch (const nlohmann::json::exception& e) {
+    // JSON of a shape mlctl does not expect, from a server that is not the `mlctl serve` of
+    // this version (another service, a proxy): not an internal error.
+    print_error(std::string("unexpected JSON in an answer (is the server an mlctl serve of "
+                            "version ") +
+                std::string(mlctl::build::version()) + "?): " + e.what());
+    return k_exit_failure;
   } catch (const std::exception& e) {
     print_error(std::string("internal error: ") + e.what());
     return k_exit_failure;

@@ -564,6 +564,29 @@ class ClientRetryTest(TestCase):
             httpd.server_close()
         self.assertFails(r, 4, "warming up")
 
+    def test_json_of_another_shape_is_not_an_internal_error(self):
+        # Another service at the server's address answering JSON mlctl does not expect.
+        class Other(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = b'{"applications": "not a list", "models": 3}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Other)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        try:
+            r = mlctl("--server", f"http://127.0.0.1:{httpd.server_port}", "get", "applications", timeout=60)
+            self.assertFails(r, 1, "unexpected JSON in an answer (is the server an mlctl serve of version")
+            self.assertNotIn("internal error", r.stderr)
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+
 
 if __name__ == "__main__":
     unittest.main()
