@@ -285,7 +285,9 @@ struct Server::Impl {
   // The inference routes without cpp-httplib's request parsing (see http_connection.hpp):
   // the same handlers, pre-routing and access log, and the response cpp-httplib would write.
   bool answer_fast(const RawRequest& raw, std::string& out, bool& close) {
-    if (raw.method != "POST" || !platform.ready.load(std::memory_order_relaxed)) {
+    // A target past cpp-httplib's limit goes to it for its 414, as every other route's does.
+    if (raw.method != "POST" || raw.target.size() > CPPHTTPLIB_REQUEST_URI_MAX_LENGTH ||
+        !platform.ready.load(std::memory_order_relaxed)) {
       return false;
     }
     const auto route = detail::match_inference_route(raw.target);

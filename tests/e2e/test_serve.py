@@ -363,6 +363,15 @@ class ServeTest(TestCase):
                                      (400, f"{what}: JSON nested deeper than 64 levels"))
             self.assertEqual(request(s, "GET", "/healthz")[0], 200)
 
+    def test_a_target_past_8_kb_is_414_on_every_route(self):
+        # The inference routes' fast path took it: a 404 quoting the name, and the whole target
+        # in the access log.
+        with Server(self.tmp / "data") as s:
+            for path in ("/api/v1/applications/" + "a" * 9000 + "/predict", "/v2/models/" + "a" * 9000 + "/infer",
+                         "/api/v1/models/" + "a" * 9000):
+                status, _, _ = request(s, "POST", path, body=b"{}")
+                self.assertEqual(status, 414, path[:30])
+
     def test_refuses_non_loopback_without_token(self):
         r = mlctl("serve", "--data-dir", self.tmp / "data", "--listen", f"0.0.0.0:{free_port()}", timeout=30)
         self.assertFails(r, 1, "without --token-file")
