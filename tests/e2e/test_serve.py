@@ -514,9 +514,10 @@ class TlsTest(TestCase):
 
 
 class FlakyHandler(http.server.BaseHTTPRequestHandler):
-    """Answers 503 to the first `failures` requests, then a valid empty model list."""
+    """Answers 503 to the first `failures` requests, then `answer` (a valid empty model list)."""
     failures = 2
     seen = []
+    answer = b'{"models": [], "next_page_token": ""}'
 
     def do_GET(self):
         type(self).seen.append(self.path)
@@ -524,7 +525,7 @@ class FlakyHandler(http.server.BaseHTTPRequestHandler):
             body = b'{"error": {"code": "unavailable", "message": "warming up"}}'
             self.send_response(503)
         else:
-            body = b'{"models": [], "next_page_token": ""}'
+            body = type(self).answer
             self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -575,17 +576,10 @@ class ClientRetryTest(TestCase):
 
     def test_json_of_another_shape_is_not_an_internal_error(self):
         # Another service at the server's address answering JSON mlctl does not expect.
-        class Other(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                body = b'{"applications": "not a list", "models": 3}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
+        class Other(FlakyHandler):
+            failures = 0
+            seen = []
+            answer = b'{"applications": "not a list", "models": 3}'
         httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Other)
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
         try:
