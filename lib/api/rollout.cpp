@@ -2,6 +2,7 @@
 
 #include "api/names.hpp"
 #include "util/error.hpp"
+#include "util/text.hpp"
 
 #include <algorithm>
 #include <array>
@@ -38,16 +39,6 @@ std::string_view op_text(GateOp op) {
     return ">";
   }
   return "?";
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
 }
 
 // Formats a measured value for the one-line reasons: 4 significant digits.
@@ -119,7 +110,7 @@ Gate parse_gate(std::string_view text) {
     throw fail("expected METRIC OP VALUE with OP one of <= < >= >, e.g. 'p99_ms<=20'");
   }
   Gate g;
-  g.metric = std::string(trim(text.substr(0, pos)));
+  g.metric = std::string(util::trim_blanks(text.substr(0, pos)));
   const MetricInfo* info = nullptr;
   for (const auto& m : k_metrics) {
     if (m.name == g.metric) {
@@ -133,7 +124,7 @@ Gate parse_gate(std::string_view text) {
   const bool less = rest.front() == '<';
   const bool equal = rest.size() > 1 && rest[1] == '=';
   g.op = less ? (equal ? GateOp::le : GateOp::lt) : (equal ? GateOp::ge : GateOp::gt);
-  rest = trim(rest.substr(equal ? 2 : 1));
+  rest = util::trim_blanks(rest.substr(equal ? 2 : 1));
   if (rest == "threshold") {
     if (g.metric != "reconstruction") {
       throw fail("only reconstruction compares with 'threshold'");

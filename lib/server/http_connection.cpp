@@ -1,5 +1,7 @@
 #include "server/http_connection.hpp"
 
+#include "util/text.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -65,17 +67,6 @@ void address_of(const sockaddr_storage& addr, std::string& ip, int& port) {
     port = ntohs(a.sin6_port);
   }
   ip = text;
-}
-
-// `value` without the blanks (spaces, tabs) around it.
-std::string_view trimmed(std::string_view value) {
-  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) {
-    value.remove_prefix(1);
-  }
-  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) {
-    value.remove_suffix(1);
-  }
-  return value;
 }
 
 // True when `a` equals `lower` (lowercase) but for the case of its letters.
@@ -345,7 +336,7 @@ public:
         return false; // cpp-httplib answers malformed headers
       }
       const auto name = header.substr(0, colon);
-      const auto value = trimmed(header.substr(colon + 1));
+      const auto value = util::trim_blanks(header.substr(colon + 1));
       if (iequals(name, "content-length")) {
         std::size_t n = 0;
         const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
@@ -455,9 +446,7 @@ private:
     const auto until = Clock::now() + k_drain_time;
     for (char drop[64 * 1024];;) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
-      pollfd p{m_sock, POLLIN, 0};
-      if (left.count() <= 0 ||
-          ::poll(&p, 1, static_cast<int>(std::min<long>(left.count(), 250))) <= 0 ||
+      if (left.count() <= 0 || !readable_within(std::min(left, std::chrono::milliseconds(250))) ||
           ::recv(m_sock, drop, sizeof drop, MSG_DONTWAIT) <= 0) {
         return;
       }
@@ -496,7 +485,7 @@ private:
       if (iequals(name, "expect") || iequals(name, "transfer-encoding")) {
         head.streams = true;
       } else if (iequals(name, "content-length")) {
-        const auto value = trimmed(line.substr(colon + 1));
+        const auto value = util::trim_blanks(line.substr(colon + 1));
         std::uint64_t length = 0;
         const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), length);
         head.streams = head.streams || ec != std::errc();
@@ -853,6 +842,15 @@ public:
   }
 
 private:
+  // Parks `conn`, whose request (or TLS handshake) is still arriving: the read timeout runs
+  // from its first bytes (see `Workers::run_parking`).
+  void park_arriving(std::unique_ptr<Connection> conn) {
+    if (!conn->arriving_since) {
+      conn->arriving_since = Clock::now();
+    }
+    m_workers->park(std::move(conn));
+  }
+
   // Serves `conn` until it closes, goes idle or should make way (then it is parked).
   void serve(std::unique_ptr<Connection> conn) {
     auto& c = *conn;
@@ -867,10 +865,7 @@ private:
         return;
       case Connection::Step::more:
         if (flight == 3 || !c.readable_within(std::chrono::milliseconds(10))) {
-          if (!c.arriving_since) {
-            c.arriving_since = Clock::now();
-          }
-          m_workers->park(std::move(conn));
+          park_arriving(std::move(conn));
           return;
         }
         break;
@@ -931,10 +926,7 @@ private:
           if (c.failed()) {
             return; // closed
           }
-          if (!c.arriving_since) {
-            c.arriving_since = Clock::now();
-          }
-          m_workers->park(std::move(conn));
+          park_arriving(std::move(conn));
           return;
         }
         --c.requests_left;

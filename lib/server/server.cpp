@@ -242,7 +242,7 @@ struct Server::Impl {
     }
     // cpp-httplib inflates a gzip or deflate body into memory without a limit (1 MB of gzip
     // made a server take 3.2 GB), and the fast path would read it as JSON: refused before the
-    // body is read, and the connection closes (its body stays unread).
+    // body is read; the connection layer drops the body and the connection closes.
     if (const auto encoding = req.get_header_value("Content-Encoding");
         !encoding.empty() && encoding != "identity") {
       res.set_header("Connection", "close");

@@ -1,0 +1,20 @@
+#pragma once
+// Small text helpers shared by the HTTP layer and the parsers of command-line expressions.
+
+#include <string_view>
+
+namespace mlctl::util {
+
+// `s` without the blanks (spaces and tabs) around it: an HTTP field value (RFC 9110's OWS),
+// a term of a gate expression.
+inline std::string_view trim_blanks(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+} // namespace mlctl::util

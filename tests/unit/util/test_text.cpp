@@ -1,0 +1,13 @@
+#include "util/text.hpp"
+
+#include <doctest/doctest.h>
+
+using mlctl::util::trim_blanks;
+
+TEST_CASE("trim_blanks drops spaces and tabs at both ends only") {
+  CHECK(trim_blanks(" \tapplication/json \t") == "application/json");
+  CHECK(trim_blanks("a b") == "a b");
+  CHECK(trim_blanks("x\r\n") == "x\r\n"); // line ends are not blanks
+  CHECK(trim_blanks(" \t ").empty());
+  CHECK(trim_blanks("").empty());
+}
