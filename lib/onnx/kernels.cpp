@@ -349,12 +349,74 @@ gemm_avx512_pair(const float* x, std::int64_t m, std::int64_t ldx, const float* 
   }
 }
 
-// Panels two at a time with AVX-512; an odd last panel goes to the AVX2 kernel.
+// One row of x times four panels at once: the k_sets accumulator sets of the one-row kernel
+// above for each panel (24 zmm), added in the same order, so the same bits. A row reads each
+// weight once, from the L2 cache for a layer like 784×256 (802 KB): four streams of weights in
+// flight instead of two take the time of that layer from about 13 to 10 µs here, the L2
+// cache's bandwidth.
+constexpr std::int64_t k_row_group = 4;
+
+__attribute__((target("avx512f"))) void row_panels_avx512(const float* x, const float* panel,
+                                                          std::int64_t k, const float* bias,
+                                                          bool relu, float* y,
+                                                          __mmask16 last_mask) {
+  constexpr int G = k_row_group;
+  const std::int64_t stride = k * k_panel;
+  __m512 acc[k_sets][G];
+#pragma GCC unroll 8
+  for (int s = 0; s < k_sets; ++s) {
+#pragma GCC unroll 8
+    for (int g = 0; g < G; ++g) {
+      acc[s][g] = _mm512_setzero_ps();
+    }
+  }
+  std::int64_t kk = 0;
+  for (; kk + k_sets <= k; kk += k_sets) {
+#pragma GCC unroll 8
+    for (int s = 0; s < k_sets; ++s) {
+      const __m512 a = _mm512_set1_ps(x[kk + s]);
+#pragma GCC unroll 8
+      for (int g = 0; g < G; ++g) {
+        acc[s][g] =
+            _mm512_fmadd_ps(a, _mm512_loadu_ps(panel + g * stride + (kk + s) * k_panel), acc[s][g]);
+      }
+    }
+  }
+  for (; kk < k; ++kk) {
+    const __m512 a = _mm512_set1_ps(x[kk]);
+#pragma GCC unroll 8
+    for (int g = 0; g < G; ++g) {
+      acc[0][g] = _mm512_fmadd_ps(a, _mm512_loadu_ps(panel + g * stride + kk * k_panel), acc[0][g]);
+    }
+  }
+  const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 8
+  for (int g = 0; g < G; ++g) {
+    __m512 v = bias != nullptr ? _mm512_loadu_ps(bias + g * k_panel) : zero;
+#pragma GCC unroll 8
+    for (int s = 0; s < k_sets; ++s) {
+      v = _mm512_add_ps(v, acc[s][g]);
+    }
+    if (relu) {
+      v = _mm512_mask_max_ps(zero, 0xffff, v, zero);
+    }
+    _mm512_mask_storeu_ps(y + g * k_panel, g + 1 < G ? __mmask16{0xffff} : last_mask, v);
+  }
+}
+
+// Panels two at a time with AVX-512 (four for one row); an odd last panel goes to the AVX2
+// kernel.
 void gemm_avx512(const float* x, std::int64_t m, std::int64_t ldx, const float* packed,
                  std::int64_t k, std::int64_t n, const float* bias, bool relu, float* y,
                  std::int64_t ldy) {
   const std::int64_t panels = (n + k_panel - 1) / k_panel;
   std::int64_t p = 0;
+  for (; m == 1 && p + k_row_group <= panels; p += k_row_group) {
+    const std::int64_t last_cols = std::min(k_panel, n - (p + k_row_group - 1) * k_panel);
+    row_panels_avx512(x, packed + p * k * k_panel, k,
+                      bias != nullptr ? bias + p * k_panel : nullptr, relu, y + p * k_panel,
+                      static_cast<__mmask16>((1u << last_cols) - 1u));
+  }
   for (; p + 2 <= panels; p += 2) {
     gemm_avx512_pair(x, m, ldx, packed + p * k * k_panel, k,
                      bias != nullptr ? bias + p * k_panel : nullptr, relu, y + p * k_panel, ldy,

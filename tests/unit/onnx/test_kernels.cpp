@@ -53,7 +53,8 @@ void check_gemm(std::int64_t m, std::int64_t k, std::int64_t n, bool transposed,
 
 TEST_CASE("gemm matches a reference product for every row-block and panel tail on every kernel") {
   // Each kernel this CPU has: portable, AVX2 and AVX-512 (m up to 25 covers the 12-row and
-  // 6-row blocks and all their tails; n covers odd panel counts and partial panels).
+  // 6-row blocks and all their tails; n covers odd panel counts, partial panels and the
+  // one-row kernel's groups of four panels).
   const auto best = kernels::isa();
   for (const auto isa : {kernels::Isa::generic, kernels::Isa::avx2, kernels::Isa::avx512}) {
     if (static_cast<int>(isa) > static_cast<int>(best)) {
@@ -62,7 +63,7 @@ TEST_CASE("gemm matches a reference product for every row-block and panel tail o
     kernels::limit_isa(isa);
     REQUIRE(kernels::isa() == isa);
     for (std::int64_t m : {1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 25}) {
-      for (std::int64_t n : {1, 10, 16, 17, 32, 33, 47}) {
+      for (std::int64_t n : {1, 10, 16, 17, 32, 33, 47, 60, 70}) {
         for (std::int64_t k : {1, 5, 7, 64}) {
           CAPTURE(static_cast<int>(isa));
           CAPTURE(m);
