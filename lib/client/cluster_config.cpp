@@ -3,6 +3,7 @@
 #include "api/names.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/yaml_json.hpp"
 
 #include <cstdlib>
 #include <sys/stat.h>
@@ -63,7 +64,7 @@ ClusterConfig load_cluster_config(const fs::path& path) {
   try {
     root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    throw Error(ErrorKind::invalid_input, path.string() + ": " + e.what());
+    throw Error(ErrorKind::invalid_input, path.string() + ": " + util::yaml_error(e));
   }
   if (!root || root.IsNull()) {
     return config;
@@ -95,7 +96,7 @@ ClusterConfig load_cluster_config(const fs::path& path) {
       }
     }
   } catch (const YAML::Exception& e) {
-    throw Error(ErrorKind::invalid_input, path.string() + ": " + e.what());
+    throw Error(ErrorKind::invalid_input, path.string() + ": " + util::yaml_error(e));
   }
   return config;
 }

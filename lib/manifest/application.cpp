@@ -250,15 +250,6 @@ void read_serving(const json& spec, Application& app, Problems& problems) {
   }
 }
 
-std::string yaml_message(const YAML::Exception& e) {
-  // yaml-cpp: "yaml-cpp: error at line 3, column 5: illegal map value"
-  std::string what = e.what();
-  if (what.rfind("yaml-cpp: ", 0) == 0) {
-    what = what.substr(10);
-  }
-  return what;
-}
-
 } // namespace
 
 Application application_from_json(const json& doc) {
@@ -390,7 +381,7 @@ json yaml_to_json(std::string_view yaml, std::string_view name) {
   try {
     return util::yaml_to_json(YAML::Load(std::string(yaml)));
   } catch (const YAML::Exception& e) {
-    throw Error(ErrorKind::invalid_input, std::string(name) + ": " + yaml_message(e));
+    throw Error(ErrorKind::invalid_input, std::string(name) + ": " + util::yaml_error(e));
   }
 }
 
@@ -399,7 +390,7 @@ std::vector<Document> parse_manifests(std::string_view text, std::string_view na
   try {
     nodes = YAML::LoadAll(std::string(text));
   } catch (const YAML::Exception& e) {
-    throw Error(ErrorKind::invalid_input, std::string(name) + ": " + yaml_message(e));
+    throw Error(ErrorKind::invalid_input, std::string(name) + ": " + util::yaml_error(e));
   }
   std::vector<Document> out;
   for (std::size_t i = 0; i < nodes.size(); ++i) {
@@ -412,7 +403,7 @@ std::vector<Document> parse_manifests(std::string_view text, std::string_view na
     try {
       doc = util::yaml_to_json(nodes[i]);
     } catch (const YAML::Exception& e) {
-      throw Error(ErrorKind::invalid_input, source + ": " + yaml_message(e));
+      throw Error(ErrorKind::invalid_input, source + ": " + util::yaml_error(e));
     }
     out.push_back(
         Document{source, with_context(source, [&] { return application_from_json(doc); })});

@@ -538,8 +538,8 @@ ModelCard card_from_yaml(std::string_view text, std::string_view name) {
   try {
     root = YAML::Load(std::string(text));
   } catch (const YAML::Exception& e) {
-    throw Error(ErrorKind::invalid_input, std::string(name) + ": not valid YAML: line " +
-                                              std::to_string(e.mark.line + 1) + ": " + e.msg);
+    throw Error(ErrorKind::invalid_input,
+                std::string(name) + ": not valid YAML: " + util::yaml_error(e));
   }
   try {
     if (!root.IsMap()) {
@@ -569,8 +569,7 @@ ModelCard card_from_yaml(std::string_view text, std::string_view name) {
     }
     return card;
   } catch (const YAML::Exception& e) {
-    throw Error(ErrorKind::invalid_input,
-                std::string(name) + ": line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
+    throw Error(ErrorKind::invalid_input, std::string(name) + ": " + util::yaml_error(e));
   }
 }
 

@@ -174,7 +174,7 @@ json yaml_to_json(std::string_view yaml, std::string_view name) {
   try {
     return util::yaml_to_json(YAML::Load(std::string(yaml)));
   } catch (const YAML::Exception& e) {
-    throw Error(ErrorKind::invalid_input, std::string(name) + ": " + e.what());
+    throw Error(ErrorKind::invalid_input, std::string(name) + ": " + util::yaml_error(e));
   }
 }
 

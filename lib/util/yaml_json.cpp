@@ -1,5 +1,7 @@
 #include "util/yaml_json.hpp"
 
+#include <yaml-cpp/depthguard.h>
+
 #include <charconv>
 #include <cmath>
 #include <cstdint>
@@ -95,6 +97,18 @@ void emit_yaml(YAML::Emitter& out, const json& value) {
     out << value.dump();
     break;
   }
+}
+
+std::string yaml_error(const YAML::Exception& e) {
+  const auto* deep = dynamic_cast<const YAML::DeepRecursion*>(&e);
+  const std::string what =
+      deep != nullptr ? "nested more than " + std::to_string(deep->depth() - 1) + " levels deep"
+                      : e.msg;
+  if (e.mark.is_null()) {
+    return what;
+  }
+  return "line " + std::to_string(e.mark.line + 1) + ", column " +
+         std::to_string(e.mark.column + 1) + ": " + what;
 }
 
 json yaml_to_json(const YAML::Node& node) {

@@ -194,6 +194,17 @@ TEST_CASE("several documents per file; later documents are named in messages") {
   CHECK(manifest::parse_manifests("---\n" + two + "---\n", "apps.yaml").size() == 2);
 }
 
+TEST_CASE("YAML that is not valid, or nested past yaml-cpp's limit, is named with its place") {
+  CHECK(error_of("a: [1,\n  b: c", "app.yaml") ==
+        "app.yaml: line 2, column 1: end of sequence flow not found");
+  // yaml-cpp calls it "bad file".
+  const auto deep =
+      with_spec("  singular: " + std::string(5000, '[') + std::string(5000, ']') + "\n");
+  const auto message = error_of(deep, "app.yaml");
+  CHECK(message.rfind("app.yaml: line 5, column ", 0) == 0);
+  CHECK(message.find("levels deep") != std::string::npos);
+}
+
 TEST_CASE("a directory of manifests: *.yaml and *.yml in name order; names must be unique") {
   mlctl::util::TempDir dir;
   mlctl::util::write_file_atomic(dir.path() / "b.yml", with_spec("  singular: {model: a:2}\n"));
