@@ -14,6 +14,8 @@ int http_status(ErrorKind kind) {
   case ErrorKind::unavailable:
   case ErrorKind::interrupted:
     return 503;
+  case ErrorKind::no_space:
+    return 507; // Insufficient Storage (RFC 4918)
   case ErrorKind::io:
   case ErrorKind::internal:
     return 500;
@@ -39,6 +41,9 @@ ErrorKind error_kind_for(int status, std::string_view code) {
   }
   if (status == 502 || status == 503 || status == 504) {
     return ErrorKind::unavailable;
+  }
+  if (status == 507) {
+    return ErrorKind::no_space;
   }
   if (status >= 400 && status < 500) {
     return ErrorKind::invalid_input;

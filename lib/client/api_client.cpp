@@ -36,6 +36,9 @@ Error error_from_response(const std::string& url, long status, const std::string
     return Error(kind, url + ": " + message +
                            " (pass --token, set MLCTL_TOKEN, or 'mlctl cluster add NAME --server URL --token-file F')");
   }
+  if (status == 507) {
+    return Error(kind, url + ": the server's disk is full (HTTP 507): " + message);
+  }
   if (!parsed || status >= 500) {
     return Error(kind, url + ": " + (status >= 500 ? "server error (HTTP " + std::to_string(status) + "): " : "") +
                            message);

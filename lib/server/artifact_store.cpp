@@ -2,6 +2,7 @@
 
 #include "artifact/sha256.hpp"
 #include "util/error.hpp"
+#include "util/fs.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -15,18 +16,17 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using util::throw_errno;
+
 constexpr std::size_t k_write_buffer = 1 << 20;
 constexpr std::uint64_t k_writeback_step = 4 << 20;
-
-[[noreturn]] void throw_errno(const fs::path& path, std::string_view what) {
-  throw Error(ErrorKind::io, path.string() + ": " + std::string(what) + ": " + std::strerror(errno));
-}
 
 void create_dirs(const fs::path& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) {
-    throw Error(ErrorKind::io, dir.string() + ": cannot create directory: " + ec.message());
+    throw Error(io_error_kind(ec.value()),
+                dir.string() + ": cannot create directory: " + ec.message());
   }
 }
 
@@ -120,7 +120,8 @@ std::unique_ptr<ArtifactStore::TempEntry> ArtifactStore::scratch_dir() {
       return std::make_unique<TempEntry>(*this, std::move(path));
     }
     if (ec) {
-      throw Error(ErrorKind::io, path.string() + ": cannot create directory: " + ec.message());
+      throw Error(io_error_kind(ec.value()),
+                  path.string() + ": cannot create directory: " + ec.message());
     }
   }
   throw Error(ErrorKind::io, m_tmp.string() + ": cannot create a scratch directory");

@@ -293,6 +293,8 @@ std::string store_metrics(Platform& p) {
           "Rows (one per image) written to the request store.", s.rows_stored);
   counter("mlctl_request_store_write_errors_total",
           "Request-store batches lost to a database error.", s.write_errors);
+  counter("mlctl_request_store_records_lost_total",
+          "Inference records lost with those batches (a full disk, say).", s.records_lost);
   out += "# HELP mlctl_request_store_queue_records Records waiting to be written.\n"
          "# TYPE mlctl_request_store_queue_records gauge\nmlctl_request_store_queue_records " +
          std::to_string(s.queue_records) + "\n";

@@ -223,6 +223,7 @@ struct RequestStore::Impl {
   std::atomic<std::uint64_t> rows_stored{0};
   std::atomic<std::uint64_t> rows_deleted{0};
   std::atomic<std::uint64_t> write_errors{0};
+  std::atomic<std::uint64_t> records_lost{0};
   std::atomic<std::uint64_t> batches{0};
 
   std::int64_t row_count = 0; // writer thread only
@@ -368,6 +369,7 @@ struct RequestStore::Impl {
       }
     } catch (const std::exception& e) {
       write_errors += 1;
+      records_lost += batch.size();
       recount();
       const auto now = std::chrono::steady_clock::now();
       if (log && now - last_error_log > std::chrono::seconds(1)) {
@@ -599,6 +601,7 @@ RequestStoreStats RequestStore::stats() const {
   s.rows_stored = impl.rows_stored.load();
   s.rows_deleted = impl.rows_deleted.load();
   s.write_errors = impl.write_errors.load();
+  s.records_lost = impl.records_lost.load();
   s.batches = impl.batches.load();
   {
     const std::lock_guard lock(impl.mutex);

@@ -55,6 +55,7 @@ struct RequestStoreStats {
   std::uint64_t rows_stored = 0;         // one per image (one for a record without images)
   std::uint64_t rows_deleted = 0;        // by the retention limit
   std::uint64_t write_errors = 0;        // batches lost to a database error (logged)
+  std::uint64_t records_lost = 0;        // the records of those batches (a full disk: logged)
   std::uint64_t batches = 0;             // transactions committed
   std::size_t queue_records = 0;         // queue depth now
   std::size_t queue_images = 0;

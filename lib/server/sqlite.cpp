@@ -18,8 +18,9 @@ ErrorKind kind_for(int code) {
   case SQLITE_CORRUPT:
   case SQLITE_NOTADB:
     return ErrorKind::corrupt;
-  case SQLITE_IOERR:
   case SQLITE_FULL:
+    return ErrorKind::no_space;
+  case SQLITE_IOERR:
   case SQLITE_CANTOPEN:
   case SQLITE_READONLY:
   case SQLITE_PERM:

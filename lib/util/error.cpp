@@ -1,17 +1,19 @@
 #include "util/error.hpp"
 
 #include <array>
+#include <cerrno>
 #include <utility>
 
 namespace mlctl {
 
 namespace {
-constexpr std::array<std::pair<ErrorKind, std::string_view>, 8> k_names{{
+constexpr std::array<std::pair<ErrorKind, std::string_view>, 9> k_names{{
     {ErrorKind::invalid_input, "invalid_input"},
     {ErrorKind::not_found, "not_found"},
     {ErrorKind::conflict, "conflict"},
     {ErrorKind::unavailable, "unavailable"},
     {ErrorKind::io, "io"},
+    {ErrorKind::no_space, "no_space"},
     {ErrorKind::corrupt, "corrupt"},
     {ErrorKind::internal, "internal"},
     {ErrorKind::interrupted, "interrupted"},
@@ -34,6 +36,10 @@ ErrorKind error_kind_from_string(std::string_view name) {
     }
   }
   return ErrorKind::internal;
+}
+
+ErrorKind io_error_kind(int error) noexcept {
+  return error == ENOSPC || error == EDQUOT ? ErrorKind::no_space : ErrorKind::io;
 }
 
 Error Error::with_context(std::string_view subject) const {

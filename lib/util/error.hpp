@@ -8,12 +8,27 @@
 
 namespace mlctl {
 
-enum class ErrorKind { invalid_input, not_found, conflict, unavailable, io, corrupt, internal, interrupted };
+// `no_space`: a disk (or quota) is full: an `io` error that waiting or freeing space mends,
+// which retrying at once does not.
+enum class ErrorKind {
+  invalid_input,
+  not_found,
+  conflict,
+  unavailable,
+  io,
+  no_space,
+  corrupt,
+  internal,
+  interrupted
+};
 
 // Returns the stable snake_case name of `kind` (`invalid_input`, ...), used on the wire.
 std::string_view to_string(ErrorKind kind);
 // Parses a name produced by `to_string`; unknown names give `internal`.
 ErrorKind error_kind_from_string(std::string_view name);
+
+// The kind of a failed system call's `errno`: `no_space` for ENOSPC and EDQUOT, else `io`.
+ErrorKind io_error_kind(int error) noexcept;
 
 class Error : public std::runtime_error {
 public:

@@ -26,23 +26,24 @@ std::string random_suffix() {
   return s;
 }
 
-[[noreturn]] void throw_errno(const fs::path& path, std::string_view what) {
-  throw Error(ErrorKind::io,
-              path.string() + ": " + std::string(what) + ": " + std::strerror(errno));
-}
-
 void create_parent(const fs::path& path) {
   std::error_code ec;
   const auto parent = path.parent_path();
   if (!parent.empty()) {
     fs::create_directories(parent, ec);
     if (ec) {
-      throw Error(ErrorKind::io, parent.string() + ": cannot create directory: " + ec.message());
+      throw Error(io_error_kind(ec.value()),
+                  parent.string() + ": cannot create directory: " + ec.message());
     }
   }
 }
 
 } // namespace
+
+void throw_errno(const fs::path& path, std::string_view what) {
+  throw Error(io_error_kind(errno),
+              path.string() + ": " + std::string(what) + ": " + std::strerror(errno));
+}
 
 void write_file_atomic(const fs::path& path, std::span<const std::byte> data) {
   AtomicFile file(path);
@@ -189,7 +190,8 @@ void StagedDir::commit() {
       std::error_code ignored;
       fs::rename(aside, m_target, ignored);
     }
-    throw Error(ErrorKind::io, m_target.string() + ": cannot rename into place: " + ec.message());
+    throw Error(io_error_kind(ec.value()),
+                m_target.string() + ": cannot rename into place: " + ec.message());
   }
   m_staging.release();
   if (!aside.empty()) {

@@ -11,6 +11,10 @@
 
 namespace mlctl::util {
 
+// Throws the `Error` of a failed system call on `path`: `<path>: <what>: <strerror(errno)>`,
+// of kind `no_space` for a full disk or quota, `io` otherwise.
+[[noreturn]] void throw_errno(const std::filesystem::path& path, std::string_view what);
+
 // Writes `data` to `path` atomically (temporary file in the same directory, fsync, rename).
 // Creates missing parent directories. Throws `Error{io}` naming `path`.
 void write_file_atomic(const std::filesystem::path& path, std::span<const std::byte> data);

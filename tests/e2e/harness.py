@@ -153,7 +153,7 @@ class Server:
     """
 
     def __init__(self, data_dir, token_file=None, args=(), port=None, ready_timeout=30.0,
-                 stop_timeout=20.0, env=None, check_exit=True):
+                 stop_timeout=20.0, env=None, check_exit=True, wrapper=()):
         self.data_dir = Path(data_dir)
         self.token_file = Path(token_file) if token_file else None
         self.args = [str(a) for a in args]
@@ -162,6 +162,9 @@ class Server:
         self.stop_timeout = stop_timeout
         self.extra_env = env or {}
         self.check_exit = check_exit
+        # A command that sets something up and then execs the server, keeping its PID (see
+        # `small_filesystem`).
+        self.wrapper = [str(a) for a in wrapper]
         self.proc = None
         self.returncode = None
         self._log = None
@@ -190,7 +193,7 @@ class Server:
         cmd = [MLCTL, "serve", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}"]
         if self.token_file:
             cmd += ["--token-file", str(self.token_file)]
-        cmd += self.args
+        cmd = self.wrapper + cmd + self.args
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLCTL_") or k == "MLCTL_BIN"}
         env.update(self.extra_env)
         self._log = tempfile.NamedTemporaryFile(prefix="mlctl-serve-", suffix=".log", delete=False)
@@ -262,6 +265,22 @@ class Server:
             os.unlink(self._log.name)
             self._log = None
         return False
+
+
+def small_filesystem(mount_point, megabytes):
+    """A `Server` wrapper that runs the server with a tmpfs of `megabytes` mounted on
+    `mount_point`, in a mount namespace of its own (an unprivileged user namespace: no root
+    needed, and the filesystem is gone when the server exits). Raises unittest.SkipTest when
+    this machine does not allow it."""
+    mount_point = Path(mount_point)
+    mount_point.mkdir(parents=True, exist_ok=True)
+    wrapper = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+               f'mount -t tmpfs -o size={int(megabytes)}m tmpfs "$0" && exec "$@"', str(mount_point)]
+    probe = subprocess.run(wrapper + ["true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise unittest.SkipTest("cannot mount a small filesystem here (unshare --user --mount): "
+                                + (probe.stderr.strip() or f"exit {probe.returncode}"))
+    return wrapper
 
 
 def make_model_dir(directory, name="tiny", seed=0, features=784, classes=10, pad_bytes=0) -> Path:

@@ -19,7 +19,7 @@ import unittest
 import urllib.request
 from pathlib import Path
 
-from harness import TIMEOUT_SCALE, Server, TestCase, free_port, make_model_dir, mlctl
+from harness import TIMEOUT_SCALE, Server, TestCase, free_port, make_model_dir, mlctl, small_filesystem
 from registry_fixtures import request, request_json, tar_gz, model_entries
 
 TOKEN = "s3cret-token-0123456789abcdef"
@@ -593,3 +593,68 @@ class ClientRetryTest(TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class DiskFullTest(TestCase):
+    def test_a_full_disk_is_507_not_retried_and_serving_goes_on(self):
+        # The data directory on an 8 MB filesystem of the server's own: artifacts of 1.5 MB
+        # fill it after a few uploads.
+        mount = self.tmp / "small"
+        wrapper = small_filesystem(mount, 8)
+        with Server(mount / "data", wrapper=wrapper) as server:
+            env = server.env()
+            self.assertOk(mlctl("catalog", "upload", make_model_dir(self.tmp / "m", name="m"), env=env))
+            self.assertOk(mlctl("apply", "application", "app", "--model", "m:1", env=env))
+            failed = None
+            for i in range(12):
+                r = mlctl("catalog", "upload",
+                          make_model_dir(self.tmp / f"big{i}", name="big", seed=i, pad_bytes=1_500_000), env=env)
+                if r.code != 0:
+                    failed = r
+                    break
+            self.assertIsNotNone(failed, "12 artifacts of 1.5 MB fitted on 8 MB")
+            self.assertFails(failed, 1, "the server's disk is full (HTTP 507)")
+            self.assertIn("No space left on device", failed.stderr)
+            self.assertNotIn("retry", failed.stderr)
+            deadline = time.monotonic() + 5 * TIMEOUT_SCALE  # the access log is written every 50 ms
+            while True:
+                statuses = [l["status"] for l in server.access_log() if l["path"] == "/api/v1/models/big/versions"]
+                if 507 in statuses or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            self.assertEqual(statuses[-1], 507, statuses)
+            self.assertEqual(statuses.count(507), 1, statuses)  # one request: not retried
+            # Nothing half-written is left (seen through the server's own mount namespace), the
+            # registry has every version that was registered, and inference goes on.
+            tmp_dir = Path(f"/proc/{server.pid}/root") / (mount / "data" / "tmp").relative_to("/")
+            self.assertEqual(list(tmp_dir.iterdir()), [])
+            status, listing = request_json(server, "GET", "/api/v1/models/big/versions")
+            self.assertEqual(status, 200, listing)
+            self.assertEqual(len(listing["versions"]), len(statuses) - 1)
+            status, answer = request_json(server, "POST", "/api/v1/applications/app/predict",
+                                          {"images": [[0.5] * 784]})
+            self.assertEqual(status, 200, answer)
+            self.assertEqual(answer["model"], "m:1")
+            # What space is left goes to smaller artifacts; then the request store's writes fail
+            # too, and every inference record is still accounted for: stored, dropped, sampled
+            # out or lost with a batch the disk could not take.
+            for pad in (200_000, 20_000):
+                for i in range(50):
+                    small = make_model_dir(self.tmp / f"fill{pad}-{i}", name="fill", seed=i, pad_bytes=pad)
+                    if mlctl("catalog", "upload", small, env=env).code != 0:
+                        break
+            answered = [request_json(server, "POST", "/api/v1/applications/app/predict",
+                                     {"images": [[0.5] * 784]})[0] for _ in range(200)]
+            self.assertEqual(answered, [200] * 200)
+            deadline = time.monotonic() + 10 * TIMEOUT_SCALE  # the writer's last batch
+            while True:
+                _, _, text = request(server, "GET", "/metrics")
+                store = {l.split()[0]: int(l.split()[1]) for l in text.decode().splitlines()
+                         if l.startswith("mlctl_request_store_")}
+                accounted = sum(store[f"mlctl_request_store_records_{k}_total"]
+                                for k in ("stored", "dropped", "sampled_out", "lost"))
+                if accounted == store["mlctl_request_store_records_received_total"] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            self.assertEqual(store["mlctl_request_store_records_received_total"], accounted, store)
+            self.assertGreater(store["mlctl_request_store_records_lost_total"], 0, store)

@@ -7,10 +7,15 @@ using mlctl::ErrorKind;
 namespace api = mlctl::api;
 
 TEST_CASE("every error kind maps to a status and back") {
-  const std::pair<ErrorKind, int> table[] = {
-      {ErrorKind::invalid_input, 400}, {ErrorKind::corrupt, 400},  {ErrorKind::not_found, 404},
-      {ErrorKind::conflict, 409},      {ErrorKind::unavailable, 503}, {ErrorKind::interrupted, 503},
-      {ErrorKind::io, 500},            {ErrorKind::internal, 500}};
+  const std::pair<ErrorKind, int> table[] = {{ErrorKind::invalid_input, 400},
+                                             {ErrorKind::corrupt, 400},
+                                             {ErrorKind::not_found, 404},
+                                             {ErrorKind::conflict, 409},
+                                             {ErrorKind::unavailable, 503},
+                                             {ErrorKind::interrupted, 503},
+                                             {ErrorKind::io, 500},
+                                             {ErrorKind::internal, 500},
+                                             {ErrorKind::no_space, 507}};
   for (const auto& [kind, status] : table) {
     CHECK(api::http_status(kind) == status);
     // The wire code carries the exact kind back.
@@ -28,6 +33,7 @@ TEST_CASE("statuses without a known code map by status") {
   CHECK(api::error_kind_for(413, "too_large") == ErrorKind::invalid_input);
   CHECK(api::error_kind_for(500, "") == ErrorKind::internal);
   CHECK(api::error_kind_for(500, "internal") == ErrorKind::internal);
+  CHECK(api::error_kind_for(507, "") == ErrorKind::no_space);
 }
 
 TEST_CASE("error bodies round-trip and foreign bodies are recognised as such") {

@@ -1,17 +1,26 @@
 #include "util/error.hpp"
 #include "util/problems.hpp"
 
+#include <cerrno>
 #include <doctest/doctest.h>
 
 using mlctl::Error;
 using mlctl::ErrorKind;
 
 TEST_CASE("error kinds round-trip through their wire names") {
-  for (auto kind : {ErrorKind::invalid_input, ErrorKind::not_found, ErrorKind::conflict, ErrorKind::unavailable,
-                    ErrorKind::io, ErrorKind::corrupt, ErrorKind::internal, ErrorKind::interrupted}) {
+  for (auto kind : {ErrorKind::invalid_input, ErrorKind::not_found, ErrorKind::conflict,
+                    ErrorKind::unavailable, ErrorKind::io, ErrorKind::no_space, ErrorKind::corrupt,
+                    ErrorKind::internal, ErrorKind::interrupted}) {
     CHECK(mlctl::error_kind_from_string(mlctl::to_string(kind)) == kind);
   }
   CHECK(mlctl::error_kind_from_string("nonsense") == ErrorKind::internal);
+}
+
+TEST_CASE("a full disk or quota is no_space, any other failed call io") {
+  CHECK(mlctl::io_error_kind(ENOSPC) == ErrorKind::no_space);
+  CHECK(mlctl::io_error_kind(EDQUOT) == ErrorKind::no_space);
+  CHECK(mlctl::io_error_kind(EIO) == ErrorKind::io);
+  CHECK(mlctl::io_error_kind(EACCES) == ErrorKind::io);
 }
 
 TEST_CASE("with_context prefixes the subject and keeps the kind") {

@@ -1,8 +1,12 @@
 #include "util/error.hpp"
 #include "util/fs.hpp"
 
+#include <cerrno>
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <filesystem>
+#include <string>
+#include <unistd.h>
 
 namespace fs = std::filesystem;
 using mlctl::util::StagedDir;
@@ -99,4 +103,24 @@ TEST_CASE("AtomicFile appends, patches earlier bytes, and appears only on commit
     ++entries;
   }
   CHECK(entries == 1);
+}
+
+TEST_CASE("a write to a full disk throws no_space, naming the file and the reason") {
+  const int fd = ::open("/dev/full", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    MESSAGE("skipped: no /dev/full here");
+    return;
+  }
+  const char byte = 'x';
+  const auto written = ::write(fd, &byte, 1);
+  const int error = errno;
+  ::close(fd);
+  REQUIRE(written < 0);
+  errno = error;
+  try {
+    mlctl::util::throw_errno("/dev/full", "write failed");
+  } catch (const mlctl::Error& e) {
+    CHECK(e.kind() == mlctl::ErrorKind::no_space);
+    CHECK(std::string(e.what()) == "/dev/full: write failed: No space left on device");
+  }
 }
