@@ -201,6 +201,19 @@ public:
     t_over_limit = false;
   }
 
+  // True when the request at the front of the buffer is an HTTP/1.0 one. cpp-httplib 0.11
+  // closes such a connection after the answer, but says `Keep-Alive: timeout=5, ...` in it
+  // unless told it is the last: an HTTP/1.0 client that asked to keep the connection (`ab -k`)
+  // took it for kept and found it closed.
+  bool http10_request() const {
+    const std::string_view data(m_input.get() + m_begin, m_end - m_begin);
+    auto line = data.substr(0, data.find('\n'));
+    if (!line.empty() && line.back() == '\r') {
+      line.remove_suffix(1);
+    }
+    return line.size() >= 9 && line.substr(line.size() - 9) == " HTTP/1.0";
+  }
+
   // After cpp-httplib answered the request: sends the answer; false when the connection must
   // close. A body it left unread (refused before it was read: 401, 415) is read and dropped,
   // so that the next request starts where it should and a client that sends its whole body
@@ -932,7 +945,8 @@ private:
         --c.requests_left;
         c.arriving_since.reset();
         c.limit_next_request(this->payload_max_length_);
-        ok = this->process_request(c, last, closed, nullptr);
+        // HTTP/1.0: answered with `Connection: close`, which it is (see `http10_request`).
+        ok = this->process_request(c, last || c.http10_request(), closed, nullptr);
         ok = c.finish_request() && ok;
       }
       if (!ok || closed) {

@@ -372,6 +372,32 @@ class ServeTest(TestCase):
                 status, _, _ = request(s, "POST", path, body=b"{}")
                 self.assertEqual(status, 414, path[:30])
 
+    def test_http_1_0_answers_say_the_connection_closes(self):
+        # cpp-httplib closed the connection of an HTTP/1.0 request but answered
+        # `Keep-Alive: timeout=5, ...`, which a client that asked to keep it (ab -k) believed.
+        def exchange(port, raw):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(raw)
+                data = b""
+                while chunk := sock.recv(65536):  # to the end: the server closes
+                    data += chunk
+            return data.decode()
+
+        with Server(self.tmp / "data") as s:
+            for raw in (b"GET /healthz HTTP/1.0\r\n\r\n",
+                        b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                        b"POST /api/v1/applications/ghost/predict HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}"):
+                answer = exchange(s.port, raw)
+                head = answer.split("\r\n\r\n")[0]
+                self.assertEqual(answer.count("HTTP/1.1 "), 1, answer)
+                self.assertIn("\r\nConnection: close\r\n", head + "\r\n", raw)
+                self.assertNotIn("Keep-Alive", head, raw)
+            # HTTP/1.1 keeps the connection: two pipelined answers, the second (1.0) closing it.
+            answer = exchange(s.port, b"GET /healthz HTTP/1.1\r\n\r\nGET /readyz HTTP/1.0\r\n\r\n")
+            first, second = answer.split("HTTP/1.1 ")[1:]
+            self.assertIn("Keep-Alive: timeout=", first)
+            self.assertIn("Connection: close", second)
+
     def test_refuses_non_loopback_without_token(self):
         r = mlctl("serve", "--data-dir", self.tmp / "data", "--listen", f"0.0.0.0:{free_port()}", timeout=30)
         self.assertFails(r, 1, "without --token-file")
