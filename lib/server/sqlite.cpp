@@ -3,6 +3,7 @@
 #include "util/error.hpp"
 
 #include <sqlite3.h>
+#include <sys/statvfs.h>
 
 namespace mlctl::server::sql {
 
@@ -31,6 +32,26 @@ ErrorKind kind_for(int code) {
 }
 
 constexpr int k_busy_timeout_ms = 10000;
+
+// The error of a failed SQLite call on the database at `path`. SQLite reports a full disk as
+// SQLITE_FULL only where it sees it: creating the WAL or its index on a full disk is a "disk
+// I/O error" (a server started on one said just that). When the disk holding the database
+// has less than 1 MiB left, the error says how much and is `no_space`.
+Error sqlite_error(const std::filesystem::path& path, int code, std::string message) {
+  auto kind = kind_for(code);
+  if ((code & 0xff) == SQLITE_IOERR || (code & 0xff) == SQLITE_FULL) {
+    struct statvfs fs {};
+    const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+    if (::statvfs(dir.c_str(), &fs) == 0) {
+      const auto free_bytes = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+      if (free_bytes < (1U << 20)) {
+        kind = ErrorKind::no_space;
+        message += " (" + std::to_string(free_bytes) + " bytes free on its disk)";
+      }
+    }
+  }
+  return Error(kind, message);
+}
 
 } // namespace
 
@@ -64,7 +85,7 @@ void Database::fail(int code, std::string_view what) const {
   std::string message = m_path.string() + ": " + std::string(what) + ": ";
   const char* detail = m_db != nullptr ? sqlite3_errmsg(m_db) : sqlite3_errstr(code);
   message += detail != nullptr ? detail : sqlite3_errstr(code);
-  throw Error(kind_for(code), message);
+  throw sqlite_error(m_path, code, std::move(message));
 }
 
 void Database::exec(std::string_view sql) {
@@ -74,7 +95,7 @@ void Database::exec(std::string_view sql) {
   if (rc != SQLITE_OK) {
     std::string detail = err != nullptr ? err : sqlite3_errstr(rc);
     sqlite3_free(err);
-    throw Error(kind_for(rc), m_path.string() + ": " + detail);
+    throw sqlite_error(m_path, rc, m_path.string() + ": " + detail);
   }
 }
 

@@ -267,15 +267,16 @@ class Server:
         return False
 
 
-def small_filesystem(mount_point, megabytes):
+def small_filesystem(mount_point, megabytes, full=False):
     """A `Server` wrapper that runs the server with a tmpfs of `megabytes` mounted on
-    `mount_point`, in a mount namespace of its own (an unprivileged user namespace: no root
-    needed, and the filesystem is gone when the server exits). Raises unittest.SkipTest when
-    this machine does not allow it."""
+    `mount_point` (filled up first when `full`), in a mount namespace of its own (an
+    unprivileged user namespace: no root needed, and the filesystem is gone when the server
+    exits). Raises unittest.SkipTest when this machine does not allow it."""
     mount_point = Path(mount_point)
     mount_point.mkdir(parents=True, exist_ok=True)
+    fill = ' && (cat /dev/zero > "$0/filler" 2>/dev/null; true)' if full else ""
     wrapper = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
-               f'mount -t tmpfs -o size={int(megabytes)}m tmpfs "$0" && exec "$@"', str(mount_point)]
+               f'mount -t tmpfs -o size={int(megabytes)}m tmpfs "$0"{fill} && exec "$@"', str(mount_point)]
     probe = subprocess.run(wrapper + ["true"], capture_output=True, text=True)
     if probe.returncode != 0:
         raise unittest.SkipTest("cannot mount a small filesystem here (unshare --user --mount): "

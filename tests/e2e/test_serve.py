@@ -19,7 +19,7 @@ import unittest
 import urllib.request
 from pathlib import Path
 
-from harness import TIMEOUT_SCALE, Server, TestCase, free_port, make_model_dir, mlctl, small_filesystem
+from harness import MLCTL, TIMEOUT_SCALE, Server, TestCase, free_port, make_model_dir, mlctl, small_filesystem
 from registry_fixtures import request, request_json, tar_gz, model_entries
 
 TOKEN = "s3cret-token-0123456789abcdef"
@@ -684,3 +684,13 @@ class DiskFullTest(TestCase):
                 time.sleep(0.05)
             self.assertEqual(store["mlctl_request_store_records_received_total"], accounted, store)
             self.assertGreater(store["mlctl_request_store_records_lost_total"], 0, store)
+
+    def test_a_server_started_on_a_full_disk_says_so(self):
+        # It said SQLite's "database or disk is full" (and, restarted on a data directory already
+        # there, "disk I/O error": creating the WAL), nothing of how full.
+        mount = self.tmp / "full"
+        wrapper = small_filesystem(mount, 1, full=True)
+        r = subprocess.run(wrapper + [MLCTL, "serve", "--data-dir", mount / "data", "--listen", f"127.0.0.1:{free_port()}"],
+                           capture_output=True, text=True, timeout=30 * TIMEOUT_SCALE)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertRegex(r.stderr, r"registry\.db: .* \(0 bytes free on its disk\)")
