@@ -83,7 +83,9 @@ int run_serve(const ServeOptions& opts, Context& ctx) {
 void register_serve(CLI::App& parent, Dispatch& dispatch) {
   auto opts = std::make_shared<ServeOptions>();
   auto* cmd = parent.add_subcommand("serve", "Run the platform: model registry and REST API (HTTP/HTTPS)");
-  cmd->add_option("--data-dir", opts->data_dir, "Directory of the registry database and artifacts (created if missing)")
+  cmd->add_option("--data-dir", opts->data_dir,
+                  "Directory of the registry database and artifacts (created if missing; one "
+                  "server at a time: DIR/serve.lock)")
       ->required()
       ->envname("MLCTL_DATA_DIR")
       ->type_name("DIR");

@@ -59,7 +59,7 @@ complete -c mlctl -n '__fish_seen_subcommand_from predict' -l limit -r -F -d 'Us
 complete -c mlctl -n '__fish_seen_subcommand_from predict' -l indices -r -F -d 'With --app: these images of --data (0-based, comma separated)'
 complete -c mlctl -n '__fish_seen_subcommand_from predict' -l batch-size -r -F -d 'With --app: images per request'
 complete -c mlctl -n '__fish_seen_subcommand_from predict' -l feedback -d 'With --app and --data: also send each image'\''s label as ground truth (as mlctl feedback does), so the platform measures accuracy on this traffic'
-complete -c mlctl -n '__fish_seen_subcommand_from serve' -l data-dir -r -F -d 'Directory of the registry database and artifacts (created if missing)'
+complete -c mlctl -n '__fish_seen_subcommand_from serve' -l data-dir -r -F -d 'Directory of the registry database and artifacts (created if missing; one server at a time: DIR/serve.lock)'
 complete -c mlctl -n '__fish_seen_subcommand_from serve' -l listen -r -F -d 'Address to listen on, HOST:PORT (port 0 picks a free one)'
 complete -c mlctl -n '__fish_seen_subcommand_from serve' -l token-file -r -F -d 'File holding the bearer token every /api/v1 call must present'
 complete -c mlctl -n '__fish_seen_subcommand_from serve' -l tls-cert -r -F -d 'PEM certificate: serve HTTPS (with --tls-key)'

@@ -10,6 +10,7 @@
 #include "server/http_internal.hpp"
 #include "server/trace.hpp"
 #include "util/build_info.hpp"
+#include "util/fs.hpp"
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -17,10 +18,13 @@
 #include <condition_variable>
 #include <csignal>
 #include <cstring>
+#include <fcntl.h>
 #include <malloc.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <thread>
+#include <unistd.h>
 
 namespace mlctl::server {
 
@@ -59,6 +63,58 @@ void register_health_routes(httplib::Server& http, Platform& p) {
 namespace {
 
 using detail::Platform;
+
+// The data directory's lock, `DATA_DIR/serve.lock`, held (flock) while the server lives: the
+// kernel releases it when the process ends, a crash included. Two servers on one directory
+// each removed the other's uploads in progress as leftovers of a crash when it started, kept
+// applications of their own and trimmed each other's request store; the second now stops at
+// start. The file says who holds it (pid and address) for the message.
+class DataDirLock {
+public:
+  explicit DataDirLock(const std::filesystem::path& dir) : m_path(dir / "serve.lock") {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      throw Error(io_error_kind(ec.value()),
+                  dir.string() + ": cannot create directory: " + ec.message());
+    }
+    m_fd = ::open(m_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (m_fd < 0) {
+      util::throw_errno(m_path, "cannot open");
+    }
+    if (::flock(m_fd, LOCK_EX | LOCK_NB) != 0) {
+      const int error = errno;
+      char holder[256] = {};
+      const auto n = ::pread(m_fd, holder, sizeof holder - 1, 0);
+      ::close(m_fd);
+      if (error != EWOULDBLOCK) {
+        errno = error;
+        util::throw_errno(m_path, "cannot lock");
+      }
+      const std::string who = n > 0 ? std::string(holder, static_cast<std::size_t>(n)) : "";
+      throw Error(ErrorKind::conflict, dir.string() + ": in use by another mlctl serve" +
+                                           (who.empty() ? std::string() : " (" + who + ")") +
+                                           "; a data directory serves one server at a time");
+    }
+    describe("pid " + std::to_string(::getpid()));
+  }
+  ~DataDirLock() {
+    ::close(m_fd);
+  } // not unlinked: a server starting meanwhile would lock another file
+  DataDirLock(const DataDirLock&) = delete;
+  DataDirLock& operator=(const DataDirLock&) = delete;
+
+  // Says who holds the lock (best effort: only messages read it).
+  void describe(const std::string& who) {
+    if (::ftruncate(m_fd, 0) == 0) {
+      [[maybe_unused]] const auto n = ::pwrite(m_fd, who.data(), who.size(), 0);
+    }
+  }
+
+private:
+  std::filesystem::path m_path;
+  int m_fd = -1;
+};
 
 std::string reason_code(int status) {
   switch (status) {
@@ -188,6 +244,7 @@ bool give_error_body(const httplib::Request& req, httplib::Response& res) {
 }
 
 struct Server::Impl {
+  std::unique_ptr<DataDirLock> lock; // first: released after everything else closed
   Platform platform;
   std::unique_ptr<httplib::Server> http;
   std::unique_ptr<AccessLog> access_log;
@@ -494,6 +551,7 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
   p.artifact_limits.max_unpacked_bytes = std::max<std::uint64_t>(64ull << 20, 4 * o.max_body_bytes);
 
   const auto t0 = std::chrono::steady_clock::now();
+  impl.lock = std::make_unique<DataDirLock>(o.data_dir);
   p.registry = std::make_unique<Registry>(o.data_dir);
   const auto recovery = p.registry->recover();
   if (recovery.temporaries_removed + recovery.orphans_removed > 0) {
@@ -577,6 +635,7 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
   if (impl.listen_sock >= 0 && ::listen(impl.listen_sock, SOMAXCONN) != 0) {
     p.log("warning: cannot raise the listen backlog: " + std::string(std::strerror(errno)));
   }
+  impl.lock->describe("pid " + std::to_string(::getpid()) + ", " + url());
   p.log("storage ready in " + std::to_string(static_cast<int>(storage_ms)) + " ms (" +
         o.data_dir.string() + ")");
 }

@@ -398,6 +398,18 @@ class ServeTest(TestCase):
             self.assertIn("Keep-Alive: timeout=", first)
             self.assertIn("Connection: close", second)
 
+    def test_a_data_directory_serves_one_server_at_a_time(self):
+        # A second server on the same directory ran: at start it removed the first one's uploads
+        # in progress as leftovers, then each kept its own applications.
+        data = self.tmp / "data"
+        with Server(data) as s:
+            r = mlctl("serve", "--data-dir", data, "--listen", f"127.0.0.1:{free_port()}", timeout=30)
+            self.assertFails(r, 1, f"{data}: in use by another mlctl serve (pid {s.pid}, {s.url})")
+            status, _, _ = request(s, "GET", "/healthz")
+            self.assertEqual(status, 200)
+        with Server(data) as s:  # the lock went with the first server
+            self.assertOk(mlctl("catalog", "list", env=s.env()))
+
     def test_refuses_non_loopback_without_token(self):
         r = mlctl("serve", "--data-dir", self.tmp / "data", "--listen", f"0.0.0.0:{free_port()}", timeout=30)
         self.assertFails(r, 1, "without --token-file")
