@@ -20,15 +20,6 @@ using util::throw_errno;
 constexpr std::size_t k_write_buffer = 1 << 20;
 constexpr std::uint64_t k_writeback_step = 4 << 20;
 
-void create_dirs(const fs::path& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) {
-    throw Error(io_error_kind(ec.value()),
-                dir.string() + ": cannot create directory: " + ec.message());
-  }
-}
-
 void fsync_dir(const fs::path& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd >= 0) {
@@ -60,8 +51,8 @@ struct ArtifactStore::Upload::Hasher {
 
 ArtifactStore::ArtifactStore(fs::path data_dir)
     : m_data_dir(std::move(data_dir)), m_root(m_data_dir / "artifacts" / "sha256"), m_tmp(m_data_dir / "tmp") {
-  create_dirs(m_root);
-  create_dirs(m_tmp);
+  util::create_directories(m_root);
+  util::create_directories(m_tmp);
 }
 
 fs::path ArtifactStore::path_for(std::string_view sha256) const {
@@ -128,7 +119,7 @@ std::unique_ptr<ArtifactStore::TempEntry> ArtifactStore::scratch_dir() {
 
 bool ArtifactStore::adopt(Upload& upload) {
   const auto target = path_for(upload.sha256());
-  create_dirs(target.parent_path());
+  util::create_directories(target.parent_path());
   std::error_code ec;
   if (fs::exists(target, ec)) {
     // Same name, same bytes: content addressing makes the stored copy as good as ours.

@@ -193,6 +193,7 @@ public:
     m_bodyless = head.size != 0 && !head.streams && !head.length;
     m_budget = m_bodyless ? head.size : max_body + k_head_allowance;
     m_head_size = head.size;
+    m_http10 = head.http10;
     m_request_size.reset();
     if (head.size != 0 && !head.streams && head.length) {
       m_request_size = head.size + *head.length;
@@ -201,18 +202,10 @@ public:
     t_over_limit = false;
   }
 
-  // True when the request at the front of the buffer is an HTTP/1.0 one. cpp-httplib 0.11
+  // True when the request `limit_next_request` looked at is an HTTP/1.0 one. cpp-httplib 0.11
   // closes such a connection after the answer, but says `Keep-Alive: timeout=5, ...` in it
-  // unless told it is the last: an HTTP/1.0 client that asked to keep the connection (`ab -k`)
-  // took it for kept and found it closed.
-  bool http10_request() const {
-    const std::string_view data(m_input.get() + m_begin, m_end - m_begin);
-    auto line = data.substr(0, data.find('\n'));
-    if (!line.empty() && line.back() == '\r') {
-      line.remove_suffix(1);
-    }
-    return line.size() >= 9 && line.substr(line.size() - 9) == " HTTP/1.0";
-  }
+  // unless told it is the last.
+  bool http10() const { return m_http10; }
 
   // After cpp-httplib answered the request: sends the answer; false when the connection must
   // close. A body it left unread (refused before it was read: 401, 415) is read and dropped,
@@ -471,6 +464,7 @@ private:
     std::size_t size = 0;                // with its blank line; 0: not all arrived
     std::optional<std::uint64_t> length; // Content-Length
     bool streams = false; // Transfer-Encoding, Expect, or a Content-Length that is no number
+    bool http10 = false;  // the request line ends with HTTP/1.0
   };
 
   Head scan_head() const {
@@ -486,6 +480,11 @@ private:
       }
     }
     head.size = head_end + blank;
+    auto request_line = data.substr(0, data.find('\n'));
+    if (request_line.ends_with('\r')) {
+      request_line.remove_suffix(1);
+    }
+    head.http10 = request_line.ends_with(" HTTP/1.0");
     for (auto rest = data.substr(0, head_end); !rest.empty();) {
       const auto eol = rest.find('\n');
       auto line = rest.substr(0, eol);
@@ -620,6 +619,7 @@ private:
   std::uint64_t m_budget = UINT64_MAX; // bytes the current request may still read
   bool m_bodyless = false;             // the current request has no body
   std::size_t m_head_size = 0;         // of the current request
+  bool m_http10 = false;               // the current request is an HTTP/1.0 one
   std::optional<std::uint64_t> m_request_size; // head and Content-Length body
   std::uint64_t m_read = 0;                    // of the current request, by cpp-httplib
   bool m_shut = false;                         // `linger` sent the TLS close_notify
@@ -945,8 +945,8 @@ private:
         --c.requests_left;
         c.arriving_since.reset();
         c.limit_next_request(this->payload_max_length_);
-        // HTTP/1.0: answered with `Connection: close`, which it is (see `http10_request`).
-        ok = this->process_request(c, last || c.http10_request(), closed, nullptr);
+        // HTTP/1.0: answered with `Connection: close`, which it is (see `http10`).
+        ok = this->process_request(c, last || c.http10(), closed, nullptr);
         ok = c.finish_request() && ok;
       }
       if (!ok || closed) {

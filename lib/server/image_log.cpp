@@ -1,6 +1,7 @@
 #include "server/image_log.hpp"
 
 #include "util/error.hpp"
+#include "util/fs.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -37,11 +38,8 @@ std::filesystem::path segment_path(const std::filesystem::path& dir, std::int64_
 
 ImageLog::ImageLog(std::filesystem::path dir, std::uint64_t segment_bytes)
     : m_dir(std::move(dir)), m_segment_bytes(segment_bytes) {
+  util::create_directories(m_dir);
   std::error_code ec;
-  std::filesystem::create_directories(m_dir, ec);
-  if (ec) {
-    throw Error(ErrorKind::io, m_dir.string() + ": cannot create directory: " + ec.message());
-  }
   for (const auto& entry : std::filesystem::directory_iterator(m_dir, ec)) {
     const auto name = entry.path().filename().string();
     std::int64_t n = 0;

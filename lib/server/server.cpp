@@ -65,19 +65,14 @@ namespace {
 using detail::Platform;
 
 // The data directory's lock, `DATA_DIR/serve.lock`, held (flock) while the server lives: the
-// kernel releases it when the process ends, a crash included. Two servers on one directory
-// each removed the other's uploads in progress as leftovers of a crash when it started, kept
-// applications of their own and trimmed each other's request store; the second now stops at
-// start. The file says who holds it (pid and address) for the message.
+// kernel releases it when the process ends, a crash included. A second server on the same
+// directory removed, as a crash's leftovers, the first one's upload in progress (which then
+// failed), and would keep applications of its own; it now stops at start. The file says who
+// holds it (pid and address) for the message.
 class DataDirLock {
 public:
   explicit DataDirLock(const std::filesystem::path& dir) : m_path(dir / "serve.lock") {
-    std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
-    if (ec) {
-      throw Error(io_error_kind(ec.value()),
-                  dir.string() + ": cannot create directory: " + ec.message());
-    }
+    util::create_directories(dir);
     m_fd = ::open(m_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (m_fd < 0) {
       util::throw_errno(m_path, "cannot open");
@@ -98,9 +93,8 @@ public:
     }
     describe("pid " + std::to_string(::getpid()));
   }
-  ~DataDirLock() {
-    ::close(m_fd);
-  } // not unlinked: a server starting meanwhile would lock another file
+  // Not unlinked: a server starting meanwhile would lock another file.
+  ~DataDirLock() { ::close(m_fd); }
   DataDirLock(const DataDirLock&) = delete;
   DataDirLock& operator=(const DataDirLock&) = delete;
 

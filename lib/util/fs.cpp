@@ -27,18 +27,21 @@ std::string random_suffix() {
 }
 
 void create_parent(const fs::path& path) {
-  std::error_code ec;
-  const auto parent = path.parent_path();
-  if (!parent.empty()) {
-    fs::create_directories(parent, ec);
-    if (ec) {
-      throw Error(io_error_kind(ec.value()),
-                  parent.string() + ": cannot create directory: " + ec.message());
-    }
+  if (const auto parent = path.parent_path(); !parent.empty()) {
+    util::create_directories(parent);
   }
 }
 
 } // namespace
+
+void create_directories(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) {
+    throw Error(io_error_kind(ec.value()),
+                dir.string() + ": cannot create directory: " + ec.message());
+  }
+}
 
 void throw_errno(const fs::path& path, std::string_view what) {
   throw Error(io_error_kind(errno),

@@ -15,6 +15,10 @@ namespace mlctl::util {
 // of kind `no_space` for a full disk or quota, `io` otherwise.
 [[noreturn]] void throw_errno(const std::filesystem::path& path, std::string_view what);
 
+// Creates `dir` and its missing parents. Throws `Error{io}` (`no_space` for a full disk)
+// naming `dir`.
+void create_directories(const std::filesystem::path& dir);
+
 // Writes `data` to `path` atomically (temporary file in the same directory, fsync, rename).
 // Creates missing parent directories. Throws `Error{io}` naming `path`.
 void write_file_atomic(const std::filesystem::path& path, std::span<const std::byte> data);

@@ -374,7 +374,7 @@ class ServeTest(TestCase):
 
     def test_http_1_0_answers_say_the_connection_closes(self):
         # cpp-httplib closed the connection of an HTTP/1.0 request but answered
-        # `Keep-Alive: timeout=5, ...`, which a client that asked to keep it (ab -k) believed.
+        # `Keep-Alive: timeout=5, ...` all the same.
         def exchange(port, raw):
             with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
                 sock.sendall(raw)
@@ -629,9 +629,6 @@ class ClientRetryTest(TestCase):
             httpd.server_close()
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 class DiskFullTest(TestCase):
     def test_a_full_disk_is_507_not_retried_and_serving_goes_on(self):
@@ -706,3 +703,7 @@ class DiskFullTest(TestCase):
                            capture_output=True, text=True, timeout=30 * TIMEOUT_SCALE)
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertRegex(r.stderr, r"registry\.db: .* \(0 bytes free on its disk\)")
+
+
+if __name__ == "__main__":
+    unittest.main()
