@@ -5,6 +5,7 @@
 # --with-bench` installs them. Benchmarks are not tests: they never run in CI.
 # Usage: packaging/bench.sh [NAME...]     e.g. packaging/bench.sh train infer
 set -euo pipefail
+[[ "${1:-}" == -h || "${1:-}" == --help ]] && { sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0; }
 cd "$(dirname "$0")/.."
 
 cmake --preset release >/dev/null

@@ -21,8 +21,9 @@ case "${1:-}" in
   --fast) fast=1 ;;
   --fuzz) fuzz=1 ;;
   --asan-e2e) asan_e2e=1 ;;
+  -h | --help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
   "") ;;
-  *) echo "usage: packaging/check.sh [--fast|--fuzz|--asan-e2e]" >&2; exit 2 ;;
+  *) echo "check: unknown argument: $1 (usage: packaging/check.sh [--fast|--fuzz|--asan-e2e])" >&2; exit 2 ;;
 esac
 jobs=$(nproc)
 summary=()

@@ -13,9 +13,12 @@ packages=(
   python3 python3-numpy python3-onnx python3-torch python3-yaml dataset-fashion-mnist man-db dpkg-dev
   prometheus # promtool checks the /metrics exposition
 )
-if [[ "${1:-}" == "--with-bench" ]]; then
-  packages+=(wrk nginx-light libopenblas0-pthread)
-fi
+case "${1:-}" in
+  --with-bench) packages+=(wrk nginx-light libopenblas0-pthread) ;;
+  -h | --help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+  "") ;;
+  *) echo "install-deps: unknown argument: $1 (usage: packaging/install-deps.sh [--with-bench])" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do

@@ -12,7 +12,12 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 keep_running=0
-[[ "${1:-}" == "--keep-running" ]] && keep_running=1
+case "${1:-}" in
+  --keep-running) keep_running=1 ;;
+  -h | --help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+  "") ;;
+  *) echo "quickstart: unknown argument: $1 (usage: packaging/quickstart.sh [--keep-running])" >&2; exit 2 ;;
+esac
 
 step() { printf '\n== %s\n' "$*" >&2; }
 

@@ -15,6 +15,11 @@
 #
 #   MLCTL_SERVER=http://127.0.0.1:9090 manifests/pipelines/mnist.sh
 set -euo pipefail
+case "${1:-}" in
+  -h | --help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+  "") ;;
+  *) echo "mnist.sh: unknown argument: $1 (it takes none: its parameters are environment variables, see --help)" >&2; exit 2 ;;
+esac
 
 MLCTL=${MLCTL:-mlctl}
 mlctl=$MLCTL

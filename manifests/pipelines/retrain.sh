@@ -16,6 +16,11 @@
 # The canary is judged on live traffic: the application must be receiving requests (and, for
 # accuracy, their labels through `mlctl feedback`) while this runs.
 set -euo pipefail
+case "${1:-}" in
+  -h | --help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+  "") ;;
+  *) echo "retrain.sh: unknown argument: $1 (it takes none: its parameters are environment variables, see --help)" >&2; exit 2 ;;
+esac
 
 MLCTL=${MLCTL:-mlctl}
 mlctl=$MLCTL

@@ -124,5 +124,40 @@ class DebPackageTest(TestCase):
         self.assertTrue(r.stdout.startswith("mlctl "))
 
 
+class ScriptArgumentsTest(TestCase):
+    """The shell entry points answer --help with the comment at their top and refuse an argument
+    they do not know, doing nothing else: `packaging/quickstart.sh --help` used to install,
+    build and run the whole quickstart (writing .mlctl/ in the tree)."""
+
+    SCRIPTS = ("packaging/quickstart.sh", "packaging/check.sh", "packaging/install-deps.sh",
+               "packaging/bench.sh", "manifests/pipelines/mnist.sh", "manifests/pipelines/retrain.sh")
+
+    def run_script(self, script, arg):
+        # MLCTL points at nothing runnable: a script that went on past its arguments would fail
+        # at its first mlctl, cmake or apt step with another message.
+        env = {**os.environ, "MLCTL": str(self.tmp / "absent"), "MLCTL_SERVER": "http://127.0.0.1:9"}
+        return subprocess.run(["bash", str(SOURCE_DIR / script), arg], capture_output=True, text=True,
+                              env=env, cwd=self.tmp, timeout=60)
+
+    def test_help_prints_the_usage_and_does_nothing_else(self):
+        for script in self.SCRIPTS:
+            with self.subTest(script=script):
+                r = self.run_script(script, "--help")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(r.stderr, "")
+                header = (SOURCE_DIR / script).read_text().splitlines()[1].removeprefix("# ")
+                self.assertEqual(r.stdout.splitlines()[0], header)
+                self.assertNotIn("==", r.stdout)  # no step header: nothing ran
+        self.assertEqual(list(self.tmp.iterdir()), [])
+
+    def test_an_unknown_argument_is_refused(self):
+        for script in self.SCRIPTS:
+            with self.subTest(script=script):
+                r = self.run_script(script, "--bogus")
+                self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+                self.assertEqual(r.stdout, "")
+                self.assertIn("--bogus", r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
