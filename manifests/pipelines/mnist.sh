@@ -89,8 +89,9 @@ summary() {
   version=$(cat "$RUN_DIR/model_version.txt" 2>/dev/null || echo -)
   sha=$(json "$RUN_DIR/upload.json" '.version.sha256 // "-"' 2>/dev/null || echo -)
   if [[ -s $test_json ]]; then
-    accuracy=$(json "$test_json" '.accuracy'); p50=$(json "$test_json" '.latency_p50_ms')
-    p99=$(json "$test_json" '.latency_p99_ms')
+    # Latencies to the microsecond: jq 1.6 prints 0.067954 as 0.06795399999999999.
+    accuracy=$(json "$test_json" '.accuracy'); p50=$(json "$test_json" '.latency_p50_ms * 1000 | round / 1000')
+    p99=$(json "$test_json" '.latency_p99_ms * 1000 | round / 1000')
   else
     accuracy="$(json "$RUN_DIR/train.json" '.metrics.test_accuracy' 2>/dev/null || echo -) (training)"
     p50=-; p99=-

