@@ -4,7 +4,7 @@
 # binary (the unit tests are not built a second time: that was a fifth of the CI time). Exits
 # non-zero on any failure.
 # By default the IDX and npz readers are also fuzzed first (clang + libFuzzer, 20 s each, side by
-# side; their build compiles six files), when clang++ can link libFuzzer.
+# side; their build compiles seven files), when clang++ can link libFuzzer.
 # Usage: packaging/check.sh [--fast|--fuzz|--asan-e2e]
 #   --fast      the Release build only, unit and end-to-end tests
 #   --fuzz      every coverage-guided fuzzer (onnx too: the fuzz preset builds mlctl_core), first

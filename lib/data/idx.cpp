@@ -2,10 +2,9 @@
 
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/inflate.hpp"
 
 #include <algorithm>
-#include <climits>
-#include <zlib.h>
 
 namespace mlctl::data {
 
@@ -21,67 +20,6 @@ constexpr std::uint8_t k_type_ubyte = 0x08;
 std::string hex_byte(std::uint8_t b) {
   static constexpr char k_hex[] = "0123456789abcdef";
   return std::string("0x") + k_hex[b >> 4] + k_hex[b & 0x0f];
-}
-
-bool is_gzip(std::span<const std::byte> bytes) {
-  return bytes.size() >= 2 && bytes[0] == std::byte{0x1f} && bytes[1] == std::byte{0x8b};
-}
-
-// Inflates a gzip stream (RFC 1952; several members are concatenated as gunzip does).
-// Offsets in messages are positions in the compressed input.
-std::vector<std::uint8_t> gunzip(std::span<const std::byte> in, std::string_view name,
-                                 std::size_t limit) {
-  z_stream zs{};
-  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) {
-    throw Error(ErrorKind::internal, std::string(name) + ": cannot initialise zlib");
-  }
-  struct End {
-    z_stream* zs;
-    ~End() { inflateEnd(zs); }
-  } end{&zs};
-
-  std::vector<std::uint8_t> out;
-  std::size_t consumed = 0;
-  std::size_t produced = 0;
-  out.resize(std::min<std::size_t>(std::max<std::size_t>(in.size() * 4, 1 << 16), limit));
-  while (true) {
-    if (produced == out.size()) {
-      if (out.size() >= limit) {
-        fail(name, "gzip data inflates past " + std::to_string(limit) + " bytes", consumed);
-      }
-      out.resize(std::min(out.size() * 2, limit));
-    }
-    const std::size_t in_chunk = std::min<std::size_t>(in.size() - consumed, UINT_MAX);
-    const std::size_t out_chunk = std::min<std::size_t>(out.size() - produced, UINT_MAX);
-    // zlib's API takes non-const input; it never writes to it.
-    zs.next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(in.data() + consumed));
-    zs.avail_in = static_cast<uInt>(in_chunk);
-    zs.next_out = out.data() + produced;
-    zs.avail_out = static_cast<uInt>(out_chunk);
-    const int r = inflate(&zs, Z_NO_FLUSH);
-    consumed += in_chunk - zs.avail_in;
-    produced += out_chunk - zs.avail_out;
-    if (r == Z_STREAM_END) {
-      if (consumed == in.size()) {
-        break;
-      }
-      if (!is_gzip(in.subspan(consumed))) {
-        fail(name, std::to_string(in.size() - consumed) + " trailing bytes after the gzip data",
-             consumed);
-      }
-      inflateReset(&zs);
-      continue;
-    }
-    if (r == Z_BUF_ERROR && consumed == in.size() && zs.avail_out > 0) {
-      fail(name, "truncated gzip data", consumed);
-    }
-    if (r != Z_OK && r != Z_BUF_ERROR) {
-      fail(name, std::string("corrupt gzip data: ") + (zs.msg != nullptr ? zs.msg : "zlib error"),
-           consumed);
-    }
-  }
-  out.resize(produced);
-  return out;
 }
 
 std::uint32_t read_be32(const std::uint8_t* p) {
@@ -149,9 +87,15 @@ IdxArray parse_idx(std::span<const std::byte> bytes, std::string_view name) {
 
 IdxArray parse_idx(std::span<const std::byte> bytes, std::string_view name,
                    std::size_t max_inflated_bytes) {
-  if (is_gzip(bytes)) {
-    const std::vector<std::uint8_t> raw = gunzip(bytes, name, max_inflated_bytes);
-    return parse_raw(raw.data(), raw.size(), name);
+  const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  if (util::is_gzip(text)) {
+    std::string raw;
+    try {
+      util::inflate(text, util::Compression::gzip, max_inflated_bytes, raw);
+    } catch (const util::InflateError& e) {
+      fail(name, e.what(), e.offset());
+    }
+    return parse_raw(reinterpret_cast<const std::uint8_t*>(raw.data()), raw.size(), name);
   }
   return parse_raw(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), name);
 }

@@ -1040,19 +1040,47 @@ template <class Fn> void v2_guard(Platform& p, const Request& req, Response& res
   }
 }
 
-// Pins the variant the request asks for and reads its body into `call` with `decode(fast)`,
-// first in fast mode, then, when that gives up, with the general decoder. A refusal is
-// recorded under the request's trace id (Gateway::refused) on its way to the caller.
+// The request's body: as it came, or inflated into `inflated` when it came compressed (see
+// `compressed_body`), at most the server's body limit. (A fresh string per request: one kept
+// per worker would hold up to the limit, 256 MiB by default, on each of them.)
+const std::string& body_of(const Platform& p, const Request& req, std::string& inflated) {
+  const auto coding = compressed_body();
+  if (!coding) {
+    return req.body;
+  }
+  const auto name = *coding == util::Compression::gzip ? "gzip" : "deflate";
+  try {
+    util::inflate(req.body, *coding, p.options.max_body_bytes, inflated);
+  } catch (const util::InflateError& e) {
+    if (e.past_limit()) {
+      refuse(std::string("request body (Content-Encoding: ") + name +
+                 ") inflates to more than the server's limit of " +
+                 std::to_string(p.options.max_body_bytes >> 20) +
+                 " MiB (mlctl serve --max-body-mb)",
+             413);
+    }
+    refuse(std::string("request body (Content-Encoding: ") + name + "): " + e.what() + " at byte " +
+           std::to_string(e.offset()));
+  }
+  return inflated;
+}
+
+// Pins the variant the request asks for and reads its body into `call` with
+// `decode(fast, body)`, first in fast mode, then, when that gives up, with the general decoder.
+// A refusal is recorded under the request's trace id (Gateway::refused) on its way to the
+// caller.
 template <class Decode>
 void read_request(Platform& p, const Route& route, const Request& req,
                   const std::optional<std::string>& version, InferCall& call, Decode&& decode) {
   try {
     call.pinned = pin_of(route, req, version);
+    std::string inflated; // the decoders copy what they keep
+    const std::string& body = body_of(p, req, inflated);
     try {
-      decode(true);
+      decode(true, body);
     } catch (const NotFlat&) {
       reset_inputs(call);
-      decode(false);
+      decode(false, body);
     }
   } catch (const BadRequest& e) {
     p.gateway->refused(route, call.trace_id, e.status, e.message);
@@ -1065,17 +1093,17 @@ void read_request(Platform& p, const Route& route, const Request& req,
 
 // The size of the JSON header of a body with binary tensor data (the
 // Inference-Header-Content-Length header), or nothing for a body of JSON alone.
-std::optional<std::size_t> json_header_size(const Request& req) {
+std::optional<std::size_t> json_header_size(const Request& req, const std::string& body) {
   if (!req.has_header(k_json_header_size)) {
     return std::nullopt;
   }
   const auto text = req.get_header_value(k_json_header_size);
   std::size_t n = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-  if (ec != std::errc() || end != text.data() + text.size() || n > req.body.size()) {
+  if (ec != std::errc() || end != text.data() + text.size() || n > body.size()) {
     refuse(std::string(k_json_header_size) +
-           ": expected the size of the body's JSON header, 0 to " +
-           std::to_string(req.body.size()) + " bytes, got '" + text.substr(0, 40) + "'");
+           ": expected the size of the body's JSON header, 0 to " + std::to_string(body.size()) +
+           " bytes, got '" + text.substr(0, 40) + "'");
   }
   return n;
 }
@@ -1087,15 +1115,15 @@ void v2_infer(Platform& p, const std::string& name, const std::optional<std::str
   call.trace_id = trace_id_of(res);
   const auto& first = *route->stages.front().variants.front()->model;
   V2Request request;
-  read_request(p, *route, req, version, call, [&](bool fast) {
-    const auto json_size = json_header_size(req);
+  read_request(p, *route, req, version, call, [&](bool fast, const std::string& body) {
+    const auto json_size = json_header_size(req, body);
     if (!json_size) {
       try {
-        request = decode_v2(req.body, {}, first, static_cast<std::size_t>(p.options.max_batch),
+        request = decode_v2(body, {}, first, static_cast<std::size_t>(p.options.max_batch),
                             !p.inference_sinks.empty(), call, fast);
       } catch (BadRequest& e) {
         if (e.message.starts_with("request body: not valid JSON") &&
-            req.body.find("\"binary_data_size\"") != std::string::npos) {
+            body.find("\"binary_data_size\"") != std::string::npos) {
           e.message += std::string(" (a body with binary tensor data needs the ") +
                        k_json_header_size + " header: the size of its JSON part)";
         }
@@ -1104,8 +1132,8 @@ void v2_infer(Platform& p, const std::string& name, const std::optional<std::str
       return;
     }
     thread_local std::string json; // the readers need a string (they stop at its NUL)
-    json.assign(req.body, 0, *json_size);
-    request = decode_v2(json, std::string_view(req.body).substr(*json_size), first,
+    json.assign(body, 0, *json_size);
+    request = decode_v2(json, std::string_view(body).substr(*json_size), first,
                         static_cast<std::size_t>(p.options.max_batch), !p.inference_sinks.empty(),
                         call, fast);
   });
@@ -1171,8 +1199,8 @@ void predict(Platform& p, const std::string& name, const Request& req, Response&
   InferCall call;
   call.trace_id = trace_id_of(res);
   const auto& first = *route->stages.front().variants.front()->model;
-  read_request(p, *route, req, std::nullopt, call, [&](bool fast) {
-    decode_images(req.body, first, static_cast<std::size_t>(p.options.max_batch),
+  read_request(p, *route, req, std::nullopt, call, [&](bool fast, const std::string& body) {
+    decode_images(body, first, static_cast<std::size_t>(p.options.max_batch),
                   !p.inference_sinks.empty(), call, fast);
   });
   const auto answer = p.gateway->infer(route, call);
@@ -1269,6 +1297,7 @@ void serve_inference(Platform& p, const InferenceRoute& route, const Request& re
   } catch (const BadRequest& e) {
     send_error(res, e.status,
                e.status == 404   ? "not_found"
+               : e.status == 413 ? api::k_code_too_large
                : e.status == 503 ? "unavailable"
                                  : "invalid_input",
                e.message);

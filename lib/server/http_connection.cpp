@@ -69,14 +69,6 @@ void address_of(const sockaddr_storage& addr, std::string& ip, int& port) {
   ip = text;
 }
 
-// True when `a` equals `lower` (lowercase) but for the case of its letters.
-bool iequals(std::string_view a, std::string_view lower) {
-  return a.size() == lower.size() &&
-         std::equal(a.begin(), a.end(), lower.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == y;
-         });
-}
-
 Clock::duration timeout_of(time_t sec, time_t usec) {
   return std::chrono::seconds(sec) + std::chrono::microseconds(usec);
 }
@@ -343,16 +335,16 @@ public:
       }
       const auto name = header.substr(0, colon);
       const auto value = util::trim_blanks(header.substr(colon + 1));
-      if (iequals(name, "content-length")) {
+      if (util::iequals(name, "content-length")) {
         std::size_t n = 0;
         const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
         if (length || ec != std::errc() || end != value.data() + value.size()) {
           return false;
         }
         length = n;
-      } else if (iequals(name, "transfer-encoding") || iequals(name, "expect")) {
+      } else if (util::iequals(name, "transfer-encoding") || util::iequals(name, "expect")) {
         return false;
-      } else if (iequals(name, "connection") && value == "close") {
+      } else if (util::iequals(name, "connection") && value == "close") {
         req.close = true;
       }
       m_headers.emplace_back(name, value);
@@ -494,9 +486,9 @@ private:
         continue; // the request line (cpp-httplib judges the rest)
       }
       const auto name = line.substr(0, colon);
-      if (iequals(name, "expect") || iequals(name, "transfer-encoding")) {
+      if (util::iequals(name, "expect") || util::iequals(name, "transfer-encoding")) {
         head.streams = true;
-      } else if (iequals(name, "content-length")) {
+      } else if (util::iequals(name, "content-length")) {
         const auto value = util::trim_blanks(line.substr(colon + 1));
         std::uint64_t length = 0;
         const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), length);

@@ -16,9 +16,11 @@
 #include "server/rollouts.hpp"
 #include "server/server.hpp"
 #include "util/error.hpp"
+#include "util/inflate.hpp"
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <httplib.h>
 #include <memory>
@@ -102,6 +104,12 @@ std::string application_of(const httplib::Request& req);
 
 // Records how many body bytes this request read (for the access log of streamed bodies).
 void note_bytes_in(std::uint64_t bytes);
+
+// How the body of the inference request being served is compressed (`Content-Encoding: gzip`
+// or `deflate`), or nothing. The pre-routing step takes the header off the request, so
+// cpp-httplib reads the compressed bytes as they are (it would inflate them without a limit),
+// and the inference routes inflate them under the body limit.
+std::optional<util::Compression> compressed_body();
 
 // An inference route: `POST /api/v1/applications/{name}/predict` or
 // `POST /v2/models/{name}[/versions/{version}]/infer`.

@@ -11,6 +11,7 @@
 #include "server/trace.hpp"
 #include "util/build_info.hpp"
 #include "util/fs.hpp"
+#include "util/text.hpp"
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -35,10 +36,15 @@ namespace {
 // facts the logger needs can live in thread-locals set by the pre-routing handler.
 thread_local std::chrono::steady_clock::time_point t_start{};
 thread_local std::uint64_t t_bytes_in = 0;
+thread_local std::optional<util::Compression> t_compressed_body;
 } // namespace
 
 void note_bytes_in(std::uint64_t bytes) {
   t_bytes_in = bytes;
+}
+
+std::optional<util::Compression> compressed_body() {
+  return t_compressed_body;
 }
 
 void register_health_routes(httplib::Server& http, Platform& p) {
@@ -292,17 +298,34 @@ struct Server::Impl {
       return true;
     }
     // cpp-httplib inflates a gzip or deflate body into memory without a limit (1 MB of gzip
-    // made a server take 3.2 GB), and the fast path would read it as JSON: refused before the
-    // body is read; the connection layer drops the body and the connection closes.
-    if (const auto encoding = req.get_header_value("Content-Encoding");
-        !encoding.empty() && encoding != "identity") {
-      res.set_header("Connection", "close");
-      detail::send_error(res, 415, api::k_code_unsupported,
-                         "Content-Encoding '" + encoding.substr(0, 40) +
-                             "': compressed request bodies are not accepted; send it uncompressed");
-      return true;
+    // made a server take 3.2 GB), and the fast path would read it as JSON. The inference
+    // routes take it (Triton's clients compress when asked): the header comes off the request,
+    // which cpp-httplib owns and has not read the body of yet, and the route inflates the body
+    // under the limit (`detail::compressed_body`). Other routes refuse it before the body is
+    // read; the connection layer drops the body and the connection closes.
+    detail::t_compressed_body.reset();
+    const auto encoding = req.get_header_value("Content-Encoding");
+    if (encoding.empty() || util::iequals(encoding, "identity")) {
+      return false;
     }
-    return false;
+    const auto coding = util::iequals(encoding, "gzip") || util::iequals(encoding, "x-gzip")
+                            ? std::optional(util::Compression::gzip)
+                        : util::iequals(encoding, "deflate")
+                            ? std::optional(util::Compression::deflate)
+                            : std::nullopt;
+    if (coding && req.method == "POST" && detail::match_inference_route(req.path)) {
+      const_cast<httplib::Request&>(req).headers.erase("Content-Encoding");
+      detail::t_compressed_body = coding;
+      return false;
+    }
+    res.set_header("Connection", "close");
+    detail::send_error(res, 415, api::k_code_unsupported,
+                       "Content-Encoding '" + encoding.substr(0, 40) + "': " +
+                           (coding
+                                ? "only the inference routes (predict, V2 infer) take a "
+                                  "compressed body; send it uncompressed"
+                                : "not supported: send the body as gzip, deflate or uncompressed"));
+    return true;
   }
 
   // Writes the request's access log line.
@@ -331,6 +354,7 @@ struct Server::Impl {
     access_log->write(r);
     detail::t_start = {};
     detail::t_bytes_in = 0;
+    detail::t_compressed_body.reset();
   }
 
   // The inference routes without cpp-httplib's request parsing (see http_connection.hpp):

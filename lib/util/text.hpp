@@ -1,6 +1,8 @@
 #pragma once
 // Small text helpers shared by the HTTP layer and the parsers of command-line expressions.
 
+#include <algorithm>
+#include <cctype>
 #include <string_view>
 
 namespace mlctl::util {
@@ -15,6 +17,15 @@ inline std::string_view trim_blanks(std::string_view s) {
     s.remove_suffix(1);
   }
   return s;
+}
+
+// True when `a` equals `lower` (lowercase) but for the case of its letters: an HTTP field name
+// or token.
+inline bool iequals(std::string_view a, std::string_view lower) {
+  return a.size() == lower.size() &&
+         std::equal(a.begin(), a.end(), lower.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == y;
+         });
 }
 
 } // namespace mlctl::util

@@ -624,6 +624,97 @@ class GatewayTest(TestCase):
         self.assertEqual((status, reply["model"]), (200, "mnist:2"))
 
 
+class CompressedBodyTest(TestCase):
+    """Inference request bodies sent with `Content-Encoding: gzip` or `deflate`, as Triton's
+    clients send them when asked (`request_compression_algorithm`): the same answers as
+    uncompressed, on the fast path and cpp-httplib's (chunked); damaged data is a 400 in each
+    route's error form; data inflating past the body limit a 413, with memory bounded; other
+    codings and other routes a 415."""
+
+    def test_gzip_and_deflate_bodies_are_answered_as_uncompressed_ones(self):
+        import gzip
+        import zlib
+
+        def raw_deflate(data):
+            c = zlib.compressobj(wbits=-15)
+            return c.compress(data) + c.flush()
+
+        with Server(self.tmp / "data", args=["--max-body-mb", "1"]) as server:
+            env = {**server.env(), "XDG_CONFIG_HOME": str(self.tmp / "config")}
+            self.assertOk(mlctl("catalog", "upload", make_model_dir(self.tmp / "m", name="mnist"), env=env))
+            self.assertOk(mlctl("apply", "application", "demo", "--model", "mnist:1", env=env))
+            x = np.random.default_rng(3).random((2, 784), dtype=np.float32)
+            simple = ("/api/v1/applications/demo/predict", json.dumps({"images": x.tolist()}).encode())
+            v2 = ("/v2/models/demo/infer", json.dumps({"id": "z", "inputs": [
+                {"name": "input", "shape": [2, 784], "datatype": "FP32", "data": x.ravel().tolist()}]}).encode())
+            header = json.dumps({"inputs": [{"name": "input", "shape": [2, 784], "datatype": "FP32",
+                                             "parameters": {"binary_data_size": x.nbytes}}]}).encode()
+            binary = ("/v2/models/demo/infer", header + x.astype("<f4").tobytes(),
+                      {"Inference-Header-Content-Length": str(len(header))})
+
+            def post(path, body, headers):
+                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+                conn.request("POST", path, body=body, headers={"Content-Type": "application/json", **headers},
+                             encode_chunked=not isinstance(body, bytes))
+                r = conn.getresponse()
+                raw = r.read()
+                conn.close()
+                return r.status, json.loads(raw)
+
+            def answers(body):  # without the per-request fields
+                return {k: v for k, v in body.items() if k not in ("trace_id", "parameters")}
+
+            for path, body, *extra in (simple, v2, binary):
+                headers = extra[0] if extra else {}
+                status, want = post(path, body, headers)
+                self.assertEqual(status, 200, want)
+                for coding, pack in (("gzip", gzip.compress), ("x-gzip", gzip.compress), ("GZip", gzip.compress),
+                                     ("deflate", zlib.compress), ("deflate", raw_deflate)):
+                    with self.subTest(path=path, coding=coding, pack=pack.__name__):
+                        packed = pack(body)
+                        status, got = post(path, packed, {**headers, "Content-Encoding": coding})
+                        self.assertEqual(status, 200, got)
+                        self.assertEqual(answers(got), answers(want))
+                        # cpp-httplib's path: the same bytes chunked.
+                        status, got = post(path, iter([packed[:100], packed[100:]]),
+                                           {**headers, "Content-Encoding": coding})
+                        self.assertEqual(status, 200, got)
+                        self.assertEqual(answers(got), answers(want))
+
+            # Damaged data: 400, in the project's error form and V2's.
+            cut = gzip.compress(simple[1])[:-20]
+            status, body = post(simple[0], cut, {"Content-Encoding": "gzip"})
+            self.assertEqual(status, 400, body)
+            self.assertEqual(body["error"]["code"], "invalid_input")
+            self.assertEqual(body["error"]["message"],
+                             f"request body (Content-Encoding: gzip): truncated gzip data at byte {len(cut)}")
+            status, body = post(v2[0], b"not gzip", {"Content-Encoding": "gzip"})
+            self.assertEqual(status, 400, body)
+            self.assertEqual(set(body), {"error"})
+            self.assertIn("request body (Content-Encoding: gzip): corrupt gzip data", body["error"])
+            status, body = post(v2[0], gzip.compress(v2[1]) + b"tail", {"Content-Encoding": "gzip"})
+            self.assertEqual(status, 400, body)
+            self.assertIn("4 trailing bytes after the gzip data", body["error"])
+
+            # 100 MB of zeros in 100 KB of gzip: inflated only up to the 1 MiB limit.
+            peak = lambda: int(Path(f"/proc/{server.pid}/status").read_text().split("VmHWM:")[1].split()[0])
+            before = peak()
+            bomb = gzip.compress(b"\0" * (100 << 20), compresslevel=9)
+            status, body = post(simple[0], bomb, {"Content-Encoding": "gzip"})
+            self.assertEqual(status, 413, body)
+            self.assertEqual(body["error"]["code"], "too_large")
+            self.assertIn("inflates to more than the server's limit of 1 MiB", body["error"]["message"])
+            self.assertLess(peak() - before, 64 << 10)
+
+            # Other codings, and compressed bodies on other routes: 415 before the body is read.
+            status, body = post(simple[0], simple[1], {"Content-Encoding": "br"})
+            self.assertEqual((status, body["error"]["code"]), (415, "unsupported"), body)
+            self.assertIn("send the body as gzip, deflate or uncompressed", body["error"]["message"])
+            status, body = post("/api/v1/feedback", gzip.compress(b"[]"), {"Content-Encoding": "gzip"})
+            self.assertEqual(status, 415, body)
+            self.assertIn("only the inference routes", body["error"]["message"])
+
+
 class GatewayTokenTest(TestCase):
     def test_inference_needs_the_token_probes_do_not(self):
         token = self.tmp / "token"

@@ -11,3 +11,11 @@ TEST_CASE("trim_blanks drops spaces and tabs at both ends only") {
   CHECK(trim_blanks(" \t ").empty());
   CHECK(trim_blanks("").empty());
 }
+
+TEST_CASE("iequals compares HTTP tokens without regard to case") {
+  using mlctl::util::iequals;
+  CHECK(iequals("GZip", "gzip"));
+  CHECK(iequals("Content-Length", "content-length"));
+  CHECK_FALSE(iequals("gzip ", "gzip"));
+  CHECK_FALSE(iequals("gzi", "gzip"));
+}
