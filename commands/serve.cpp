@@ -1,6 +1,7 @@
 // `mlctl serve`: the platform (registry API now; applications and the gateway later).
 #include "commands/commands.hpp"
 #include "server/server.hpp"
+#include "util/error.hpp"
 #include "util/interrupt.hpp"
 
 #include <CLI/CLI.hpp>
@@ -53,7 +54,9 @@ int run_serve(const ServeOptions& opts, Context& ctx) {
   const auto log = ctx.log();
   server::Server srv(std::move(o), log);
 
-  // SIGINT/SIGTERM only set a flag (util/interrupt); this thread turns it into a graceful stop.
+  // SIGINT/SIGTERM and SIGUSR1 only set flags (util/interrupt); this thread turns them into a
+  // graceful stop and a reopening of the access log.
+  util::install_reopen_handler();
   std::atomic<bool> done{false};
   std::thread watcher([&] {
     while (!done.load()) {
@@ -61,6 +64,14 @@ int run_serve(const ServeOptions& opts, Context& ctx) {
         log("stopping: finishing in-flight requests");
         srv.stop();
         return;
+      }
+      if (util::take_reopen_request()) {
+        try {
+          srv.reopen_logs();
+          log("SIGUSR1: access log reopened");
+        } catch (const Error& e) {
+          log(std::string("SIGUSR1: ") + e.what() + " (still writing to the file open before)");
+        }
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
@@ -104,7 +115,9 @@ void register_serve(CLI::App& parent, Dispatch& dispatch) {
   cmd->add_option("--max-body-mb", opts->max_body_mb, "Largest request body accepted, in MiB (larger: 413)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
-  cmd->add_option("--log-file", opts->log_file, "Append the access log (JSON lines) here instead of stderr")
+  cmd->add_option("--log-file", opts->log_file,
+                  "Append the access log (JSON lines) here instead of stderr; SIGUSR1 reopens it "
+                  "(log rotation)")
       ->type_name("FILE");
   cmd->add_flag("--insecure-listen-anywhere", opts->insecure_listen_anywhere,
                 "Allow a non-loopback address without --token-file");

@@ -66,7 +66,7 @@ complete -c mlctl -n '__fish_seen_subcommand_from serve' -l tls-cert -r -F -d 'P
 complete -c mlctl -n '__fish_seen_subcommand_from serve' -l tls-key -r -F -d 'PEM private key of --tls-cert'
 complete -c mlctl -n '__fish_seen_subcommand_from serve' -l threads -r -F -d 'Worker threads: requests served at once (idle keep-alive connections hold none)'
 complete -c mlctl -n '__fish_seen_subcommand_from serve' -l max-body-mb -r -F -d 'Largest request body accepted, in MiB (larger: 413)'
-complete -c mlctl -n '__fish_seen_subcommand_from serve' -l log-file -r -F -d 'Append the access log (JSON lines) here instead of stderr'
+complete -c mlctl -n '__fish_seen_subcommand_from serve' -l log-file -r -F -d 'Append the access log (JSON lines) here instead of stderr; SIGUSR1 reopens it (log rotation)'
 complete -c mlctl -n '__fish_seen_subcommand_from serve' -l insecure-listen-anywhere -d 'Allow a non-loopback address without --token-file'
 complete -c mlctl -n '__fish_seen_subcommand_from serve' -l shutdown-grace -r -F -d 'Seconds in-flight transfers may take after SIGTERM/SIGINT'
 complete -c mlctl -n '__fish_seen_subcommand_from serve' -l webhook -r -F -d 'URL that receives every health change of a served version as a JSON POST'

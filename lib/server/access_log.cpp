@@ -52,6 +52,15 @@ void append_record(std::string& out, const AccessRecord& r) {
   out += '}';
 }
 
+int open_log(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    throw Error(ErrorKind::io,
+                path.string() + ": cannot open the log file: " + std::strerror(errno));
+  }
+  return fd;
+}
+
 } // namespace
 
 constexpr std::size_t k_flush_bytes = 64 * 1024;        // wakes the flusher before its interval
@@ -59,13 +68,10 @@ constexpr std::size_t k_max_pending = 16 * 1024 * 1024; // past this, lines are 
 
 AccessLog::AccessLog(const std::filesystem::path& path, std::chrono::milliseconds flush_interval,
                      util::LogFn note)
-    : m_fd(STDERR_FILENO), m_owned(false), m_interval(flush_interval), m_note(std::move(note)) {
+    : m_path(path), m_fd(STDERR_FILENO), m_owned(false), m_interval(flush_interval),
+      m_note(std::move(note)) {
   if (!path.empty()) {
-    m_fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
-    if (m_fd < 0) {
-      throw Error(ErrorKind::io,
-                  path.string() + ": cannot open the log file: " + std::strerror(errno));
-    }
+    m_fd = open_log(path);
     m_owned = true;
   }
   m_pending.reserve(k_flush_bytes);
@@ -117,6 +123,17 @@ void AccessLog::write(const AccessRecord& record) {
 
 void AccessLog::flush() {
   write_out();
+}
+
+void AccessLog::reopen() {
+  if (!m_owned) {
+    return;
+  }
+  const int fd = open_log(m_path);
+  write_out(); // the lines of requests answered before go to the file they were answered in
+  const std::lock_guard writing(m_write_mutex);
+  ::close(m_fd);
+  m_fd = fd;
 }
 
 std::uint64_t AccessLog::dropped() const {

@@ -49,6 +49,10 @@ public:
   void write(const AccessRecord& record);
   // Writes the lines gathered so far before returning.
   void flush();
+  // For log rotation: writes what is gathered to the file, then opens its path anew (a file
+  // renamed away keeps every line written before, the new one gets every line after). Nothing
+  // for stderr. Throws `Error{io}` when the path cannot be opened; the old file is then kept.
+  void reopen();
   // Returns how many lines were dropped because 16 MB were waiting already.
   std::uint64_t dropped() const;
   // Returns the JSON line (without the newline) `write` would write.
@@ -58,7 +62,8 @@ private:
   void run_flusher();
   void write_out(); // takes the gathered lines and writes them; holds `m_write_mutex`
 
-  int m_fd;
+  std::filesystem::path m_path; // empty: stderr
+  int m_fd;                     // under `m_write_mutex` once the flusher runs
   bool m_owned;
   std::chrono::milliseconds m_interval;
   util::LogFn m_note;

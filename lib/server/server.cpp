@@ -710,6 +710,10 @@ void Server::run() {
   }
 }
 
+void Server::reopen_logs() {
+  m_impl->access_log->reopen();
+}
+
 void Server::stop() {
   auto& impl = *m_impl;
   auto& p = impl.platform;

@@ -62,6 +62,9 @@ public:
   void run();
   // Stops accepting and makes `run()` return. Thread-safe, idempotent, async-signal-unsafe.
   void stop();
+  // Log rotation: opens the access log file (`log_file`) anew. Thread-safe. Throws `Error{io}`
+  // when it cannot be opened (the old file stays in use).
+  void reopen_logs();
 
 private:
   struct Impl;

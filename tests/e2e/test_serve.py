@@ -89,6 +89,38 @@ class ServeTest(TestCase):
         entries = [json.loads(l) for l in log.read_text().splitlines()]
         self.assertIn("/healthz", [e["path"] for e in entries])
 
+    def test_sigusr1_reopens_the_log_file_for_rotation(self):
+        # logrotate's `create` mode: rename the file, signal, the server writes a new one.
+        # (Its `copytruncate` mode works without a signal: the file is opened O_APPEND.)
+        log = self.tmp / "access.log"
+        with Server(self.tmp / "data", args=["--log-file", log]) as s:
+            def traces(n):
+                return [request(s, "GET", "/healthz")[1]["traceparent"][3:35] for _ in range(n)]
+            before = traces(20)
+            log.rename(self.tmp / "access.log.1")
+            during = traces(5)  # still to the renamed file: the server has not been told
+            os.kill(s.pid, signal.SIGUSR1)
+            deadline = time.monotonic() + 5 * TIMEOUT_SCALE
+            while "access log reopened" not in s.stderr() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertIn("SIGUSR1: access log reopened", s.stderr())
+            after = traces(20)
+            # A log that cannot be opened again: the old file stays in use, the server runs on.
+            log.rename(self.tmp / "access.log.2")
+            log.mkdir()
+            os.kill(s.pid, signal.SIGUSR1)
+            deadline = time.monotonic() + 5 * TIMEOUT_SCALE
+            while "still writing" not in s.stderr() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertIn("cannot open the log file", s.stderr())
+            self.assertIn("(still writing to the file open before)", s.stderr())
+            last = traces(3)
+        def logged(path):
+            return [json.loads(l)["trace_id"] for l in path.read_text().splitlines()]
+        first = logged(self.tmp / "access.log.1")  # the harness's readiness probes first
+        self.assertEqual(first[len(first) - 25:], before + during)
+        self.assertEqual(logged(self.tmp / "access.log.2"), after + last)
+
     def test_storage_is_sqlite_wal_with_migrations_and_closes_cleanly(self):
         data = self.tmp / "data"
         with Server(data) as s:
