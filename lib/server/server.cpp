@@ -287,7 +287,8 @@ struct Server::Impl {
     detail::send_error(res, 401, api::k_code_unauthorized, message);
   }
 
-  // Starts a request's clock and trace; answers it with a 401 (true) when it lacks the token.
+  // Starts a request's clock and trace; answers it (true) with a 401 when it lacks the token,
+  // a 415 for a compressed body the route does not take (see `refuse_encoding`).
   bool pre_route(const httplib::Request& req, httplib::Response& res) {
     detail::t_start = std::chrono::steady_clock::now();
     detail::t_bytes_in = req.body.size();
@@ -297,15 +298,31 @@ struct Server::Impl {
       refuse_unauthorized(res, refusal->second);
       return true;
     }
-    // cpp-httplib inflates a gzip or deflate body into memory without a limit (1 MB of gzip
-    // made a server take 3.2 GB), and the fast path would read it as JSON. The inference
-    // routes take it (Triton's clients compress when asked): the header comes off the request,
-    // which cpp-httplib owns and has not read the body of yet, and the route inflates the body
-    // under the limit (`detail::compressed_body`). Other routes refuse it before the body is
-    // read; the connection layer drops the body and the connection closes.
+    return refuse_encoding(req, res);
+  }
+
+  // The codings of an inference request's body and answer. cpp-httplib inflates a gzip or
+  // deflate body into memory without a limit (1 MB of gzip made a server take 3.2 GB), and the
+  // fast path would read it as JSON. The inference routes take it (Triton's clients compress
+  // when asked): the header comes off the request, which cpp-httplib owns and has not read the
+  // body of yet, and the route inflates the body under the limit (`detail::compressed_body`).
+  // Other routes refuse it (415, true) before the body is read; the connection layer drops the
+  // body and the connection closes. `Accept-Encoding` comes off an inference request too: the
+  // fast path answers uncompressed, and so does cpp-httplib's path then (it compressed with
+  // brotli or gzip when asked).
+  bool refuse_encoding(const httplib::Request& req, httplib::Response& res) {
     detail::t_compressed_body.reset();
     const auto encoding = req.get_header_value("Content-Encoding");
-    if (encoding.empty() || util::iequals(encoding, "identity")) {
+    const bool compressed = !encoding.empty() && !util::iequals(encoding, "identity");
+    if (!compressed && !req.has_header("Accept-Encoding")) {
+      return false; // the common case, without matching the route
+    }
+    const bool inference = req.method == "POST" && detail::match_inference_route(req.path);
+    auto& request = const_cast<httplib::Request&>(req);
+    if (inference) {
+      request.headers.erase("Accept-Encoding");
+    }
+    if (!compressed) {
       return false;
     }
     const auto coding = util::iequals(encoding, "gzip") || util::iequals(encoding, "x-gzip")
@@ -313,8 +330,8 @@ struct Server::Impl {
                         : util::iequals(encoding, "deflate")
                             ? std::optional(util::Compression::deflate)
                             : std::nullopt;
-    if (coding && req.method == "POST" && detail::match_inference_route(req.path)) {
-      const_cast<httplib::Request&>(req).headers.erase("Content-Encoding");
+    if (coding && inference) {
+      request.headers.erase("Content-Encoding");
       detail::t_compressed_body = coding;
       return false;
     }

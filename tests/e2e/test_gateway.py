@@ -653,12 +653,17 @@ class CompressedBodyTest(TestCase):
                       {"Inference-Header-Content-Length": str(len(header))})
 
             def post(path, body, headers):
+                # Accept-Encoding as Python's requests sends it: inference answers stay
+                # uncompressed on both paths (cpp-httplib's compressed them with brotli).
+                inference = path.endswith(("/infer", "/predict"))
                 conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-                conn.request("POST", path, body=body, headers={"Content-Type": "application/json", **headers},
-                             encode_chunked=not isinstance(body, bytes))
+                conn.request("POST", path, body=body, encode_chunked=not isinstance(body, bytes),
+                             headers={"Content-Type": "application/json", **headers,
+                                      **({"Accept-Encoding": "gzip, deflate, br"} if inference else {})})
                 r = conn.getresponse()
                 raw = r.read()
                 conn.close()
+                self.assertIsNone(r.getheader("Content-Encoding"))
                 return r.status, json.loads(raw)
 
             def answers(body):  # without the per-request fields
