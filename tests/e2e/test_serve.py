@@ -94,17 +94,23 @@ class ServeTest(TestCase):
         # (Its `copytruncate` mode works without a signal: the file is opened O_APPEND.)
         log = self.tmp / "access.log"
         with Server(self.tmp / "data", args=["--log-file", log]) as s:
-            def traces(n):
-                return [request(s, "GET", "/healthz")[1]["traceparent"][3:35] for _ in range(n)]
-            before = traces(20)
+            def traces(n, path):
+                """n requests, once their lines are in `path` (cpp-httplib logs a request after
+                its answer has gone, and the lines are written at most 50 ms later)."""
+                ids = [request(s, "GET", "/healthz")[1]["traceparent"][3:35] for _ in range(n)]
+                deadline = time.monotonic() + 5 * TIMEOUT_SCALE
+                while ids[-1] not in path.read_text() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                return ids
+            before = traces(20, log)
             log.rename(self.tmp / "access.log.1")
-            during = traces(5)  # still to the renamed file: the server has not been told
+            during = traces(5, self.tmp / "access.log.1")  # the server has not been told yet
             os.kill(s.pid, signal.SIGUSR1)
             deadline = time.monotonic() + 5 * TIMEOUT_SCALE
             while "access log reopened" not in s.stderr() and time.monotonic() < deadline:
                 time.sleep(0.05)
             self.assertIn("SIGUSR1: access log reopened", s.stderr())
-            after = traces(20)
+            after = traces(20, log)
             # A log that cannot be opened again: the old file stays in use, the server runs on.
             log.rename(self.tmp / "access.log.2")
             log.mkdir()
@@ -114,7 +120,7 @@ class ServeTest(TestCase):
                 time.sleep(0.05)
             self.assertIn("cannot open the log file", s.stderr())
             self.assertIn("(still writing to the file open before)", s.stderr())
-            last = traces(3)
+            last = traces(3, self.tmp / "access.log.2")
         def logged(path):
             return [json.loads(l)["trace_id"] for l in path.read_text().splitlines()]
         first = logged(self.tmp / "access.log.1")  # the harness's readiness probes first
