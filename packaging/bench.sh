@@ -8,10 +8,6 @@ set -euo pipefail
 [[ "${1:-}" == -h || "${1:-}" == --help ]] && { sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0; }
 cd "$(dirname "$0")/.."
 
-cmake --preset release >/dev/null
-cmake --build --preset release -j"$(nproc)" --target mlctl mlctl_bench_infer >/dev/null
-export MLCTL_BIN=$PWD/build/release/mlctl
-
 names=("$@")
 if ((${#names[@]} == 0)); then
   for f in tests/bench/bench_*.py; do
@@ -19,11 +15,17 @@ if ((${#names[@]} == 0)); then
     names+=("${n%.py}")
   done
 fi
+for n in "${names[@]}"; do # every name checked before anything is built
+  [[ -f tests/bench/bench_$n.py ]] || { echo "bench: no such benchmark: $n (tests/bench/bench_$n.py)" >&2; exit 2; }
+done
+
+cmake --preset release >/dev/null
+cmake --build --preset release -j"$(nproc)" --target mlctl mlctl_bench_infer >/dev/null
+export MLCTL_BIN=$PWD/build/release/mlctl
+
 status=0
 for n in "${names[@]}"; do
-  script=tests/bench/bench_$n.py
-  [[ -f $script ]] || { echo "bench: no such benchmark: $n (tests/bench/bench_$n.py)" >&2; exit 2; }
   printf '\n== bench %s\n' "$n"
-  /usr/bin/python3 "$script" || { echo "bench: $n failed" >&2; status=1; }
+  /usr/bin/python3 "tests/bench/bench_$n.py" || { echo "bench: $n failed" >&2; status=1; }
 done
 exit "$status"

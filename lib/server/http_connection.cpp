@@ -55,6 +55,9 @@ constexpr auto k_drain_time = std::chrono::seconds(1);
 // See `request_over_limit`: set by `Connection::read`, on the worker serving the request.
 thread_local bool t_over_limit = false;
 
+// Whether the answer cpp-httplib is writing on this worker says `Connection: close`.
+thread_local bool t_answer_closes = false;
+
 void address_of(const sockaddr_storage& addr, std::string& ip, int& port) {
   char text[INET6_ADDRSTRLEN] = {};
   if (addr.ss_family == AF_INET) {
@@ -186,6 +189,7 @@ public:
     m_budget = m_bodyless ? head.size : max_body + k_head_allowance;
     m_head_size = head.size;
     m_http10 = head.http10;
+    m_http10_keep_alive = head.http10 && head.keep_alive && !head.close;
     m_request_size.reset();
     if (head.size != 0 && !head.streams && head.length) {
       m_request_size = head.size + *head.length;
@@ -194,10 +198,13 @@ public:
     t_over_limit = false;
   }
 
-  // True when the request `limit_next_request` looked at is an HTTP/1.0 one. cpp-httplib 0.11
-  // closes such a connection after the answer, but says `Keep-Alive: timeout=5, ...` in it
-  // unless told it is the last.
-  bool http10() const { return m_http10; }
+  // How the connection goes on after the request `limit_next_request` looked at, when it is an
+  // HTTP/1.0 one: kept when it asked for `Connection: keep-alive` (in any case, as ApacheBench's
+  // `ab -k` sends `Keep-Alive`), closed otherwise. cpp-httplib 0.11 keeps it only for exactly
+  // `Keep-Alive` (and then answered `Connection: close` when told to close it for HTTP/1.0),
+  // and says `Keep-Alive: timeout=5, ...` in the answer unless told it is the last.
+  bool http10_closes() const { return m_http10 && !m_http10_keep_alive; }
+  bool http10_keeps_alive() const { return m_http10_keep_alive; }
 
   // After cpp-httplib answered the request: sends the answer; false when the connection must
   // close. A body it left unread (refused before it was read: 401, 415) is read and dropped,
@@ -232,6 +239,16 @@ public:
       return false;
     }
     return true;
+  }
+
+  // Before the connection closes because the answer said so: what the client is still sending
+  // (the rest of a chunked body refused at the limit) is drained for a moment, as the
+  // connection closes, so that the close does not reset the connection before the client read
+  // the answer (the kernel resets it when unread bytes are left).
+  void close_after_answer() {
+    if (buffered() || readable_within(std::chrono::milliseconds(0))) {
+      linger();
+    }
   }
 
   // Appends what has arrived to the buffer (over TLS: all the session can decrypt now),
@@ -457,6 +474,8 @@ private:
     std::optional<std::uint64_t> length; // Content-Length
     bool streams = false; // Transfer-Encoding, Expect, or a Content-Length that is no number
     bool http10 = false;  // the request line ends with HTTP/1.0
+    bool keep_alive = false; // a Connection field lists keep-alive
+    bool close = false;      // a Connection field lists close
   };
 
   Head scan_head() const {
@@ -488,6 +507,17 @@ private:
       const auto name = line.substr(0, colon);
       if (util::iequals(name, "expect") || util::iequals(name, "transfer-encoding")) {
         head.streams = true;
+      } else if (util::iequals(name, "connection")) {
+        for (auto tokens = line.substr(colon + 1); !tokens.empty();) {
+          const auto comma = std::min(tokens.find(','), tokens.size());
+          auto token = util::trim_blanks(tokens.substr(0, comma));
+          if (token.ends_with('\r')) {
+            token = util::trim_blanks(token.substr(0, token.size() - 1));
+          }
+          head.keep_alive = head.keep_alive || util::iequals(token, "keep-alive");
+          head.close = head.close || util::iequals(token, "close");
+          tokens.remove_prefix(std::min(comma + 1, tokens.size()));
+        }
       } else if (util::iequals(name, "content-length")) {
         const auto value = util::trim_blanks(line.substr(colon + 1));
         std::uint64_t length = 0;
@@ -612,6 +642,7 @@ private:
   bool m_bodyless = false;             // the current request has no body
   std::size_t m_head_size = 0;         // of the current request
   bool m_http10 = false;               // the current request is an HTTP/1.0 one
+  bool m_http10_keep_alive = false;    // ... that asked to keep the connection
   std::optional<std::uint64_t> m_request_size; // head and Content-Length body
   std::uint64_t m_read = 0;                    // of the current request, by cpp-httplib
   bool m_shut = false;                         // `linger` sent the TLS close_notify
@@ -836,6 +867,13 @@ public:
   template <class... Args>
   ConnectionServer(FastHandler fast, std::size_t threads, Args&&... args)
       : Base(std::forward<Args>(args)...), m_fast(std::move(fast)) {
+    // Runs once the answer's headers are set, before they are written (cpp-httplib 0.11).
+    this->set_post_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+      if (req.version == "HTTP/1.0" && res.get_header_value("Connection") != "close") {
+        res.set_header("Connection", "keep-alive"); // an HTTP/1.0 client expects it said
+      }
+      t_answer_closes = res.get_header_value("Connection") == "close";
+    });
     this->new_task_queue = [this, threads] {
       auto* workers =
           new Workers([this](std::unique_ptr<Connection> conn) { serve(std::move(conn)); }, threads,
@@ -937,9 +975,15 @@ private:
         --c.requests_left;
         c.arriving_since.reset();
         c.limit_next_request(this->payload_max_length_);
-        // HTTP/1.0: answered with `Connection: close`, which it is (see `http10`).
-        ok = this->process_request(c, last || c.http10(), closed, nullptr);
+        // HTTP/1.0: answered with `Connection: close`, and closed, or kept (see `http10_closes`).
+        // The connection closes when the answer says so, and only then.
+        t_answer_closes = false;
+        ok = this->process_request(c, last || c.http10_closes(), closed, nullptr);
+        closed = t_answer_closes || (closed && !c.http10_keeps_alive());
         ok = c.finish_request() && ok;
+        if (ok && closed) {
+          c.close_after_answer();
+        }
       }
       if (!ok || closed) {
         return;

@@ -64,7 +64,8 @@ using FastHandler = std::function<bool(const RawRequest& request, std::string& o
 bool request_over_limit();
 
 // Returns the plain-HTTP server with `threads` workers; `fast`, when given, is offered every
-// request that arrived whole.
+// request that arrived whole. Its post-routing handler is taken: it says `Connection:
+// keep-alive` to HTTP/1.0 clients whose connection stays open.
 std::unique_ptr<httplib::Server> make_plain_http_server(FastHandler fast, std::size_t threads);
 
 // The same over TLS: `cert` and `key` are PEM files (check `is_valid()`); requests are read

@@ -410,9 +410,11 @@ class ServeTest(TestCase):
                 status, _, _ = request(s, "POST", path, body=b"{}")
                 self.assertEqual(status, 414, path[:30])
 
-    def test_http_1_0_answers_say_the_connection_closes(self):
+    def test_http_1_0_connections_close_unless_kept_alive_and_say_which(self):
         # cpp-httplib closed the connection of an HTTP/1.0 request but answered
-        # `Keep-Alive: timeout=5, ...` all the same.
+        # `Keep-Alive: timeout=5, ...` all the same; then, answering `Connection: close`, it kept
+        # the connection of one that sent `Connection: Keep-Alive` (as `ab -k` does), which
+        # waited for the close until the keep-alive timeout; `keep-alive` in lower case closed.
         def exchange(port, raw):
             with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
                 sock.sendall(raw)
@@ -421,18 +423,31 @@ class ServeTest(TestCase):
                     data += chunk
             return data.decode()
 
+        def heads(answer):
+            return [a.split("\r\n\r\n")[0] + "\r\n" for a in answer.split("HTTP/1.1 ")[1:]]
+
         with Server(self.tmp / "data") as s:
             for raw in (b"GET /healthz HTTP/1.0\r\n\r\n",
-                        b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                        b"GET /healthz HTTP/1.0\r\nConnection: close\r\n\r\n",
                         b"POST /api/v1/applications/ghost/predict HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}"):
-                answer = exchange(s.port, raw)
-                head = answer.split("\r\n\r\n")[0]
-                self.assertEqual(answer.count("HTTP/1.1 "), 1, answer)
-                self.assertIn("\r\nConnection: close\r\n", head + "\r\n", raw)
+                [head] = heads(exchange(s.port, raw))
+                self.assertIn("\r\nConnection: close\r\n", head, raw)
                 self.assertNotIn("Keep-Alive", head, raw)
+            # Kept alive, in any case of the token, until a request that does not ask it.
+            started = time.monotonic()
+            answer = exchange(s.port, b"GET /healthz HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"
+                                      b"POST /api/v1/applications/ghost/predict HTTP/1.0\r\n"
+                                      b"Connection: keep-alive\r\nContent-Length: 2\r\n\r\n{}"
+                                      b"GET /readyz HTTP/1.0\r\n\r\n")
+            self.assertLess(time.monotonic() - started, 2 * TIMEOUT_SCALE)  # not the 5 s timeout
+            kept1, kept2, last = heads(answer)
+            for head in (kept1, kept2):
+                self.assertIn("\r\nConnection: keep-alive\r\n", head)
+                self.assertIn("\r\nKeep-Alive: timeout=", head)
+            self.assertIn("404 ", kept2)
+            self.assertIn("\r\nConnection: close\r\n", last)
             # HTTP/1.1 keeps the connection: two pipelined answers, the second (1.0) closing it.
-            answer = exchange(s.port, b"GET /healthz HTTP/1.1\r\n\r\nGET /readyz HTTP/1.0\r\n\r\n")
-            first, second = answer.split("HTTP/1.1 ")[1:]
+            first, second = heads(exchange(s.port, b"GET /healthz HTTP/1.1\r\n\r\nGET /readyz HTTP/1.0\r\n\r\n"))
             self.assertIn("Keep-Alive: timeout=", first)
             self.assertIn("Connection: close", second)
 
