@@ -199,10 +199,9 @@ public:
   }
 
   // How the connection goes on after the request `limit_next_request` looked at, when it is an
-  // HTTP/1.0 one: kept when it asked for `Connection: keep-alive` (in any case, as ApacheBench's
-  // `ab -k` sends `Keep-Alive`), closed otherwise. cpp-httplib 0.11 keeps it only for exactly
-  // `Keep-Alive` (and then answered `Connection: close` when told to close it for HTTP/1.0),
-  // and says `Keep-Alive: timeout=5, ...` in the answer unless told it is the last.
+  // HTTP/1.0 one: kept when it asked for `Connection: keep-alive` (in any case of the letters;
+  // ApacheBench's `ab -k` sends `Keep-Alive`), closed otherwise. cpp-httplib 0.11 keeps it for
+  // exactly `Keep-Alive` only, and answers `Keep-Alive: timeout=5, ...` unless told to close.
   bool http10_closes() const { return m_http10 && !m_http10_keep_alive; }
   bool http10_keeps_alive() const { return m_http10_keep_alive; }
 
