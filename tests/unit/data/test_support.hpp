@@ -41,11 +41,12 @@ inline std::filesystem::path fixture(const std::string& name) {
   return std::filesystem::path(MLCTL_SOURCE_DIR) / "tests/unit/data/fixtures" / name;
 }
 
-// Returns `raw` as one gzip member (RFC 1952) written by zlib at `level`. The test's target
-// links zlib.
-inline std::string gzip(std::string_view raw, int level = 6) {
+// Returns `raw` compressed by zlib at `level`, in the format of `window` (zlib's window bits:
+// 16 + MAX_WBITS one gzip member, RFC 1952; MAX_WBITS a zlib stream; -MAX_WBITS raw deflate).
+// The test's target links zlib.
+inline std::string deflated(std::string_view raw, int window, int level = 6) {
   z_stream zs{};
-  REQUIRE(deflateInit2(&zs, level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  REQUIRE(deflateInit2(&zs, level, Z_DEFLATED, window, 8, Z_DEFAULT_STRATEGY) == Z_OK);
   std::string out(deflateBound(&zs, raw.size()) + 64, '\0');
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(raw.data()));
   zs.avail_in = static_cast<uInt>(raw.size());
@@ -55,6 +56,11 @@ inline std::string gzip(std::string_view raw, int level = 6) {
   out.resize(zs.total_out);
   deflateEnd(&zs);
   return out;
+}
+
+// Returns `raw` as one gzip member written by zlib at `level`.
+inline std::string gzip(std::string_view raw, int level = 6) {
+  return deflated(raw, 16 + MAX_WBITS, level);
 }
 
 } // namespace mlctl::test

@@ -1,8 +1,8 @@
+#include "data/test_support.hpp"
 #include "util/inflate.hpp"
 
 #include <doctest/doctest.h>
 #include <string>
-#include <zlib.h>
 
 using mlctl::util::Compression;
 using mlctl::util::inflate;
@@ -10,19 +10,9 @@ using mlctl::util::InflateError;
 
 namespace {
 
-// Deflates `text` with zlib's window bits: 15 a zlib stream, -15 raw deflate, 31 gzip.
+// `text` deflated with zlib's window bits: 15 a zlib stream, -15 raw deflate, 31 gzip.
 std::string pack(const std::string& text, int window) {
-  z_stream zs{};
-  REQUIRE(deflateInit2(&zs, 9, Z_DEFLATED, window, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  std::string out(deflateBound(&zs, text.size()) + 32, '\0');
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
-  zs.avail_in = static_cast<uInt>(text.size());
-  zs.next_out = reinterpret_cast<Bytef*>(out.data());
-  zs.avail_out = static_cast<uInt>(out.size());
-  REQUIRE(deflate(&zs, Z_FINISH) == Z_STREAM_END);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
+  return mlctl::test::deflated(text, window, 9);
 }
 
 std::string inflated(const std::string& in, Compression kind, std::size_t limit = 1 << 20) {
