@@ -130,7 +130,7 @@ void AccessLog::reopen() {
     return;
   }
   const int fd = open_log(m_path);
-  write_out(); // the lines of requests answered before go to the file they were answered in
+  write_out(); // the lines gathered before the signal go to the file renamed away
   const std::lock_guard writing(m_write_mutex);
   ::close(m_fd);
   m_fd = fd;

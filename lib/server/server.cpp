@@ -371,7 +371,6 @@ struct Server::Impl {
     access_log->write(r);
     detail::t_start = {};
     detail::t_bytes_in = 0;
-    detail::t_compressed_body.reset();
   }
 
   // The inference routes without cpp-httplib's request parsing (see http_connection.hpp):

@@ -20,8 +20,8 @@ void emit_yaml(YAML::Emitter& out, const nlohmann::json& value);
 nlohmann::json yaml_to_json(const YAML::Node& node);
 
 // What a yaml-cpp error says, for a message: "line 3, column 5: illegal map value", and for
-// text nested past yaml-cpp's limit (which it calls "bad file") "nested more than 2000 levels
-// deep".
+// text nested past yaml-cpp's limit (which it calls "bad file") "nested more than 499 levels
+// deep" (Debian's yaml-cpp stops at 500).
 std::string yaml_error(const YAML::Exception& e);
 
 } // namespace mlctl::util

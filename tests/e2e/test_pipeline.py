@@ -25,7 +25,7 @@ RETRAIN = SOURCE_DIR / "manifests" / "pipelines" / "retrain.sh"
 class MnistPipelineTest(TestCase):
     def run_pipeline(self, server, script=SCRIPT, cwd=None, **extra):
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLCTL_")}
-        env.update({"MLCTL": MLCTL, "MLCTL_SERVER": server.url, "WORK_DIR": str(self.tmp / "work"),
+        env.update({"MLCTL": MLCTL, "MLCTL_SERVER": server.url, "WORK_DIR": str(self.tmp / "state"),
                     "DATA_SOURCE": str(self.source), "LEARNING_STEPS": "60", "BATCH_SIZE": "100",
                     "ACCEPTABLE_ACCURACY": "0.5", "TEST_SAMPLES": "200",
                     "XDG_CACHE_HOME": str(self.tmp / "xdg")})
@@ -44,7 +44,7 @@ class MnistPipelineTest(TestCase):
 
     def test_first_run_cached_rerun_reproduce_and_failed_gate(self):
         self.source = write_idx_source(self.tmp / "idx")
-        run_json = self.tmp / "work" / "runs" / "mnist" / "run.json"
+        run_json = self.tmp / "state" / "runs" / "mnist" / "run.json"
         with Server(self.tmp / "server") as server:
             first, t1 = self.run_pipeline(server)
             self.assertEqual(first.returncode, 0, first.stderr)
@@ -60,7 +60,7 @@ class MnistPipelineTest(TestCase):
 
             # The same directories spelled another way (relative, from another working
             # directory) are the same steps: a relative DATA_DIR used to miss train's record.
-            second, t2 = self.run_pipeline(server, cwd=self.tmp, WORK_DIR="./work/")
+            second, t2 = self.run_pipeline(server, cwd=self.tmp, WORK_DIR="./state/")
             self.assertEqual(second.returncode, 0, second.stderr)
             run = json.loads(run_json.read_text())
             self.assertEqual([s["cached"] for s in run["steps"]][:3], [True, True, True], second.stderr)
@@ -89,7 +89,7 @@ class MnistPipelineTest(TestCase):
             self.assertFails(self.app_json(server, "mnist-app-staging"), 1)
 
             # The maintenance loop, while labelled production traffic flows.
-            test = np.load(self.tmp / "work" / "data" / "mnist" / "test.npz")
+            test = np.load(self.tmp / "state" / "data" / "mnist" / "test.npz")
             traffic = Traffic(server.port, "mnist-app", test["x"].astype(np.float32) / 255.0, test["y"])
             self.addCleanup(traffic.stop)
             while sum(traffic.statuses.values()) < 600:  # labelled rows for the subsample
