@@ -58,6 +58,19 @@ thread_local bool t_over_limit = false;
 // Whether the answer cpp-httplib is writing on this worker says `Connection: close`.
 thread_local bool t_answer_closes = false;
 
+// True when the comma-separated field value `value` (of Connection) lists `token` (lowercase),
+// in any case (RFC 9110, 7.6.1).
+bool lists_token(std::string_view value, std::string_view token) {
+  while (!value.empty()) {
+    const auto comma = std::min(value.find(','), value.size());
+    if (util::iequals(util::trim_blanks(value.substr(0, comma)), token)) {
+      return true;
+    }
+    value.remove_prefix(std::min(comma + 1, value.size()));
+  }
+  return false;
+}
+
 void address_of(const sockaddr_storage& addr, std::string& ip, int& port) {
   char text[INET6_ADDRSTRLEN] = {};
   if (addr.ss_family == AF_INET) {
@@ -190,6 +203,7 @@ public:
     m_head_size = head.size;
     m_http10 = head.http10;
     m_http10_keep_alive = head.http10 && head.keep_alive && !head.close;
+    m_asks_close = head.close;
     m_request_size.reset();
     if (head.size != 0 && !head.streams && head.length) {
       m_request_size = head.size + *head.length;
@@ -202,7 +216,10 @@ public:
   // HTTP/1.0 one: kept when it asked for `Connection: keep-alive` (in any case of the letters;
   // ApacheBench's `ab -k` sends `Keep-Alive`), closed otherwise. cpp-httplib 0.11 keeps it for
   // exactly `Keep-Alive` only, and answers `Keep-Alive: timeout=5, ...` unless told to close.
-  bool http10_closes() const { return m_http10 && !m_http10_keep_alive; }
+  // The request asks for the connection to close: its Connection field lists close (in any
+  // case: cpp-httplib 0.11 looks for "close" alone), or it is an HTTP/1.0 one without
+  // keep-alive.
+  bool request_closes() const { return m_asks_close || (m_http10 && !m_http10_keep_alive); }
   bool http10_keeps_alive() const { return m_http10_keep_alive; }
 
   // After cpp-httplib answered the request: sends the answer; false when the connection must
@@ -360,7 +377,7 @@ public:
         length = n;
       } else if (util::iequals(name, "transfer-encoding") || util::iequals(name, "expect")) {
         return false;
-      } else if (util::iequals(name, "connection") && value == "close") {
+      } else if (util::iequals(name, "connection") && lists_token(value, "close")) {
         req.close = true;
       }
       m_headers.emplace_back(name, value);
@@ -507,16 +524,12 @@ private:
       if (util::iequals(name, "expect") || util::iequals(name, "transfer-encoding")) {
         head.streams = true;
       } else if (util::iequals(name, "connection")) {
-        for (auto tokens = line.substr(colon + 1); !tokens.empty();) {
-          const auto comma = std::min(tokens.find(','), tokens.size());
-          auto token = util::trim_blanks(tokens.substr(0, comma));
-          if (token.ends_with('\r')) {
-            token = util::trim_blanks(token.substr(0, token.size() - 1));
-          }
-          head.keep_alive = head.keep_alive || util::iequals(token, "keep-alive");
-          head.close = head.close || util::iequals(token, "close");
-          tokens.remove_prefix(std::min(comma + 1, tokens.size()));
+        auto value = line.substr(colon + 1);
+        if (value.ends_with('\r')) {
+          value.remove_suffix(1);
         }
+        head.keep_alive = head.keep_alive || lists_token(value, "keep-alive");
+        head.close = head.close || lists_token(value, "close");
       } else if (util::iequals(name, "content-length")) {
         const auto value = util::trim_blanks(line.substr(colon + 1));
         std::uint64_t length = 0;
@@ -642,6 +655,7 @@ private:
   std::size_t m_head_size = 0;         // of the current request
   bool m_http10 = false;               // the current request is an HTTP/1.0 one
   bool m_http10_keep_alive = false;    // ... that asked to keep the connection
+  bool m_asks_close = false;           // the current request lists close in Connection
   std::optional<std::uint64_t> m_request_size; // head and Content-Length body
   std::uint64_t m_read = 0;                    // of the current request, by cpp-httplib
   bool m_shut = false;                         // `linger` sent the TLS close_notify
@@ -974,10 +988,10 @@ private:
         --c.requests_left;
         c.arriving_since.reset();
         c.limit_next_request(this->payload_max_length_);
-        // HTTP/1.0: answered with `Connection: close`, and closed, or kept (see `http10_closes`).
-        // The connection closes when the answer says so, and only then.
+        // Answered with `Connection: close`, and closed, when the request asks it (see
+        // `request_closes`). The connection closes when the answer says so, and only then.
         t_answer_closes = false;
-        ok = this->process_request(c, last || c.http10_closes(), closed, nullptr);
+        ok = this->process_request(c, last || c.request_closes(), closed, nullptr);
         closed = t_answer_closes || (closed && !c.http10_keeps_alive());
         ok = c.finish_request() && ok;
         if (ok && closed) {

@@ -450,6 +450,17 @@ class ServeTest(TestCase):
             first, second = heads(exchange(s.port, b"GET /healthz HTTP/1.1\r\n\r\nGET /readyz HTTP/1.0\r\n\r\n"))
             self.assertIn("Keep-Alive: timeout=", first)
             self.assertIn("Connection: close", second)
+            # HTTP/1.1's close option in any case, alone or in a list, on the inference fast
+            # path and on cpp-httplib's: both answered `close` to "close" only and kept the
+            # connection until the keep-alive timeout.
+            for raw in (b"GET /healthz HTTP/1.1\r\nConnection: Close\r\n\r\n",
+                        b"GET /healthz HTTP/1.1\r\nConnection: keep-alive, CLOSE\r\n\r\n",
+                        b"POST /api/v1/applications/ghost/predict HTTP/1.1\r\nConnection: Close\r\n"
+                        b"Content-Length: 2\r\n\r\n{}"):
+                started = time.monotonic()
+                [head] = heads(exchange(s.port, raw))
+                self.assertLess(time.monotonic() - started, 2 * TIMEOUT_SCALE, raw)
+                self.assertIn("\r\nConnection: close\r\n", head, raw)
 
     def test_a_data_directory_serves_one_server_at_a_time(self):
         # A second server on the same directory ran: at start it removed the first one's uploads
