@@ -9,6 +9,7 @@
 #include "data/dataset.hpp"
 #include "explain/png.hpp"
 #include "util/error.hpp"
+#include "util/text.hpp"
 
 #include <CLI/CLI.hpp>
 #include <filesystem>
@@ -38,6 +39,11 @@ int run_explain(const ExplainOptions& o, Context& ctx) {
                                                          : data::read_split(data);
   if (o.indices.empty()) {
     throw Error(ErrorKind::invalid_input, "--indices: give at least one image index");
+  }
+  // Checked before the server works: the picture is a PNG whatever the name says.
+  if (!o.out.empty() && !util::iequals(std::filesystem::path(o.out).extension().string(), ".png")) {
+    throw Error(ErrorKind::invalid_input,
+                "--out " + o.out + ": the picture is written as PNG: give a name ending in .png");
   }
   const std::size_t pixels = split.rows * split.cols;
   nlohmann::json images = nlohmann::json::array();
@@ -148,7 +154,8 @@ void register_explain(CLI::App& parent, Dispatch& dispatch) {
   cmd->add_option("--indices", opts->indices, "Image indices, comma-separated")
       ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--out", opts->out, "PNG file to write (empty: none)")->capture_default_str();
+  cmd->add_option("--out", opts->out, "PNG file to write, NAME.png (empty: none)")
+      ->capture_default_str();
   cmd->add_option("--masks", opts->masks, "Random masks (N)")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();

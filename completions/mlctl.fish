@@ -170,7 +170,7 @@ complete -c mlctl -n '__fish_seen_subcommand_from monitor' -l plot -r -F -d 'Wri
 complete -c mlctl -n '__fish_seen_subcommand_from explain' -l app -r -a '(mlctl __complete applications 2>/dev/null)' -d 'Application name'
 complete -c mlctl -n '__fish_seen_subcommand_from explain' -l data -r -F -d 'Images with labels: a split .npz (x, y) or a dataset directory (its test split)'
 complete -c mlctl -n '__fish_seen_subcommand_from explain' -l indices -r -F -d 'Image indices, comma-separated'
-complete -c mlctl -n '__fish_seen_subcommand_from explain' -l out -r -F -d 'PNG file to write (empty: none)'
+complete -c mlctl -n '__fish_seen_subcommand_from explain' -l out -r -F -d 'PNG file to write, NAME.png (empty: none)'
 complete -c mlctl -n '__fish_seen_subcommand_from explain' -l masks -r -F -d 'Random masks (N)'
 complete -c mlctl -n '__fish_seen_subcommand_from explain' -l grid -r -F -d 'Mask grid cells per side'
 complete -c mlctl -n '__fish_seen_subcommand_from explain' -l p -r -F -d 'Probability that a grid cell is kept'

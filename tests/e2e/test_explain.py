@@ -109,6 +109,10 @@ class ExplainTest(TestCase):
                                    env=env), 1, "--indices: 9 is past the last image")
             self.assertFails(mlctl("explain", "--app", "ghost", "--data", self.tmp / "test.npz", env=env), 1,
                              "not served")
+            # It wrote a PNG under any name (rise.jpg was a PNG).
+            self.assertFails(mlctl("explain", "--app", APP, "--data", self.tmp / "test.npz", "--out",
+                                   self.tmp / "rise.jpg", env=env), 1, "give a name ending in .png")
+            self.assertFalse((self.tmp / "rise.jpg").exists())
             # Options are checked before they are converted (1e30 masks said "got 0", -1e30
             # "got 9223372036854775808", and 2.5 ran 2).
             for option, value, message in (("masks", 0, "masks: must be an integer 1..100000, got 0"),
