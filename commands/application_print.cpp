@@ -1,6 +1,7 @@
 #include "commands/application_print.hpp"
 
 #include "commands/output.hpp"
+#include "util/error.hpp"
 
 #include <iostream>
 
@@ -21,6 +22,16 @@ std::string variant_text(const nlohmann::json& v) {
 }
 
 } // namespace
+
+const nlohmann::json& require_list(const nlohmann::json& answer, const char* list,
+                                   const std::string& url) {
+  if (!answer.is_object() || !answer.contains(list) || !answer[list].is_array()) {
+    throw Error(ErrorKind::internal, url + ": unexpected JSON in the answer: no \"" +
+                                         std::string(list) +
+                                         "\" list (is the server an mlctl serve?)");
+  }
+  return answer;
+}
 
 std::string models_summary(const nlohmann::json& a) {
   std::string out;

@@ -7,6 +7,12 @@
 
 namespace mlctl::cli {
 
+// Returns `answer`, from `url`, when it is a JSON object whose member `list` is an array (the
+// applications, an application's stages, its revisions); throws otherwise: the answer of
+// another server at that address would print as an empty table.
+const nlohmann::json& require_list(const nlohmann::json& answer, const char* list,
+                                   const std::string& url);
+
 // Returns "mnist:3 70%, mnist:4 30%, mnist:5 shadow 10%" (stages joined by " -> ") from an
 // application's `stages`, or from a revision's `variants`.
 std::string models_summary(const nlohmann::json& application_or_revision);

@@ -21,7 +21,8 @@ struct DescribeApplicationOptions {
 int run_describe_application(const DescribeApplicationOptions& opts, Context& ctx) {
   api::validate_name(opts.name, "application name");
   auto client = api_client(ctx);
-  const auto a = client.call("GET", api::routes::application(opts.name));
+  const auto route = api::routes::application(opts.name);
+  const auto a = require_list(client.call("GET", route), "stages", client.server() + route);
   print_result(ctx, a, [&] { print_application_details(a, client.server()); });
   return 0;
 }

@@ -21,11 +21,13 @@ int run_get_applications(const GetApplicationsOptions& opts, Context& ctx) {
   auto client = api_client(ctx);
   nlohmann::json list;
   if (opts.name.empty()) {
-    list = client.call("GET", api::routes::applications());
+    const auto route = api::routes::applications();
+    list = require_list(client.call("GET", route), "applications", client.server() + route);
   } else {
     api::validate_name(opts.name, "application name");
-    list = {{"applications",
-             nlohmann::json::array({client.call("GET", api::routes::application(opts.name))})}};
+    const auto route = api::routes::application(opts.name);
+    list = {{"applications", nlohmann::json::array({require_list(
+                                 client.call("GET", route), "stages", client.server() + route)})}};
   }
   print_result(ctx, list, [&] {
     Table table({"NAME", "REVISION", "MODELS", "READY", "UPDATED"});

@@ -29,7 +29,8 @@ struct RolloutUndoOptions {
 int run_rollout_history(const RolloutHistoryOptions& opts, Context& ctx) {
   api::validate_name(opts.name, "application name");
   auto client = api_client(ctx);
-  const auto h = client.call("GET", api::routes::application_revisions(opts.name));
+  const auto route = api::routes::application_revisions(opts.name);
+  const auto h = require_list(client.call("GET", route), "revisions", client.server() + route);
   print_result(ctx, h, [&] {
     Table table({"REVISION", "TIME", "ACTOR", "CAUSE", "MODELS", "CURRENT"});
     for (const auto& r : h.value("revisions", nlohmann::json::array())) {

@@ -686,8 +686,18 @@ class ClientRetryTest(TestCase):
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
         try:
             r = mlctl("--server", f"http://127.0.0.1:{httpd.server_port}", "get", "applications", timeout=60)
-            self.assertFails(r, 1, "unexpected JSON in an answer (is the server an mlctl serve of version")
+            self.assertFails(r, 1, "unexpected JSON in the answer: no \"applications\" list")
             self.assertNotIn("internal error", r.stderr)
+            # Well-formed JSON without the lists printed empty tables, as if there were nothing.
+            Other.answer = b'{"models": 3}'
+            for args, path, member in ((("get", "applications"), "/api/v1/applications", "applications"),
+                                       (("get", "applications", "a"), "/api/v1/applications/a", "stages"),
+                                       (("describe", "application", "a"), "/api/v1/applications/a", "stages"),
+                                       (("rollout", "history", "a"), "/api/v1/applications/a/revisions",
+                                        "revisions")):
+                r = mlctl("--server", f"http://127.0.0.1:{httpd.server_port}", *args, timeout=60)
+                self.assertFails(r, 1, f"{path}: unexpected JSON in the answer: no \"{member}\" list")
+                self.assertEqual(r.stdout, "", args)
         finally:
             httpd.shutdown()
             httpd.server_close()
