@@ -2,7 +2,6 @@
 // Small text helpers shared by the HTTP layer and the parsers of command-line expressions.
 
 #include <algorithm>
-#include <cctype>
 #include <string_view>
 
 namespace mlctl::util {
@@ -19,12 +18,13 @@ inline std::string_view trim_blanks(std::string_view s) {
   return s;
 }
 
-// True when `a` equals `lower` (lowercase) but for the case of its letters: an HTTP field name
-// or token.
+// True when `a` equals `lower` (lowercase) but for the case of its ASCII letters: an HTTP
+// field name or token. Inline and locale-free (std::tolower is a libc call per character, on
+// every header of every request).
 inline bool iequals(std::string_view a, std::string_view lower) {
   return a.size() == lower.size() &&
          std::equal(a.begin(), a.end(), lower.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == y;
+           return (x >= 'A' && x <= 'Z' ? static_cast<char>(x + ('a' - 'A')) : x) == y;
          });
 }
 
