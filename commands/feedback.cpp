@@ -46,8 +46,9 @@ std::string trim(std::string_view s) {
 }
 
 // Reads `trace_id,label[,index]` lines; a header line, blank lines and `#` comments are skipped,
-// and so is the byte-order mark that spreadsheets put in front of a UTF-8 CSV.
-std::vector<api::FeedbackItem> read_csv(const std::string& path) {
+// and so is the byte-order mark that spreadsheets put in front of a UTF-8 CSV. `lines` gets the
+// line number of each item.
+std::vector<api::FeedbackItem> read_csv(const std::string& path, std::vector<std::size_t>& lines) {
   const auto text = util::read_file(path);
   std::vector<api::FeedbackItem> items;
   std::size_t line_no = 0;
@@ -87,6 +88,7 @@ std::vector<api::FeedbackItem> read_csv(const std::string& path) {
       item.index = parse_count(fields[2], where + ": index");
     }
     items.push_back(std::move(item));
+    lines.push_back(line_no);
   }
   if (items.empty()) {
     throw Error(ErrorKind::invalid_input,
@@ -95,13 +97,37 @@ std::vector<api::FeedbackItem> read_csv(const std::string& path) {
   return items;
 }
 
+// The server refuses a request naming its item `feedback[i]`: said with the line of `path` it
+// came from (the request holding the items from `start` on), and what earlier requests stored.
+Error at_csv_line(const Error& e, const std::string& path, const std::vector<std::size_t>& lines,
+                  std::size_t start) {
+  const std::string_view what = e.what();
+  const auto at = what.find("feedback[");
+  std::size_t i = 0;
+  if (at == std::string_view::npos) {
+    return e;
+  }
+  const auto* digits = what.data() + at + 9;
+  const auto [end, ec] = std::from_chars(digits, what.data() + what.size(), i);
+  if (ec != std::errc() || *end != ']' || start + i >= lines.size()) {
+    return e;
+  }
+  std::string message =
+      path + ":" + std::to_string(lines[start + i]) + ": " + std::string(what.substr(at));
+  if (start > 0) {
+    message += " (the labels of the lines before " + std::to_string(lines[start]) + " were stored)";
+  }
+  return Error(e.kind(), message);
+}
+
 int run_feedback(const FeedbackOptions& o, Context& ctx) {
   if (!o.app.empty()) {
     api::validate_name(o.app, "application name");
   }
   std::vector<api::FeedbackItem> items;
+  std::vector<std::size_t> lines; // of o.file
   if (!o.file.empty()) {
-    items = read_csv(o.file);
+    items = read_csv(o.file, lines);
   } else {
     if (!api::is_trace_id(o.trace_id)) {
       throw Error(ErrorKind::invalid_input,
@@ -124,8 +150,16 @@ int run_feedback(const FeedbackOptions& o, Context& ctx) {
         std::vector<api::FeedbackItem>(items.begin() + static_cast<std::ptrdiff_t>(start),
                                        items.begin() + static_cast<std::ptrdiff_t>(end)));
     // Labelling is idempotent, so a retried call is harmless.
-    const auto part = api::from_json_value<api::FeedbackResult>(
-        client.call("POST", path, body, true), path, ErrorKind::corrupt);
+    nlohmann::json answer;
+    try {
+      answer = client.call("POST", path, body, true);
+    } catch (const Error& e) {
+      if (lines.empty()) {
+        throw;
+      }
+      throw at_csv_line(e, o.file, lines, start);
+    }
+    const auto part = api::from_json_value<api::FeedbackResult>(answer, path, ErrorKind::corrupt);
     total.received += part.received;
     total.matched += part.matched;
     total.rows_labelled += part.rows_labelled;

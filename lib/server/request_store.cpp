@@ -819,6 +819,31 @@ api::FeedbackResult RequestStore::add_feedback(const std::vector<api::FeedbackIt
                         "trace_id = ?3 AND idx = ?4"
                       : "UPDATE requests SET label = ?1, labelled_at = ?2 WHERE trace_key = ?6 AND "
                         "trace_id = ?3 AND idx = ?4 AND application = ?5");
+  // A row's answer has one probability (4 bytes) per class; rows refused before the model ran
+  // have none, and take any label.
+  auto out_of_range = db->prepare(
+      std::string("SELECT model, version, length(probabilities) / 4 FROM requests WHERE "
+                  "trace_key = ?1 AND trace_id = ?2 AND idx = ?3 AND ?4 >= length(probabilities) "
+                  "/ 4") +
+      (application.empty() ? "" : " AND application = ?5") + " LIMIT 1");
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const auto& item = items[i];
+    out_of_range.reset();
+    out_of_range.bind_all(trace_key(item.trace_id), item.trace_id, item.index.value_or(0),
+                          item.label);
+    if (!application.empty()) {
+      out_of_range.bind(5, application);
+    }
+    if (out_of_range.step()) {
+      const auto classes = out_of_range.int64(2);
+      throw Error(ErrorKind::invalid_input,
+                  "feedback[" + std::to_string(i) + "].label: " + std::to_string(item.label) +
+                      " is not a class of " + out_of_range.text(0) + ":" +
+                      std::to_string(out_of_range.int64(1)) + ", which answered trace " +
+                      item.trace_id + " with " + std::to_string(classes) + " classes (0-" +
+                      std::to_string(classes - 1) + "); nothing was labelled");
+    }
+  }
   for (const auto& item : items) {
     update.reset();
     update.bind_all(item.label, labelled_at, item.trace_id, item.index.value_or(0));

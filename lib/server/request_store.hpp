@@ -152,7 +152,9 @@ public:
 
   // Joins labels to stored rows by trace id and index (0 when absent); with `application`
   // set only that application's rows. Waits (up to 1 s) for queued records first, so a label
-  // sent right after the answer finds its row. Returns what matched.
+  // sent right after the answer finds its row. Returns what matched. Throws
+  // `Error{invalid_input}`, labelling nothing, when a label is not a class of a model that
+  // answered its row (11 for a 10-class model, or 10 from labels counted from 1).
   api::FeedbackResult add_feedback(const std::vector<api::FeedbackItem>& items,
                                    std::string_view application, std::string_view labelled_at);
 

@@ -131,6 +131,22 @@ class RequestStoreTest(TestCase):
             status, bad, _ = http(server, "POST", "/api/v1/feedback", [{"trace_id": "x", "label": 1}])
             self.assertEqual(status, 400)
             self.assertEqual(bad["error"]["message"], "feedback[0].trace_id: must be 32 lowercase hex digits")
+            # A label that is no class of the model that answered (10 of 10 classes, as labels
+            # counted from 1 give) was stored, and counted as a wrong answer. Now the request is
+            # refused and nothing of it is labelled.
+            status, bad, _ = http(server, "POST", "/api/v1/feedback",
+                                  [{"trace_id": trace_ids[200], "label": 3},
+                                   {"trace_id": trace_ids[201], "label": 10}])
+            self.assertEqual(status, 400, bad)
+            self.assertEqual(bad["error"]["message"],
+                             f"feedback[1].label: 10 is not a class of tiny:1, which answered trace "
+                             f"{trace_ids[201]} with 10 classes (0-9); nothing was labelled")
+            status, one, _ = http(server, "GET", f"/api/v1/requests/{trace_ids[200]}")
+            self.assertIsNone(one["requests"][0]["label"])
+            # The CLI says the line of the CSV.
+            (self.tmp / "bad.csv").write_text(f"trace_id,label\n{trace_ids[200]},3\n\n{trace_ids[201]},11\n")
+            r = mlctl("feedback", "--file", self.tmp / "bad.csv", env=server.env())
+            self.assertFails(r, 1, f"bad.csv:4: feedback[1].label: 11 is not a class of tiny:1")
 
             # The CLI: a CSV with a header as Excel's "CSV UTF-8" writes it (a byte-order mark,
             # CRLF), and one label by flag.
