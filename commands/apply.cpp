@@ -143,7 +143,7 @@ void register_apply(CLI::App& parent, Dispatch& dispatch) {
       ->option_text("[=client|server]");
   cmd->footer("A file of several documents is applied only when the server accepts all of them.\n"
               "\nExamples:\n  mlctl apply -f manifests/mnist-app.yaml\n"
-              "  mlctl apply -f manifests/ --dry-run=server");
+              "  mlctl apply -f manifests/mnist-app.yaml --dry-run=server");
 
   auto app_opts = std::make_shared<ApplyApplicationOptions>();
   auto* sub = cmd->add_subcommand(
