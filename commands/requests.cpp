@@ -60,7 +60,7 @@ void print_rows(const std::vector<api::StoredRequest>& rows) {
                                     std::to_string(r.status),
                                     cell(r.predicted),
                                     cell(r.label),
-                                    format_fixed(r.latency_seconds * 1000.0, 2) + " ms"};
+                                    format_fixed(r.latency_seconds * 1000.0, 3) + " ms"};
     if (errors) {
       row.push_back(shortened(r.error, 60));
     }
