@@ -109,7 +109,8 @@ Error at_csv_line(const Error& e, const std::string& path, const std::vector<std
   }
   const auto* digits = what.data() + at + 9;
   const auto [end, ec] = std::from_chars(digits, what.data() + what.size(), i);
-  if (ec != std::errc() || *end != ']' || start + i >= lines.size()) {
+  if (ec != std::errc() || end == what.data() + what.size() || *end != ']' ||
+      start + i >= lines.size()) {
     return e;
   }
   std::string message =

@@ -212,13 +212,12 @@ public:
     t_over_limit = false;
   }
 
-  // How the connection goes on after the request `limit_next_request` looked at, when it is an
-  // HTTP/1.0 one: kept when it asked for `Connection: keep-alive` (in any case of the letters;
-  // ApacheBench's `ab -k` sends `Keep-Alive`), closed otherwise. cpp-httplib 0.11 keeps it for
-  // exactly `Keep-Alive` only, and answers `Keep-Alive: timeout=5, ...` unless told to close.
-  // The request asks for the connection to close: its Connection field lists close (in any
-  // case: cpp-httplib 0.11 looks for "close" alone), or it is an HTTP/1.0 one without
-  // keep-alive.
+  // Whether the request `limit_next_request` looked at closes the connection after its answer:
+  // when its Connection field lists close (in any case of the letters; cpp-httplib 0.11 looks
+  // for "close" alone), and when it is an HTTP/1.0 one that did not ask for keep-alive (in any
+  // case: ApacheBench's `ab -k` sends `Keep-Alive`). cpp-httplib 0.11 keeps an HTTP/1.0
+  // connection for exactly `Keep-Alive` only, and answers `Keep-Alive: timeout=5, ...` unless
+  // told to close.
   bool request_closes() const { return m_asks_close || (m_http10 && !m_http10_keep_alive); }
   bool http10_keeps_alive() const { return m_http10_keep_alive; }
 
