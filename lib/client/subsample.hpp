@@ -23,7 +23,8 @@ struct SubsampleRequest {
   bool pseudo_label = false;    // unlabelled rows take the served prediction
   std::string strategy = "reservoir";
   std::string since; // RFC 3339 (inclusive) or empty: from the first stored request
-  std::string until; // RFC 3339 (exclusive) or empty: the server's now (minus 250 ms)
+  std::string until; // RFC 3339 (exclusive) or empty: the server's now (the answer waits 250 ms for
+                     // requests still in flight)
   std::uint64_t seed = 42;
   double test_fraction = 0.25;
 };

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <thread>
 
 namespace mlctl::server::detail {
 
@@ -461,13 +462,13 @@ void register_monitor_routes(httplib::Server& http, Platform& p) {
              if (req.has_param("since")) {
                q.since = api::format_time(parse_bound(req, "since", ""));
              }
-             // Without an end, the window ends 250 ms ago: every request that arrived before
-             // has been answered and is written after the flush below, so the same window holds
-             // the same rows later (the response records it, for `mlctl reproduce`).
-             q.until = api::format_time(
-                 req.has_param("until")
-                     ? parse_bound(req, "until", "")
-                     : std::chrono::system_clock::now() - std::chrono::milliseconds(250));
+             // Without an end, the window ends now; the answer waits 250 ms so that every
+             // request that arrived before has been answered and is written by the flush
+             // below: the same window holds the same rows later (the response records it, for
+             // `mlctl reproduce`), and traffic sent just before is in it.
+             const bool open_end = !req.has_param("until");
+             q.until = api::format_time(open_end ? std::chrono::system_clock::now()
+                                                 : parse_bound(req, "until", ""));
              if (req.has_param("strategy")) {
                q.strategy = req.get_param_value("strategy");
              }
@@ -480,6 +481,9 @@ void register_monitor_routes(httplib::Server& http, Platform& p) {
              q.labelled_only = labeled == "only";
              if (!p.request_store) {
                throw Error(ErrorKind::unavailable, "the request store is not open");
+             }
+             if (open_end) {
+               std::this_thread::sleep_for(std::chrono::milliseconds(250));
              }
              p.request_store->flush(std::chrono::seconds(1));
              send_json(res, 200, to_json(q, subsample(*p.request_store, q)));

@@ -242,6 +242,15 @@ class MonitoringTest(TestCase):
             self.assertOk(r)
             self.assertGreater(r.json()["pseudo_labelled"], 0)
 
+            # Traffic labelled just before the subsample is in it (a window that ended 250 ms
+            # before the call left it out: the quickstart's retraining found no labelled rows).
+            fresh = self.send(client, digits["x"][200:210])
+            status, fb = client.call("POST", f"/api/v1/feedback?application={APP}",
+                                     [{"trace_id": t, "index": i, "label": 0} for t, _ in fresh for i in range(5)])
+            self.assertEqual((status, fb["matched"]), (200, 10), fb)
+            status, sub = client.call("GET", f"/api/v1/applications/{APP}/subsample?n=500")
+            self.assertEqual((status, sub["scanned"], sub["count"]), (200, 210, 210), sub)
+
             r = mlctl("train", "--data", self.tmp / "retrain", "--merge", self.digits, "--out", self.tmp / "m2",
                       "--epochs", "1", "--ae-epochs", "1", "-o", "json")
             self.assertOk(r)
