@@ -104,8 +104,7 @@ void print_application_details(const nlohmann::json& a, const std::string& serve
                                          number(ev.value("value", nlohmann::json()), 5) + ")");
     }
   }
-  print_fields(fields);
-  std::cout << "\n";
+  // The table is read before anything is printed: an answer of another shape fails whole.
   Table table(
       {"STAGE", "MODEL", "REQUESTED", "ROLE", "WEIGHT", "REQUESTS", "ERRORS", "MEAN LATENCY"});
   std::size_t s = 0;
@@ -124,6 +123,8 @@ void print_application_details(const nlohmann::json& a, const std::string& serve
     }
     ++s;
   }
+  print_fields(fields);
+  std::cout << "\n";
   table.print();
 }
 

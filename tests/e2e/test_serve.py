@@ -698,6 +698,13 @@ class ClientRetryTest(TestCase):
                 r = mlctl("--server", f"http://127.0.0.1:{httpd.server_port}", *args, timeout=60)
                 self.assertFails(r, 1, f"{path}: unexpected JSON in the answer: no \"{member}\" list")
                 self.assertEqual(r.stdout, "", args)
+            # The list there, its items of another shape: refused whole (describe printed its
+            # fields, then failed on the table).
+            Other.answer = b'{"name": "a", "stages": [1, 2]}'
+            r = mlctl("--server", f"http://127.0.0.1:{httpd.server_port}", "describe", "application", "a",
+                      timeout=60)
+            self.assertFails(r, 1, "unexpected JSON in an answer")
+            self.assertEqual(r.stdout, "")
         finally:
             httpd.shutdown()
             httpd.server_close()
