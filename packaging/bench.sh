@@ -20,7 +20,7 @@ for n in "${names[@]}"; do # every name checked before anything is built
 done
 
 cmake --preset release >/dev/null
-cmake --build --preset release -j"$(nproc)" --target mlctl mlctl_bench_infer >/dev/null
+cmake --build --preset release -j"$(nproc)" --target mlctl mlctl_bench_infer mlctl_bench_http_floor >/dev/null
 export MLCTL_BIN=$PWD/build/release/mlctl
 
 status=0
