@@ -95,7 +95,8 @@ else
     summary+=("fuzz: skipped (clang++ cannot link libFuzzer)")
   fi
   run_suite asan || status=1
-  run_suite release '^e2e: ' mlctl mlctl_docs || status=1
+  # The benchmarks' own binaries are built too (warnings are errors), though they run only on demand.
+  run_suite release '^e2e: ' mlctl mlctl_docs mlctl_bench_infer mlctl_bench_http_floor || status=1
 fi
 
 echo
