@@ -4,6 +4,7 @@
 
 #include "commands/commands.hpp"
 #include "commands/context.hpp"
+#include "commands/usage_error.hpp"
 #include "util/build_info.hpp"
 #include "util/error.hpp"
 #include "util/interrupt.hpp"
@@ -105,7 +106,7 @@ int main(int argc, char** argv) {
     if (e.get_exit_code() == 0) {
       return app.exit(e);
     }
-    print_error(std::string(e.what()) + " (run 'mlctl --help' for usage)");
+    print_error(mlctl::cli::usage_error_message(app, e));
     return k_exit_usage;
   }
 

@@ -2,6 +2,8 @@
 // Small text helpers shared by the HTTP layer and the parsers of command-line expressions.
 
 #include <algorithm>
+#include <span>
+#include <string>
 #include <string_view>
 
 namespace mlctl::util {
@@ -27,5 +29,11 @@ inline bool iequals(std::string_view a, std::string_view lower) {
            return (x >= 'A' && x <= 'Z' ? static_cast<char>(x + ('a' - 'A')) : x) == y;
          });
 }
+
+// The name in `names` that `word` most likely misspells, for a "did you mean" hint: the nearest
+// by edits (a character inserted, deleted or replaced, or two neighbours swapped: "trian" is 1
+// from "train"), when it is at most 2 edits away and fewer than half of `word`'s characters,
+// the first of `names` at that distance. Empty when no name is that near.
+std::string nearest_name(std::string_view word, std::span<const std::string> names);
 
 } // namespace mlctl::util

@@ -32,6 +32,29 @@ class CliTest(TestCase):
         self.assertFails(r, 2)
         self.assertEqual(r.stdout, "")
 
+    def test_usage_errors_name_the_command_the_word_and_the_help(self):
+        # Each: the arguments, then what stderr says (exit 2, nothing on stdout).
+        cases = [
+            (["trian"], "unknown command 'trian' for 'mlctl' (did you mean 'train'?); see 'mlctl --help'"),
+            (["get", "aplications"],
+             "unknown command 'aplications' for 'mlctl get' (did you mean 'applications'?); see 'mlctl get --help'"),
+            (["catalog", "uplod", "x"], "unknown command 'uplod' for 'mlctl catalog' (did you mean 'upload'?)"),
+            (["no-such-command"], "unknown command 'no-such-command' for 'mlctl'; see 'mlctl --help'"),
+            (["version", "--outptu=json"],
+             "unknown option '--outptu' for 'mlctl version' (did you mean '--output'?); see 'mlctl version --help'"),
+            (["serve", "--data-dir", "unused", "--port", "5"], "unknown option '--port' for 'mlctl serve'; see"),
+            (["version", "extra"], "unexpected argument 'extra' for 'mlctl version'; see 'mlctl version --help'"),
+            (["rollout"], "'mlctl rollout' needs a command: canary, status, abort, history, undo; see"),
+            (["predict", "--app"], "--app: 1 required APP missing; see 'mlctl predict --help'"),
+        ]
+        for args, message in cases:
+            with self.subTest(args=args):
+                r = mlctl(*args)
+                self.assertFails(r, 2, message)
+                self.assertEqual(r.stdout, "")
+        # A word that is near no name gets no guess.
+        self.assertNotIn("did you mean", mlctl("serve", "--data-dir", "unused", "--port", "5").stderr)
+
     def test_bad_output_format_is_a_usage_error(self):
         self.assertFails(mlctl("-o", "xml", "version"), 2, "xml")
 

@@ -1,6 +1,8 @@
 #include "util/text.hpp"
 
 #include <doctest/doctest.h>
+#include <string>
+#include <vector>
 
 using mlctl::util::trim_blanks;
 
@@ -22,4 +24,23 @@ TEST_CASE("iequals compares HTTP tokens without regard to case") {
   CHECK_FALSE(iequals("@", "`"));
   CHECK_FALSE(iequals("[", "{"));
   CHECK_FALSE(iequals("\xc9", "\xe9"));
+}
+
+TEST_CASE("nearest_name finds the name a word misspells, and only a near one") {
+  using mlctl::util::nearest_name;
+  const std::vector<std::string> commands{"train", "test", "predict", "apply", "get", "describe"};
+  CHECK(nearest_name("trian", commands) == "train");      // two neighbours swapped: 1 edit
+  CHECK(nearest_name("predcit", commands) == "predict");  // 1
+  CHECK(nearest_name("descibe", commands) == "describe"); // a letter left out
+  CHECK(nearest_name("tset", commands) == "test");
+  CHECK(nearest_name("applly", commands) == "apply");
+  CHECK(nearest_name("serve", commands).empty()); // 3 or more edits from every name
+  CHECK(nearest_name("gt", commands).empty());    // 1 edit, but half of a 2-letter word
+  CHECK(nearest_name("", commands).empty());
+  CHECK(nearest_name("train", {}).empty());
+  // The first of the nearest: "tesr" is 1 from "test" and 2 from the others.
+  CHECK(nearest_name("tesr", commands) == "test");
+  const std::vector<std::string> options{"--listen", "--port", "--threads"};
+  CHECK(nearest_name("--prot", options) == "--port");
+  CHECK(nearest_name("--thread", options) == "--threads");
 }

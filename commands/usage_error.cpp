@@ -1,0 +1,106 @@
+#include "commands/usage_error.hpp"
+
+#include "util/text.hpp"
+
+#include <CLI/CLI.hpp>
+#include <string_view>
+#include <vector>
+
+namespace mlctl::cli {
+
+namespace {
+
+// The command the parse got to: the deepest subcommand it selected, or the root.
+const CLI::App& selected_command(const CLI::App& root) {
+  const CLI::App* app = &root;
+  for (auto chosen = app->get_subcommands(); !chosen.empty(); chosen = app->get_subcommands()) {
+    app = chosen.front();
+  }
+  return *app;
+}
+
+// "mlctl catalog upload": the names from the root to `app`.
+std::string command_path(const CLI::App& app) {
+  std::vector<const CLI::App*> chain;
+  for (const CLI::App* a = &app; a != nullptr; a = a->get_parent()) {
+    chain.push_back(a);
+  }
+  std::string path;
+  for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+    path += (path.empty() ? "" : " ") + (*it)->get_name();
+  }
+  return path;
+}
+
+// The subcommands `app` lists in its help (a hidden one has no group).
+std::vector<const CLI::App*> visible_subcommands(const CLI::App& app) {
+  return app.get_subcommands([](const CLI::App* s) { return !s->get_group().empty(); });
+}
+
+// Their names and aliases.
+std::vector<std::string> subcommand_names(const CLI::App& app) {
+  std::vector<std::string> names;
+  for (const CLI::App* sub : visible_subcommands(app)) {
+    names.push_back(sub->get_name());
+    const auto& aliases = sub->get_aliases();
+    names.insert(names.end(), aliases.begin(), aliases.end());
+  }
+  return names;
+}
+
+// The options `app` takes as typed ("--listen", "-o"), its parents' included: every command
+// takes the global options after its name.
+std::vector<std::string> option_names(const CLI::App& app) {
+  std::vector<std::string> names;
+  for (const CLI::App* a = &app; a != nullptr; a = a->get_parent()) {
+    for (const CLI::Option* option : a->get_options()) {
+      for (const auto& name : option->get_lnames()) {
+        names.push_back("--" + name);
+      }
+      for (const auto& name : option->get_snames()) {
+        names.push_back("-" + name);
+      }
+    }
+  }
+  return names;
+}
+
+std::string did_you_mean(std::string_view word, const std::vector<std::string>& names) {
+  const auto nearest = util::nearest_name(word, names);
+  return nearest.empty() ? "" : " (did you mean '" + nearest + "'?)";
+}
+
+} // namespace
+
+std::string usage_error_message(const CLI::App& root, const CLI::ParseError& error) {
+  const CLI::App& command = selected_command(root);
+  const std::string path = command_path(command);
+  const std::string help = "; see '" + path + " --help'";
+  const auto left = root.remaining(true); // the words no command took, as typed
+  const bool needs_command =
+      command.get_require_subcommand_min() > 0 && command.get_subcommands().empty();
+
+  if (!left.empty()) {
+    const std::string& word = left.front();
+    if (word.size() > 1 && word.front() == '-') {
+      const std::string name = word.substr(0, word.find('='));
+      return "unknown option '" + name + "' for '" + path + "'" +
+             did_you_mean(name, option_names(command)) + help;
+    }
+    if (needs_command) {
+      return "unknown command '" + word + "' for '" + path + "'" +
+             did_you_mean(word, subcommand_names(command)) + help;
+    }
+    return "unexpected argument '" + word + "' for '" + path + "'" + help;
+  }
+  if (needs_command) {
+    std::string list;
+    for (const CLI::App* sub : visible_subcommands(command)) {
+      list += (list.empty() ? "" : ", ") + sub->get_name();
+    }
+    return "'" + path + "' needs a command: " + list + help;
+  }
+  return error.what() + help;
+}
+
+} // namespace mlctl::cli
