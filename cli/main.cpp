@@ -71,6 +71,12 @@ int main(int argc, char** argv) {
   app.add_option("--server", global.server, "Platform URL, e.g. http://127.0.0.1:9090")
       ->envname("MLCTL_SERVER");
   app.add_option("--token", global.token, "Bearer token for the platform API")->envname("MLCTL_TOKEN");
+  app.add_option("--cacert", global.cacert,
+                 "PEM file of the CA certificates to trust for https:// (a private CA, a server's "
+                 "self-signed certificate), besides the system's")
+      ->envname("MLCTL_CACERT")
+      ->type_name("FILE")
+      ->check(CLI::ExistingFile);
 
   // Commands in workflow order: the order --help shows.
   mlctl::cli::Dispatch dispatch;

@@ -16,12 +16,16 @@ int run_cluster_list(const ClusterListOptions&, Context& ctx) {
   const auto config = client::load_cluster_config(client::default_config_path());
   nlohmann::json result = {{"current", config.current}, {"clusters", nlohmann::json::array()}};
   for (const auto& c : config.clusters) {
-    result["clusters"].push_back({{"name", c.name}, {"server", c.server}, {"token_file", c.token_file}});
+    result["clusters"].push_back({{"name", c.name},
+                                  {"server", c.server},
+                                  {"token_file", c.token_file},
+                                  {"ca_file", c.ca_file}});
   }
   print_result(ctx, result, [&] {
-    Table table({"CURRENT", "NAME", "SERVER", "TOKEN FILE"});
+    Table table({"CURRENT", "NAME", "SERVER", "TOKEN FILE", "CA FILE"});
     for (const auto& c : config.clusters) {
-      table.add({c.name == config.current ? "*" : "", c.name, c.server, c.token_file.empty() ? "-" : c.token_file});
+      table.add({c.name == config.current ? "*" : "", c.name, c.server,
+                 c.token_file.empty() ? "-" : c.token_file, c.ca_file.empty() ? "-" : c.ca_file});
     }
     table.print();
   });

@@ -20,6 +20,7 @@ struct GlobalOptions {
   bool quiet = false;
   std::string server; // --server / MLCTL_SERVER
   std::string token;  // --token / MLCTL_TOKEN
+  std::string cacert; // --cacert / MLCTL_CACERT: CAs to trust for https
 };
 
 class Context {

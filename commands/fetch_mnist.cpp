@@ -35,6 +35,7 @@ void wire_fetch_downloads(data::FetchOptions& fetch, const Context& ctx, int ret
   fetch.progress = ctx.progress();
   fetch.log = ctx.log();
   client::HttpOptions http;
+  http.ca_file = ctx.options().cacert;
   http.retries = retries;
   http.timeout =
       std::chrono::milliseconds(static_cast<long long>(std::llround(timeout * 1000.0)));

@@ -10,11 +10,13 @@ client::ApiClient api_client(const Context& ctx) { return client::ApiClient(api_
 
 client::ApiClientOptions api_client_options(const Context& ctx) {
   const auto config = client::load_cluster_config(client::default_config_path());
-  const auto endpoint = client::resolve_endpoint(ctx.options().server, ctx.options().token, config);
+  const auto endpoint = client::resolve_endpoint(ctx.options().server, ctx.options().token,
+                                                 ctx.options().cacert, config);
   ctx.debug("server " + endpoint.server + " (from " + endpoint.source + ")");
   client::ApiClientOptions o;
   o.server = endpoint.server;
   o.token = endpoint.token;
+  o.ca_file = endpoint.ca_file;
   if (const char* user = std::getenv("USER"); user != nullptr) {
     o.user = user;
   }

@@ -50,6 +50,7 @@ int run_serve(const ServeOptions& opts, Context& ctx) {
   o.store_max_bytes = opts.store_max_mb << 20U;
   o.store_queue_capacity = opts.store_queue;
   o.webhook_url = opts.webhook;
+  o.webhook_ca_file = ctx.options().cacert;
   o.monitoring = !opts.no_monitoring;
   const auto log = ctx.log();
   server::Server srv(std::move(o), log);

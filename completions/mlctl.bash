@@ -46,7 +46,7 @@ declare -A _mlctl_subcommands=(
   [root/version]=''
 )
 declare -A _mlctl_flags=(
-  [root]='--help -o --output -v --verbose -q --quiet --server --token'
+  [root]='--help -o --output -v --verbose -q --quiet --server --token --cacert'
   [root/fetch-mnist]='--help --source --out --test-fraction --cache-dir --no-cache --mirrors --retries --timeout'
   [root/data]='--help'
   [root/data/describe]='--help'
@@ -84,7 +84,7 @@ declare -A _mlctl_flags=(
   [root/explain]='--help --app --data --indices --out --masks --grid --p --seed --model'
   [root/subsample]='--help --app -n --out --labeled --pseudo-label --strategy --since --until --seed --test-fraction'
   [root/cluster]='--help'
-  [root/cluster/add]='--help --server --token-file --use'
+  [root/cluster/add]='--help --server --token-file --ca-file --use'
   [root/cluster/use]='--help'
   [root/cluster/list]='--help'
   [root/reproduce]='--help --data-dir --source --workdir --threads --cache-dir'

@@ -81,6 +81,7 @@ nlohmann::json ApiClient::call(const std::string& method, const std::string& pat
     req.headers.emplace_back("Content-Type", "application/json");
   }
   HttpOptions opts;
+  opts.ca_file = m_options.ca_file;
   opts.timeout = m_options.timeout;
   opts.connect_timeout = m_options.connect_timeout;
   opts.retries = m_options.retries;
@@ -114,6 +115,7 @@ api::UploadResult ApiClient::upload(std::string_view name, const std::filesystem
   req.headers.emplace_back("Content-Type", "application/gzip");
   req.body_file = tgz;
   HttpOptions opts;
+  opts.ca_file = m_options.ca_file;
   opts.timeout = std::chrono::milliseconds(0);
   opts.connect_timeout = m_options.connect_timeout;
   opts.retries = m_options.retries;
@@ -170,6 +172,7 @@ DownloadedArtifact ApiClient::download_artifact(const api::ModelRef& ref, const 
   req.headers = headers();
   req.response_file = out_file;
   HttpOptions opts;
+  opts.ca_file = m_options.ca_file;
   opts.timeout = std::chrono::milliseconds(0);
   opts.connect_timeout = m_options.connect_timeout;
   opts.retries = m_options.retries;

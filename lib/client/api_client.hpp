@@ -22,6 +22,7 @@ struct ApiClientOptions {
   std::string server;                             // base URL, e.g. http://127.0.0.1:9090
   std::string token;                              // bearer token; empty = none
   std::string user;                               // sent as X-Mlctl-User (the audit log's actor)
+  std::filesystem::path ca_file;                  // CAs to trust for https (HttpOptions::ca_file)
   std::chrono::milliseconds timeout{60000};       // per call, except artifact transfers
   std::chrono::milliseconds connect_timeout{3000};
   int retries = 3;                                // idempotent calls, on connect errors and 502/503/504

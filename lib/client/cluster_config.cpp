@@ -84,13 +84,16 @@ ClusterConfig load_cluster_config(const fs::path& path) {
         const auto field = "clusters[" + std::to_string(i) + "]";
         const auto node = list[i];
         if (!node.IsMap() || !node["name"] || !node["server"]) {
-          throw fail(field, "expected {name, server, token_file?}");
+          throw fail(field, "expected {name, server, token_file?, ca_file?}");
         }
         Cluster c;
         c.name = node["name"].as<std::string>();
         c.server = node["server"].as<std::string>();
         if (node["token_file"]) {
           c.token_file = node["token_file"].as<std::string>();
+        }
+        if (node["ca_file"]) {
+          c.ca_file = node["ca_file"].as<std::string>();
         }
         config.clusters.push_back(std::move(c));
       }
@@ -112,6 +115,9 @@ void save_cluster_config(const fs::path& path, const ClusterConfig& config) {
     if (!c.token_file.empty()) {
       out << YAML::Key << "token_file" << YAML::Value << c.token_file;
     }
+    if (!c.ca_file.empty()) {
+      out << YAML::Key << "ca_file" << YAML::Value << c.ca_file;
+    }
     out << YAML::EndMap;
   }
   out << YAML::EndSeq << YAML::EndMap;
@@ -125,12 +131,14 @@ void add_cluster(ClusterConfig& config, Cluster cluster) {
     cluster.server.pop_back();
   }
   check_server_url(cluster.server);
-  if (!cluster.token_file.empty()) {
-    std::error_code ec;
-    if (!fs::is_regular_file(cluster.token_file, ec)) {
-      throw Error(ErrorKind::not_found, cluster.token_file + ": no such file");
+  for (auto* file : {&cluster.token_file, &cluster.ca_file}) {
+    if (!file->empty()) {
+      std::error_code ec;
+      if (!fs::is_regular_file(*file, ec)) {
+        throw Error(ErrorKind::not_found, *file + ": no such file");
+      }
+      *file = fs::absolute(*file).lexically_normal().string();
     }
-    cluster.token_file = fs::absolute(cluster.token_file).lexically_normal().string();
   }
   for (auto& c : config.clusters) {
     if (c.name == cluster.name) {
@@ -157,7 +165,8 @@ void use_cluster(ClusterConfig& config, std::string_view name) {
   config.current = std::string(name);
 }
 
-Endpoint resolve_endpoint(const std::string& server_flag, const std::string& token_flag, const ClusterConfig& config) {
+Endpoint resolve_endpoint(const std::string& server_flag, const std::string& token_flag,
+                          const std::string& ca_flag, const ClusterConfig& config) {
   Endpoint e;
   const Cluster* current = config.current.empty() ? nullptr : config.find(config.current);
   if (!server_flag.empty()) {
@@ -170,12 +179,15 @@ Endpoint resolve_endpoint(const std::string& server_flag, const std::string& tok
     e.server = std::string(k_default_server);
     e.source = "default";
   }
+  // The cluster's token and CAs go only with the cluster's own server.
+  const bool own_server =
+      current != nullptr && (server_flag.empty() || server_flag == current->server);
   if (!token_flag.empty()) {
     e.token = token_flag;
-  } else if (current != nullptr && !current->token_file.empty() && (server_flag.empty() || server_flag == current->server)) {
-    // The cluster's token goes only to the cluster's own server.
+  } else if (own_server && !current->token_file.empty()) {
     e.token = read_token(current->token_file);
   }
+  e.ca_file = !ca_flag.empty() ? ca_flag : own_server ? current->ca_file : "";
   return e;
 }
 

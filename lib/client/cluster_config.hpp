@@ -5,6 +5,8 @@
 //   current: local
 //   clusters:
 //     - {name: local, server: "http://127.0.0.1:9090", token_file: /home/me/.mlctl-token}
+//     - {name: prod, server: "https://mlctl.example:9090", token_file: ..., ca_file:
+//     /etc/mlctl/ca.pem}
 //
 // and the resolution of the endpoint a command talks to: --server/--token (or MLCTL_SERVER /
 // MLCTL_TOKEN) first, then the current cluster, then http://127.0.0.1:9090.
@@ -22,6 +24,7 @@ struct Cluster {
   std::string name;
   std::string server;     // http(s)://host:port
   std::string token_file; // absolute path; empty = no token
+  std::string ca_file;    // absolute path of the CAs to trust for its https; empty = the system's
 };
 
 struct ClusterConfig {
@@ -41,8 +44,8 @@ ClusterConfig load_cluster_config(const std::filesystem::path& path);
 void save_cluster_config(const std::filesystem::path& path, const ClusterConfig& config);
 
 // Adds or replaces the cluster `cluster.name` (validated like every name; `server` must be
-// an http(s) URL; `token_file` must exist and is made absolute); becomes current when it is
-// the first. Throws `Error{invalid_input}` / `Error{not_found}`.
+// an http(s) URL; `token_file` and `ca_file` must exist and are made absolute); becomes current
+// when it is the first. Throws `Error{invalid_input}` / `Error{not_found}`.
 void add_cluster(ClusterConfig& config, Cluster cluster);
 // Throws `Error{not_found}` "cluster 'x' not found (known: a, b)".
 void use_cluster(ClusterConfig& config, std::string_view name);
@@ -50,11 +53,15 @@ void use_cluster(ClusterConfig& config, std::string_view name);
 struct Endpoint {
   std::string server;
   std::string token;
+  std::string ca_file; // empty = the system's CAs
   std::string source; // "--server", "cluster 'prod'", "default"
 };
 
 // Resolves the endpoint from the flags (empty = not given) and the config, reading the
-// cluster's token file. Throws `Error{not_found|io}` for an unreadable token file.
-Endpoint resolve_endpoint(const std::string& server_flag, const std::string& token_flag, const ClusterConfig& config);
+// cluster's token file; --cacert (`ca_flag`) wins over the cluster's CA file, which applies to
+// the cluster's own server only, as its token. Throws `Error{not_found|io}` for an unreadable
+// token file.
+Endpoint resolve_endpoint(const std::string& server_flag, const std::string& token_flag,
+                          const std::string& ca_flag, const ClusterConfig& config);
 
 } // namespace mlctl::client

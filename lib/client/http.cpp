@@ -399,6 +399,9 @@ Attempt perform_once(CURL* curl, const HttpRequest& req, const HttpOptions& opts
   curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 256L * 1024L);
   const std::string agent = "mlctl/" + std::string(build::version());
   curl_easy_setopt(curl, CURLOPT_USERAGENT, agent.c_str());
+  if (!opts.ca_file.empty()) {
+    curl_easy_setopt(curl, CURLOPT_CAINFO, opts.ca_file.c_str());
+  }
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(opts.connect_timeout.count()));
   if (opts.timeout.count() > 0) {
@@ -515,6 +518,18 @@ Attempt perform_once(CURL* curl, const HttpRequest& req, const HttpOptions& opts
   case CURLE_UNSUPPORTED_PROTOCOL:
   case CURLE_URL_MALFORMAT:
     a.kind = ErrorKind::invalid_input;
+    break;
+  case CURLE_PEER_FAILED_VERIFICATION: // the certificate, or the name in it (curl 7.88: both 60)
+    // Not the network: a retry gives the same answer, and exit code 4 would say "try later".
+    a.kind = ErrorKind::invalid_input;
+    a.message += opts.ca_file.empty()
+                     ? " (no CA of the system's store signed the server's certificate: pass its "
+                       "CA certificate with --cacert FILE or MLCTL_CACERT)"
+                     : " (checked against the CAs of " + opts.ca_file.string() + ")";
+    break;
+  case CURLE_SSL_CACERT_BADFILE:
+    a.kind = ErrorKind::invalid_input;
+    a.message = opts.ca_file.string() + ": no CA certificate could be read from it (expected PEM)";
     break;
   case CURLE_COULDNT_CONNECT: {
     // curl 7.88 says "Failed to connect to h port p after 0 ms: Couldn't connect to server";

@@ -37,6 +37,9 @@ struct HttpOptions {
   std::chrono::milliseconds backoff{200};            // first delay; doubles, with jitter
   bool retry_server_errors = true;                   // 429, 500, 502, 503, 504
   bool retry_connect_failures = true; // DNS failure, connection refused, connect timeout
+  // PEM certificates of the CAs to trust for https:// (a private CA, a server's self-signed
+  // certificate), as curl's --cacert; empty = the system's CA store.
+  std::filesystem::path ca_file;
   util::ProgressFn progress;          // bytes up or down (unit "B"); may be empty
   util::LogFn log;                    // one line per retry; may be empty
 };
@@ -47,7 +50,9 @@ struct HttpOptions {
 // ("GET http://...: HTTP 500, retry 1/3 in 0.2s"). Returns the last response whatever its
 // status (non-2xx is not an error here). Throws `Error{unavailable}` "<url>: <curl's error,
 // lowercase>" (e.g. "<url>: connection refused") when no response arrived after the retries,
-// `Error{invalid_input}` for a malformed URL or another scheme, `Error{io}` when
+// `Error{invalid_input}` for a malformed URL or another scheme, for a server certificate no
+// trusted CA signed (not retried: "<url>: SSL certificate problem: self-signed certificate
+// (...)") and for an unreadable `ca_file`, `Error{io}` when
 // `body_file` cannot be read or `response_file` cannot be written, `Error{interrupted}` on
 // SIGINT/SIGTERM.
 HttpResponse http_perform(const HttpRequest& request, const HttpOptions& options);

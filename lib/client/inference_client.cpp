@@ -72,6 +72,7 @@ InferenceReply InferenceClient::post_predict(std::string_view application,
   }
   req.body = body;
   HttpOptions opts;
+  opts.ca_file = m_options.ca_file;
   opts.timeout = m_options.timeout;
   opts.connect_timeout = m_options.connect_timeout;
   opts.retries = m_options.retries;

@@ -42,7 +42,8 @@ std::vector<HealthEvent> list_health_events(sql::Database& db, std::string_view 
   return out;
 }
 
-Webhook::Webhook(std::string url, util::LogFn log) : m_url(std::move(url)), m_log(std::move(log)) {
+Webhook::Webhook(std::string url, std::string ca_file, util::LogFn log)
+    : m_url(std::move(url)), m_ca_file(std::move(ca_file)), m_log(std::move(log)) {
   if (m_url.rfind("http://", 0) != 0 && m_url.rfind("https://", 0) != 0) {
     throw Error(ErrorKind::invalid_input,
                 "--webhook '" + m_url + "': expected an http:// or https:// URL");
@@ -98,6 +99,7 @@ void Webhook::loop() {
     req.headers = {{"Content-Type", "application/json"}, {"User-Agent", "mlctl-webhook"}};
     req.body = std::move(body);
     client::HttpOptions o;
+    o.ca_file = m_ca_file;
     o.timeout = std::chrono::milliseconds(5000);
     o.connect_timeout = std::chrono::milliseconds(2000);
     o.retries = 2;

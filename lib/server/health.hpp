@@ -29,8 +29,9 @@ std::vector<HealthEvent> list_health_events(sql::Database& db, std::string_view 
 // one thread, each POST with a 5 s timeout and two retries. Delivery failures are logged.
 class Webhook {
 public:
-  // Throws `Error{invalid_input}` "--webhook 'x': expected an http:// or https:// URL".
-  Webhook(std::string url, util::LogFn log);
+  // `ca_file`: the CAs to trust for an https URL (empty: the system's). Throws
+  // `Error{invalid_input}` "--webhook 'x': expected an http:// or https:// URL".
+  Webhook(std::string url, std::string ca_file, util::LogFn log);
   // Delivers what is queued (each POST still bounded by its timeout), then stops.
   ~Webhook();
   Webhook(const Webhook&) = delete;
@@ -45,6 +46,7 @@ public:
 private:
   void loop();
   std::string m_url;
+  std::string m_ca_file; // empty: the system's CAs
   util::LogFn m_log;
   mutable std::mutex m_mutex;
   std::condition_variable m_cv;

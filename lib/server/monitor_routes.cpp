@@ -318,7 +318,7 @@ void start_monitoring(Platform& p) {
     return;
   }
   if (!p.options.webhook_url.empty()) {
-    p.webhook = std::make_unique<Webhook>(p.options.webhook_url, p.log);
+    p.webhook = std::make_unique<Webhook>(p.options.webhook_url, p.options.webhook_ca_file, p.log);
   }
   MetricsOptions o;
   AccuracySource accuracy = [&p](const std::string& app) {

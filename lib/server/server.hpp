@@ -27,6 +27,7 @@ struct ServerOptions {
   bool insecure_listen_anywhere = false;
   std::chrono::seconds shutdown_grace{10}; // in-flight uploads are cut after this on stop
   std::string webhook_url;            // health changes are POSTed here as JSON (empty: none)
+  std::string webhook_ca_file;        // CAs to trust for an https webhook (mlctl --cacert)
   bool monitoring = true;             // metrics and health monitors (off: /metrics answers 503)
   std::int64_t store_max_rows = 0;         // request store retention (rows, oldest first; 0: no limit)
   std::uint64_t store_max_bytes = 0;       // request store retention (bytes on disk; 0: no limit)

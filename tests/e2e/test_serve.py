@@ -19,7 +19,8 @@ import unittest
 import urllib.request
 from pathlib import Path
 
-from harness import MLCTL, TIMEOUT_SCALE, Server, TestCase, free_port, make_model_dir, mlctl, small_filesystem
+from harness import (MLCTL, TIMEOUT_SCALE, Server, TestCase, free_port, make_dataset, make_model_dir, mlctl,
+                     small_filesystem)
 from registry_fixtures import request, request_json, tar_gz, model_entries
 
 TOKEN = "s3cret-token-0123456789abcdef"
@@ -563,8 +564,48 @@ class TlsTest(TestCase):
             self.skipTest("openssl is not installed")
         cert, key = self.tmp / "cert.pem", self.tmp / "key.pem"
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                        "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+                        "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                       check=True, capture_output=True)
         return cert, key
+
+    def test_mlctl_over_https_trusts_the_ca_it_is_given(self):
+        cert, key = self.certificate()
+        other = self.tmp / "other"
+        other.mkdir()
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", other / "key.pem",
+                        "-out", other / "cert.pem", "-days", "1", "-subj", "/CN=other"], check=True,
+                       capture_output=True)
+        data = make_dataset(self.tmp / "ds", 10, 20)
+        with Server(self.tmp / "data", args=["--tls-cert", cert, "--tls-key", key]) as s:
+            env = s.env()
+            # Not signed by a CA of the system's store: refused at once (exit 1, not "unreachable"
+            # 4; no retries), saying how to trust it.
+            r = mlctl("catalog", "list", env=env)
+            self.assertFails(r, 1, "SSL certificate problem")
+            self.assertIn("pass its CA certificate with --cacert FILE or MLCTL_CACERT", r.stderr)
+            self.assertNotIn("retry", r.stderr)
+            self.assertFails(mlctl("--cacert", other / "cert.pem", "catalog", "list", env=env), 1,
+                             f"checked against the CAs of {other / 'cert.pem'}")
+            junk = self.tmp / "junk.pem"
+            junk.write_text("not a certificate\n")
+            self.assertFails(mlctl("--cacert", junk, "catalog", "list", env=env), 1,
+                             f"{junk}: no CA certificate could be read from it (expected PEM)")
+            self.assertFails(mlctl("--cacert", self.tmp / "missing.pem", "catalog", "list", env=env), 2,
+                             "missing.pem")
+            # Trusted: the REST client (upload, apply) and the inference client (predict).
+            model = make_model_dir(self.tmp / "model")
+            self.assertOk(mlctl("--cacert", cert, "catalog", "upload", model, env=env))
+            trusted = {**env, "MLCTL_CACERT": str(cert)}
+            self.assertOk(mlctl("apply", "application", "a", "--model", "tiny:1", env=trusted))
+            r = mlctl("predict", "--app", "a", "--data", data / "test.npz", "--limit", "3", "-o", "json", env=trusted)
+            self.assertOk(r)
+            self.assertEqual(len(r.json()["predictions"]), 3)
+            # A cluster keeps its CA file, for its own server only.
+            config = {"XDG_CONFIG_HOME": str(self.tmp / "config")}
+            self.assertOk(mlctl("cluster", "add", "tls", "--server", s.url, "--ca-file", cert, env=config))
+            self.assertOk(mlctl("get", "applications", env=config))
+            self.assertFails(mlctl("--server", f"https://localhost:{s.port}", "get", "applications", env=config), 1,
+                             "--cacert")
 
     def test_https_with_tls_cert_and_key(self):
         cert, key = self.certificate()
