@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import ssl
 import threading
 import time
 import unittest
@@ -25,9 +26,10 @@ APP = "digits"
 
 
 class Receiver:
-    """A webhook receiver on 127.0.0.1: keeps every JSON body POSTed to it."""
+    """A webhook receiver on 127.0.0.1: keeps every JSON body POSTed to it. Over https, with a
+    self-signed certificate (`cert`) made in `tls_dir`, when given."""
 
-    def __init__(self):
+    def __init__(self, tls_dir=None):
         self.bodies = []
         self.lock = threading.Lock()
         outer = self
@@ -44,7 +46,18 @@ class Receiver:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        scheme = "http"
+        if tls_dir is not None:
+            tls_dir.mkdir()
+            self.cert, key = tls_dir / "cert.pem", tls_dir / "key.pem"
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out",
+                            self.cert, "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
+                            "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.cert, key)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -108,9 +121,13 @@ class MonitoringTest(TestCase):
         t0 = time.monotonic()
         digits = np.load(self.digits / "test.npz")
         fashion = np.load(self.fashion / "test.npz")
-        receiver = Receiver()
+        # The webhook over https when openssl can make a certificate: the server trusts it
+        # through --cacert (MLCTL_CACERT).
+        tls = shutil.which("openssl") is not None
+        receiver = Receiver(self.tmp / "tls" if tls else None)
         self.addCleanup(receiver.close)
-        with Server(self.tmp / "data", args=["--webhook", receiver.url]) as server:
+        with Server(self.tmp / "data", args=["--webhook", receiver.url],
+                    env={"MLCTL_CACERT": str(receiver.cert)} if tls else None) as server:
             env = server.env()
             self.assertOk(mlctl("catalog", "upload", self.model, env=env))
             self.assertOk(mlctl("apply", "application", APP, "--model", "mnist:1", env=env))
