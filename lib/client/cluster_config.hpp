@@ -5,8 +5,7 @@
 //   current: local
 //   clusters:
 //     - {name: local, server: "http://127.0.0.1:9090", token_file: /home/me/.mlctl-token}
-//     - {name: prod, server: "https://mlctl.example:9090", token_file: ..., ca_file:
-//     /etc/mlctl/ca.pem}
+//     - {name: prod, server: "https://mlctl.example:9090", ca_file: /etc/mlctl/ca.pem}
 //
 // and the resolution of the endpoint a command talks to: --server/--token (or MLCTL_SERVER /
 // MLCTL_TOKEN) first, then the current cluster, then http://127.0.0.1:9090.
