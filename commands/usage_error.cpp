@@ -3,6 +3,7 @@
 #include "util/text.hpp"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <string_view>
 #include <vector>
 
@@ -70,6 +71,24 @@ std::string did_you_mean(std::string_view word, const std::vector<std::string>& 
   return nearest.empty() ? "" : " (did you mean '" + nearest + "'?)";
 }
 
+// The same for an option: compared without the dashes, so that how near is near enough goes by
+// the name's own length ("--size" is not taken for "--since").
+std::string did_you_mean_option(std::string_view option, const std::vector<std::string>& names) {
+  const auto bare = [](std::string_view s) {
+    const auto start = s.find_first_not_of('-');
+    return start == std::string_view::npos ? std::string() : std::string(s.substr(start));
+  };
+  std::vector<std::string> bare_names;
+  for (const auto& name : names) {
+    bare_names.push_back(bare(name));
+  }
+  const auto nearest = util::nearest_name(bare(option), bare_names);
+  const auto it = std::find(bare_names.begin(), bare_names.end(), nearest);
+  return nearest.empty() ? ""
+                         : " (did you mean '" +
+                               names[static_cast<std::size_t>(it - bare_names.begin())] + "'?)";
+}
+
 } // namespace
 
 std::string usage_error_message(const CLI::App& root, const CLI::ParseError& error) {
@@ -85,7 +104,7 @@ std::string usage_error_message(const CLI::App& root, const CLI::ParseError& err
     if (word.size() > 1 && word.front() == '-') {
       const std::string name = word.substr(0, word.find('='));
       return "unknown option '" + name + "' for '" + path + "'" +
-             did_you_mean(name, option_names(command)) + help;
+             did_you_mean_option(name, option_names(command)) + help;
     }
     if (needs_command) {
       return "unknown command '" + word + "' for '" + path + "'" +

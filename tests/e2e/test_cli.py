@@ -52,8 +52,12 @@ class CliTest(TestCase):
                 r = mlctl(*args)
                 self.assertFails(r, 2, message)
                 self.assertEqual(r.stdout, "")
-        # A word that is near no name gets no guess.
+        # A word that is near no name gets no guess; an option's nearness goes by its name without
+        # the dashes ("size" is 2 edits from "since", too many for 4 letters).
         self.assertNotIn("did you mean", mlctl("serve", "--data-dir", "unused", "--port", "5").stderr)
+        r = mlctl("subsample", "--app", "a", "--out", "o", "--size", "3")
+        self.assertFails(r, 2, "unknown option '--size' for 'mlctl subsample'; see")
+        self.assertNotIn("did you mean", r.stderr)
 
     def test_bad_output_format_is_a_usage_error(self):
         self.assertFails(mlctl("-o", "xml", "version"), 2, "xml")
