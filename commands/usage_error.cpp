@@ -66,14 +66,13 @@ std::vector<std::string> option_names(const CLI::App& app) {
   return names;
 }
 
-std::string did_you_mean(std::string_view word, const std::vector<std::string>& names) {
-  const auto nearest = util::nearest_name(word, names);
+std::string did_you_mean(const std::string& nearest) {
   return nearest.empty() ? "" : " (did you mean '" + nearest + "'?)";
 }
 
-// The same for an option: compared without the dashes, so that how near is near enough goes by
-// the name's own length ("--size" is not taken for "--since").
-std::string did_you_mean_option(std::string_view option, const std::vector<std::string>& names) {
+// The option of `names` that `option` most likely misspells, compared without the dashes, so
+// that how near is near enough goes by the name's own length ("--size" is not "--since").
+std::string nearest_option(std::string_view option, const std::vector<std::string>& names) {
   const auto bare = [](std::string_view s) {
     const auto start = s.find_first_not_of('-');
     return start == std::string_view::npos ? std::string() : std::string(s.substr(start));
@@ -84,9 +83,7 @@ std::string did_you_mean_option(std::string_view option, const std::vector<std::
   }
   const auto nearest = util::nearest_name(bare(option), bare_names);
   const auto it = std::find(bare_names.begin(), bare_names.end(), nearest);
-  return nearest.empty() ? ""
-                         : " (did you mean '" +
-                               names[static_cast<std::size_t>(it - bare_names.begin())] + "'?)";
+  return nearest.empty() ? "" : names[static_cast<std::size_t>(it - bare_names.begin())];
 }
 
 } // namespace
@@ -104,11 +101,11 @@ std::string usage_error_message(const CLI::App& root, const CLI::ParseError& err
     if (word.size() > 1 && word.front() == '-') {
       const std::string name = word.substr(0, word.find('='));
       return "unknown option '" + name + "' for '" + path + "'" +
-             did_you_mean_option(name, option_names(command)) + help;
+             did_you_mean(nearest_option(name, option_names(command))) + help;
     }
     if (needs_command) {
       return "unknown command '" + word + "' for '" + path + "'" +
-             did_you_mean(word, subcommand_names(command)) + help;
+             did_you_mean(util::nearest_name(word, subcommand_names(command))) + help;
     }
     return "unexpected argument '" + word + "' for '" + path + "'" + help;
   }
