@@ -52,6 +52,11 @@ int run_catalog_upload(const CatalogUploadOptions& opts, Context& ctx) {
   std::string name = opts.name;
   fs::path dir = input;
   if (fs::is_directory(input, ec)) {
+    if (!fs::exists(input / "model.yaml", ec)) {
+      throw Error(ErrorKind::invalid_input,
+                  opts.path + ": not a model directory (no model.yaml; `mlctl train --out DIR` "
+                              "writes one), nor a .onnx file");
+    }
     if (name.empty()) {
       name = model::load_card(input / "model.yaml").name;
     }

@@ -107,6 +107,13 @@ class CatalogTest(TestCase):
         self.assertEqual(info["contract"]["outputs"][0]["shape"], [-1, 3])
         self.assertFails(mlctl("catalog", "upload", model / "model.onnx", "--name", "Bad Name", env=self.env), 1,
                          "must match")
+        # What is neither: said before anything is sent.
+        (self.tmp / "empty").mkdir()
+        self.assertFails(mlctl("catalog", "upload", self.tmp / "empty", env=self.env), 1,
+                         f"{self.tmp / 'empty'}: not a model directory (no model.yaml; `mlctl train --out DIR` "
+                         "writes one), nor a .onnx file")
+        self.assertFails(mlctl("catalog", "upload", model / "model.yaml", env=self.env), 1,
+                         "expected a model directory (model.yaml + model.onnx) or a .onnx file")
 
     def test_eight_concurrent_uploads_get_distinct_gap_free_versions(self):
         models = [make_model_dir(self.tmp / f"m{i}", name="busy", seed=i) for i in range(8)]
