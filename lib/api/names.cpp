@@ -129,7 +129,14 @@ ModelRef parse_model_ref(std::string_view text, RefVersion version) {
   if (text[sep] == ':') {
     ref.version = parse_version_number(rest);
     if (!ref.version) {
-      throw Error(ErrorKind::invalid_input, quoted(text) + ": version must be a positive integer");
+      // "mnist:production" most likely means the alias.
+      const bool word =
+          std::any_of(rest.begin(), rest.end(), [](char c) { return c < '0' || c > '9'; });
+      throw Error(ErrorKind::invalid_input,
+                  quoted(text) + ": version must be a positive integer" +
+                      (word ? " (an alias goes after @: " + std::string(name) + "@" +
+                                  std::string(rest) + ")"
+                            : ""));
     }
   } else {
     if (rest != k_latest) {

@@ -69,7 +69,13 @@ TEST_CASE("model references: name:version, name@alias, bare name where allowed")
   CHECK(r.selector() == "latest");
   CHECK(r.to_string() == "mnist");
   CHECK_THROWS_WITH_AS(api::parse_model_ref("mnist"), "'mnist': expected NAME:VERSION or NAME@ALIAS", Error);
-  CHECK_THROWS_WITH_AS(api::parse_model_ref("mnist:x"), "'mnist:x': version must be a positive integer", Error);
+  CHECK_THROWS_WITH_AS(
+      api::parse_model_ref("mnist:production"),
+      "'mnist:production': version must be a positive integer (an alias goes after @: "
+      "mnist@production)",
+      Error);
+  CHECK_THROWS_WITH_AS(api::parse_model_ref("mnist:0"),
+                       "'mnist:0': version must be a positive integer", Error);
   CHECK_THROWS_AS(api::parse_model_ref("mnist:"), Error);
   CHECK_THROWS_AS(api::parse_model_ref(":3"), Error);
   CHECK_THROWS_AS(api::parse_model_ref("MNIST:3"), Error);
