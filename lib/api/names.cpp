@@ -129,9 +129,8 @@ ModelRef parse_model_ref(std::string_view text, RefVersion version) {
   if (text[sep] == ':') {
     ref.version = parse_version_number(rest);
     if (!ref.version) {
-      // "mnist:production" most likely means the alias.
-      const bool word =
-          std::any_of(rest.begin(), rest.end(), [](char c) { return c < '0' || c > '9'; });
+      // "mnist:production" most likely means the alias ("mnist:1.5" does not).
+      const bool word = rest.front() >= 'a' && rest.front() <= 'z' && is_valid_name(rest);
       throw Error(ErrorKind::invalid_input,
                   quoted(text) + ": version must be a positive integer" +
                       (word ? " (an alias goes after @: " + std::string(name) + "@" +
