@@ -70,6 +70,15 @@ std::vector<std::pair<std::string, std::string>> ApiClient::headers() const {
   return h;
 }
 
+HttpOptions http_options(const ApiClientOptions& options) {
+  HttpOptions o;
+  o.ca_file = options.ca_file;
+  o.connect_timeout = options.connect_timeout;
+  o.retries = options.retries;
+  o.log = options.log;
+  return o;
+}
+
 nlohmann::json ApiClient::call(const std::string& method, const std::string& path_and_query,
                                const nlohmann::json& body, bool idempotent) {
   HttpRequest req;
@@ -80,13 +89,9 @@ nlohmann::json ApiClient::call(const std::string& method, const std::string& pat
     req.body = body.dump();
     req.headers.emplace_back("Content-Type", "application/json");
   }
-  HttpOptions opts;
-  opts.ca_file = m_options.ca_file;
+  auto opts = http_options(m_options);
   opts.timeout = m_options.timeout;
-  opts.connect_timeout = m_options.connect_timeout;
-  opts.retries = m_options.retries;
   opts.retry_server_errors = idempotent;
-  opts.log = m_options.log;
   const auto res = http_perform(req, opts);
   if (res.status < 200 || res.status >= 300) {
     throw error_from_response(req.url, res.status, res.body);
@@ -114,15 +119,11 @@ api::UploadResult ApiClient::upload(std::string_view name, const std::filesystem
   req.headers = headers();
   req.headers.emplace_back("Content-Type", "application/gzip");
   req.body_file = tgz;
-  HttpOptions opts;
-  opts.ca_file = m_options.ca_file;
+  auto opts = http_options(m_options);
   opts.timeout = std::chrono::milliseconds(0);
-  opts.connect_timeout = m_options.connect_timeout;
-  opts.retries = m_options.retries;
   // Same bytes give the same version, so a retried upload cannot create a second one,
   // unless force_new asks for exactly that.
   opts.retry_server_errors = !force_new;
-  opts.log = m_options.log;
   opts.progress = m_options.progress;
   const auto res = http_perform(req, opts);
   if (res.status < 200 || res.status >= 300) {
@@ -171,12 +172,8 @@ DownloadedArtifact ApiClient::download_artifact(const api::ModelRef& ref, const 
   req.url = url(api::routes::artifact(ref.name, ref.selector()));
   req.headers = headers();
   req.response_file = out_file;
-  HttpOptions opts;
-  opts.ca_file = m_options.ca_file;
+  auto opts = http_options(m_options);
   opts.timeout = std::chrono::milliseconds(0);
-  opts.connect_timeout = m_options.connect_timeout;
-  opts.retries = m_options.retries;
-  opts.log = m_options.log;
   opts.progress = m_options.progress;
   const auto res = http_perform(req, opts);
   if (res.status < 200 || res.status >= 300) {

@@ -6,6 +6,7 @@
 
 #include "api/names.hpp"
 #include "api/types.hpp"
+#include "client/http.hpp"
 #include "util/progress.hpp"
 
 #include <chrono>
@@ -29,6 +30,10 @@ struct ApiClientOptions {
   util::LogFn log;                                // retry notes; may be empty
   util::ProgressFn progress;                      // upload/download bytes; may be empty
 };
+
+// The HTTP options every call of a platform client shares: CAs, connect timeout, retries, log.
+// Callers set the rest (the transfer timeout, which statuses are retried, progress).
+HttpOptions http_options(const ApiClientOptions& options);
 
 struct ModelListFilter {
   std::string prefix;

@@ -71,13 +71,9 @@ InferenceReply InferenceClient::post_predict(std::string_view application,
     req.headers.emplace_back("X-Mlctl-User", m_options.user);
   }
   req.body = body;
-  HttpOptions opts;
-  opts.ca_file = m_options.ca_file;
+  auto opts = http_options(m_options);
   opts.timeout = m_options.timeout;
-  opts.connect_timeout = m_options.connect_timeout;
-  opts.retries = m_options.retries;
   opts.retry_server_errors = false; // a POST is answered once; a 5xx is a result to report
-  opts.log = m_options.log;
   const auto t0 = std::chrono::steady_clock::now();
   const auto res = http_perform(req, opts);
   InferenceReply reply;

@@ -454,6 +454,9 @@ int run_process(const std::vector<std::string>& argv, const fs::path& cwd, const
   return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
+// How npm begins its error lines (npm 9 and later, then earlier).
+constexpr std::string_view k_npm_error_prefixes[] = {"npm error ", "npm ERR! "};
+
 // The most useful line of npm's output: its first "npm error" line with a code or message.
 std::string npm_error_line(const std::string& output) {
   std::string fallback;
@@ -462,7 +465,7 @@ std::string npm_error_line(const std::string& output) {
     const std::size_t end = std::min(output.find('\n', start), output.size());
     std::string line = output.substr(start, end - start);
     start = end + 1;
-    for (const std::string_view prefix : {"npm error ", "npm ERR! "}) {
+    for (const std::string_view prefix : k_npm_error_prefixes) {
       if (line.rfind(prefix, 0) == 0) {
         line = line.substr(prefix.size());
         if (line.rfind("code ", 0) == 0 || line.rfind("A complete log", 0) == 0 || line.empty()) {
@@ -497,7 +500,8 @@ std::string npm_error_line(const std::string& output) {
 // not exist (npm's codes ETARGET and E404: exit 1, a retry will not help), or anything else, the
 // network or the registry (exit 4: unavailable).
 ErrorKind npm_error_kind(const std::string& output) {
-  for (const std::string_view prefix : {"npm error code ", "npm ERR! code "}) {
+  for (const std::string_view error : k_npm_error_prefixes) {
+    const std::string prefix = std::string(error) + "code ";
     for (std::size_t at = output.find(prefix); at != std::string::npos;
          at = output.find(prefix, at + 1)) {
       if (at != 0 && output[at - 1] != '\n') {

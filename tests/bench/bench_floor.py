@@ -89,8 +89,8 @@ def main() -> int:
     # wrk runs only: the 1 s pause before each is idle).
     print(f"{'server':<34}{'req/s':>9}{'p99 ms':>9}{'errors':>8}{'cores':>7}  req/s of each run")
     for name, r in results.items():
-        cores = (f"{r['server_cpu_us_per_request'] * r['requests'] / 1e6 / (args.rounds * args.duration):>7.2f}"
-                 if "server_cpu_us_per_request" in r else f"{'':>7}")
+        cpu = [run["server_cpu_s"] for run in runs[name] if "server_cpu_s" in run]
+        cores = f"{sum(cpu) / (args.rounds * args.duration):>7.2f}" if cpu else f"{'':>7}"
         print(f"{name:<34}{r['rps']:>9.0f}{r['p99_ms']:>9.2f}{r['errors']:>8}{cores}  "
               + " ".join(str(x) for x in r["rps_runs"]))
     ceiling = results.get("nginx, static JSON")

@@ -38,8 +38,9 @@ TEST_CASE("nearest_name finds the name a word misspells, and only a near one") {
   CHECK(nearest_name("gt", commands).empty());    // 1 edit, but half of a 2-letter word
   CHECK(nearest_name("", commands).empty());
   CHECK(nearest_name("train", {}).empty());
-  // The first of the nearest: "tesr" is 1 from "test" and 2 from the others.
-  CHECK(nearest_name("tesr", commands) == "test");
+  // Of names equally near, the first: "traix" is 1 edit from both "train" and "trail".
+  CHECK(nearest_name("traix", std::vector<std::string>{"train", "trail"}) == "train");
+  CHECK(nearest_name("traix", std::vector<std::string>{"trail", "train"}) == "trail");
   const std::vector<std::string> options{"--listen", "--port", "--threads"};
   CHECK(nearest_name("--prot", options) == "--port");
   CHECK(nearest_name("--thread", options) == "--threads");
