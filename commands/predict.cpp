@@ -1,9 +1,11 @@
 // mlctl predict: offline prediction with a model directory or a bare .onnx file, on a
 // labelled split (accuracy + confusion matrix) or on one PNG image (class + probabilities);
 // or, with --app, through a live application's endpoint (class, probabilities, the version
-// that answered and the trace id of each image).
+// that answered and the trace id of each image). --fit brings a photo or drawing of a digit to
+// the model's image form first.
 
 #include "model/predict.hpp"
+#include "api/app_routes.hpp"
 #include "api/names.hpp"
 #include "api/requests.hpp"
 #include "api/routes.hpp"
@@ -12,6 +14,7 @@
 #include "commands/output.hpp"
 #include "commands/remote.hpp"
 #include "data/dataset.hpp"
+#include "model/fit.hpp"
 #include "util/error.hpp"
 
 #include <CLI/CLI.hpp>
@@ -31,6 +34,7 @@ struct PredictOptions {
   std::size_t batch_size = 64;
   std::string data;  // a split .npz or a dataset directory (its test split)
   std::string image; // a PNG
+  bool fit = false;  // --image is any picture of a digit: fit it to the model's images
   std::size_t limit = 0;
   bool feedback = false; // with --app and --data: send the labels as ground truth
 };
@@ -87,21 +91,69 @@ int run_predict_data(const PredictOptions& o, const model::Predictor& predictor,
   return 0;
 }
 
-int run_predict_image(const PredictOptions& o, const model::Predictor& predictor, Context& ctx) {
+// Added where an image of the wrong size is refused.
+constexpr const char* k_fit_hint = "; --fit brings any picture of a digit to the model's form";
+
+// --image as read or, with --fit, fitted to rows × cols; `fit` says what was done (JSON).
+model::GrayImage read_image(const PredictOptions& o, std::size_t rows, std::size_t cols,
+                            nlohmann::json& fit) {
   const std::filesystem::path path(o.image);
-  const auto image = model::read_png_gray(path);
-  const auto prediction = model::classify_image(predictor, image, path.string());
+  auto image = model::read_png_gray(path);
+  if (!o.fit) {
+    return image;
+  }
+  model::FitReport r;
+  auto fitted = model::fit_digit(image, rows, cols, path.string(), &r);
+  fit = {{"size", {image.cols, image.rows}},
+         {"inverted", r.inverted},
+         {"box", {r.box_x, r.box_y, r.box_cols, r.box_rows}},
+         {"scaled", {r.scaled_cols, r.scaled_rows}}};
+  return fitted;
+}
+
+// "640×480, inverted; the digit (212×301 at 10,20) scaled to 14×20, centred in 28×28"
+std::string fit_text(const nlohmann::json& fit, std::size_t rows, std::size_t cols) {
+  const auto n = [&](const char* key, std::size_t i) {
+    return std::to_string(fit[key][i].get<std::size_t>());
+  };
+  return n("size", 0) + "×" + n("size", 1) + (fit["inverted"].get<bool>() ? ", inverted" : "") +
+         "; the digit (" + n("box", 2) + "×" + n("box", 3) + " at " + n("box", 0) + "," +
+         n("box", 1) + ") scaled to " + n("scaled", 0) + "×" + n("scaled", 1) + ", centred in " +
+         std::to_string(cols) + "×" + std::to_string(rows);
+}
+
+int run_predict_image(const PredictOptions& o, const model::Predictor& predictor, Context& ctx) {
+  nlohmann::json fit;
+  const auto image = read_image(o, predictor.rows(), predictor.cols(), fit);
+  const auto prediction = [&] {
+    try {
+      return model::classify_image(predictor, image, o.image);
+    } catch (const Error& e) {
+      if (o.fit || e.kind() != ErrorKind::invalid_input) {
+        throw;
+      }
+      throw Error(e.kind(), e.what() + std::string(k_fit_hint));
+    }
+  }();
   const auto& label = predictor.labels()[static_cast<std::size_t>(prediction.label_index)];
-  const nlohmann::json out = {
+  nlohmann::json out = {
       {"model", o.model},
       {"image", o.image},
       {"class", prediction.label_index},
       {"label", label},
       {"probabilities", prediction.probabilities},
   };
+  if (o.fit) {
+    out["fit"] = fit;
+  }
   print_result(ctx, out, [&] {
-    print_fields(
-        {{"image", o.image}, {"class", std::to_string(prediction.label_index)}, {"label", label}});
+    std::vector<std::pair<std::string, std::string>> fields = {{"image", o.image}};
+    if (o.fit) {
+      fields.emplace_back("fit", fit_text(fit, predictor.rows(), predictor.cols()));
+    }
+    fields.emplace_back("class", std::to_string(prediction.label_index));
+    fields.emplace_back("label", label);
+    print_fields(fields);
     std::cout << '\n';
     Table table({"label", "probability"});
     for (std::size_t i = 0; i < prediction.probabilities.size(); ++i) {
@@ -110,6 +162,23 @@ int run_predict_image(const PredictOptions& o, const model::Predictor& predictor
     table.print();
   });
   return 0;
+}
+
+// The rows × cols of the application's images, from its V2 metadata: the first input's shape
+// without the batch, read as the Predictor reads a model's.
+std::pair<std::size_t, std::size_t> application_image_dims(const Context& ctx,
+                                                           const std::string& app) {
+  const auto path = api::routes::v2_model(app);
+  const auto metadata = api_client(ctx).call("GET", path);
+  std::vector<std::int64_t> shape;
+  try {
+    shape = metadata.at("inputs").at(0).at("shape").get<std::vector<std::int64_t>>();
+  } catch (const nlohmann::json::exception&) {
+  }
+  if (shape.empty()) {
+    throw Error(ErrorKind::corrupt, path + ": the metadata gives no input shape");
+  }
+  return model::image_dims(std::span(shape).subspan(shape.size() >= 2 ? 1 : 0));
 }
 
 // Sends the chosen images to the application in batches; prints one row per image.
@@ -122,6 +191,9 @@ int run_predict_remote(const PredictOptions& o, Context& ctx) {
   std::size_t per_image = 0;
   std::string source;
   std::string image_size; // of --image, named when the application refuses it
+  nlohmann::json fit;     // --fit: what was done to --image
+  std::size_t rows = 0;
+  std::size_t cols = 0;
   if (!o.data.empty()) {
     const auto split = read_labeled(o.data);
     per_image = split.rows * split.cols;
@@ -144,11 +216,13 @@ int run_predict_remote(const PredictOptions& o, Context& ctx) {
       labels.push_back(split.y[i]);
     }
   } else {
-    const std::filesystem::path path(o.image);
-    const auto image = model::read_png_gray(path);
+    if (o.fit) {
+      std::tie(rows, cols) = application_image_dims(ctx, o.app);
+    }
+    const auto image = read_image(o, rows, cols, fit);
     per_image = image.pixels.size();
     image_size = " (" + o.image + " is " + std::to_string(image.cols) + "×" +
-                 std::to_string(image.rows) + " pixels)";
+                 std::to_string(image.rows) + " pixels)" + (o.fit ? "" : k_fit_hint);
     source = o.image;
     pixels = image.pixels;
     indices.push_back(0);
@@ -221,13 +295,20 @@ int run_predict_remote(const PredictOptions& o, Context& ctx) {
   if (o.feedback) {
     out["feedback"] = {{"sent", sent.received}, {"matched", sent.matched}};
   }
+  if (o.fit) {
+    out["fit"] = fit;
+  }
   print_result(ctx, out, [&] {
     if (!o.image.empty()) {
       const auto& p = predictions.front();
-      print_fields({{"image", o.image},
-                    {"class", std::to_string(p["class"].get<std::int64_t>())},
-                    {"model", p["model"].get<std::string>()},
-                    {"trace id", p["trace_id"].get<std::string>()}});
+      std::vector<std::pair<std::string, std::string>> fields = {{"image", o.image}};
+      if (o.fit) {
+        fields.emplace_back("fit", fit_text(fit, rows, cols));
+      }
+      fields.emplace_back("class", std::to_string(p["class"].get<std::int64_t>()));
+      fields.emplace_back("model", p["model"].get<std::string>());
+      fields.emplace_back("trace id", p["trace_id"].get<std::string>());
+      print_fields(fields);
       std::cout << '\n';
       Table table({"class", "probability"});
       const auto probabilities = p["probabilities"].get<std::vector<float>>();
@@ -293,9 +374,16 @@ void register_predict(CLI::App& parent, Dispatch& dispatch) {
       "--data", opts->data,
       "Labelled images: a split .npz (x, y) or a dataset directory (its test split); "
       "prints accuracy and the confusion matrix");
-  auto* image = cmd->add_option("--image", opts->image,
-                                "A 28×28 grayscale PNG; prints its class and probabilities");
+  auto* image =
+      cmd->add_option("--image", opts->image,
+                      "A PNG of the model's image size (28×28 for MNIST), gray or colour; "
+                      "prints its class and probabilities");
   data->excludes(image);
+  cmd->add_flag("--fit", opts->fit,
+                "With --image: take any picture of one digit (a photo or a drawing, dark ink on "
+                "light or light on dark, any size) and bring it to the MNIST form first: light "
+                "on black, its box scaled into 20×20, centred by mass in 28×28")
+      ->needs(image);
   auto* limit = cmd->add_option("--limit", opts->limit,
                                 "Use only the first N images of --data (0: all; with --app: 10)")
                     ->needs(data);
@@ -313,8 +401,8 @@ void register_predict(CLI::App& parent, Dispatch& dispatch) {
                 "feedback does), so the platform measures accuracy on this traffic")
       ->needs(app)
       ->needs(data);
-  cmd->footer("Example:\n  mlctl predict --model models/mnist --data data/mnist/test.npz --limit "
-              "1000 -o json");
+  cmd->footer("Examples:\n  mlctl predict --model models/mnist --data data/mnist/test.npz --limit "
+              "1000 -o json\n  mlctl predict --app mnist-app --image photo-of-a-7.png --fit");
   cmd->callback([opts, data, image, model, app, &dispatch] {
     if (data->count() == 0 && image->count() == 0) {
       throw CLI::RequiredError("--data or --image");

@@ -152,7 +152,8 @@ int run_rollout_canary(const RolloutCanaryOptions& o, Context& ctx) {
   const auto timeout = api::parse_duration(o.timeout, true);
   if (!timeout || timeout->count() < 1) {
     throw Error(ErrorKind::invalid_input,
-                "--timeout '" + o.timeout + "': expected a duration like 90s, 10m or 1h");
+                "--timeout '" + o.timeout +
+                    "': expected a duration like 90s, 10m or 1h (a bare number is seconds)");
   }
   // The server's checks, before anything is sent.
   with_context("--model", [&] { api::parse_model_ref(o.model); });
@@ -217,8 +218,10 @@ void register_rollout_canary(CLI::App& rollout, Dispatch& dispatch) {
                   "accurate than the primary at this level")
       ->check(CLI::Range(0.5, 0.9999))
       ->capture_default_str();
-  cmd->add_option("--timeout", opts->timeout,
-                  "Roll back when the evidence is still incomplete after this long (90s, 10m, 1h)")
+  cmd->add_option(
+         "--timeout", opts->timeout,
+         "Roll back when the evidence is still incomplete after this long (90s, 10m, 1h; a "
+         "bare number is seconds)")
       ->capture_default_str();
   cmd->add_flag("--wait", opts->wait,
                 "Follow it to the decision: exit 0 promoted, 3 rolled back (without: start it "

@@ -1,15 +1,16 @@
 #pragma once
 // Route paths of applications and the inference gateway (the registry's are in routes.hpp):
 //
-//   GET    /api/v1/applications                          {"applications": [...]}
-//   GET    /api/v1/applications/{name}                   one application (see
-//   server/applications.hpp) PUT    /api/v1/applications/{name}                   body: the
-//   canonical Application document DELETE /api/v1/applications/{name} GET
-//   /api/v1/applications/{name}/revisions POST   /api/v1/applications/{name}/rollback {"revision":
-//   N} (absent: the one before) POST   /api/v1/applications/{name}/predict           {"images":
-//   [...]} (the simple form) GET    /v2, /v2/health/live, /v2/health/ready        Open Inference
-//   Protocol (KServe V2) GET    /v2/models/{app}[/versions/{v}][/ready] POST
-//   /v2/models/{app}[/versions/{v}]/infer
+//   GET    /api/v1/applications                    {"applications": [...]}
+//   GET    /api/v1/applications/{name}             one application (server/applications.hpp)
+//   PUT    /api/v1/applications/{name}             body: the canonical Application document
+//   DELETE /api/v1/applications/{name}
+//   GET    /api/v1/applications/{name}/revisions
+//   POST   /api/v1/applications/{name}/rollback    {"revision": N} (absent: the one before)
+//   POST   /api/v1/applications/{name}/predict     {"images": [...]} (the simple form)
+//   GET    /v2, /v2/health/live, /v2/health/ready  Open Inference Protocol (KServe V2)
+//   GET    /v2/models/{app}[/versions/{v}][/ready]
+//   POST   /v2/models/{app}[/versions/{v}]/infer
 
 #include <string>
 #include <string_view>

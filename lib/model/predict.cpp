@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <png.h>
+#include <tuple>
 
 namespace mlctl::model {
 
@@ -82,6 +83,18 @@ private:
 
 } // namespace
 
+std::pair<std::size_t, std::size_t> image_dims(std::span<const std::int64_t> item) {
+  if (item.size() >= 2 && item[item.size() - 2] > 1 && item.back() > 1) {
+    return {static_cast<std::size_t>(item[item.size() - 2]), static_cast<std::size_t>(item.back())};
+  }
+  std::size_t pixels = 1;
+  for (const auto d : item) {
+    pixels *= static_cast<std::size_t>(std::max<std::int64_t>(d, 1));
+  }
+  return pixels == 784 ? std::pair<std::size_t, std::size_t>{28, 28}
+                       : std::pair<std::size_t, std::size_t>{1, pixels};
+}
+
 Predictor::Predictor(std::string name, onnx::Model model, ModelCard card)
     : m_name(std::move(name)), m_model(std::move(model)), m_card(std::move(card)) {
   const auto& inputs = m_model.inputs();
@@ -116,16 +129,7 @@ Predictor::Predictor(std::string name, onnx::Model model, ModelCard card)
   for (const auto d : item) {
     m_pixels *= static_cast<std::size_t>(d);
   }
-  if (item.size() >= 2 && item[item.size() - 2] > 1 && item.back() > 1) {
-    m_rows = static_cast<std::size_t>(item[item.size() - 2]);
-    m_cols = static_cast<std::size_t>(item.back());
-  } else if (m_pixels == 784) {
-    m_rows = 28;
-    m_cols = 28;
-  } else {
-    m_rows = 1;
-    m_cols = m_pixels;
-  }
+  std::tie(m_rows, m_cols) = image_dims(item);
 
   // The scores: the contract's first output, or the first FP32 output when that one is not.
   const auto& outputs = m_model.outputs();

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mlctl::model {
@@ -81,6 +82,10 @@ struct Evaluation {
 // errors of `Predictor::predict`.
 Evaluation evaluate(const Predictor& predictor, const data::LabeledImages& split, std::size_t limit,
                     const util::ProgressFn& progress);
+
+// The rows × cols of one image from the dims of a model input without its batch: the last two
+// when both are above 1 (28×28, 1×28×28), 28×28 for a flat 784, else one row of all.
+std::pair<std::size_t, std::size_t> image_dims(std::span<const std::int64_t> item);
 
 struct GrayImage {
   std::size_t rows = 0;

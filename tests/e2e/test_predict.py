@@ -1,6 +1,7 @@
 """mlctl predict: offline prediction with a model directory made by `mlctl train` and with a
 bare .onnx exported by PyTorch (N×1×28×28 input), on a labelled split (accuracy, confusion
-matrix, --limit, a dataset directory) and on PNG images (gray, RGB, wrong size, not a PNG);
+matrix, --limit, a dataset directory) and on PNG images (gray, RGB, wrong size, not a PNG,
+a photo fitted with --fit);
 usage errors and the --help example."""
 
 import json
@@ -153,11 +154,40 @@ class PredictTest(TestCase):
         self.assertEqual(a["class"], b["class"])
         np.testing.assert_allclose(a["probabilities"], b["probabilities"], atol=0.02)
 
+    def test_fit_reads_a_photo_of_a_digit_at_any_size(self):
+        # The same item 9× larger, dark on light paper, off centre on a larger sheet: --fit finds
+        # it, inverts it and scales its box back; the answer is that of the item itself, fitted.
+        item, photo = self.tmp / "fit-item.png", self.tmp / "fit-photo.png"
+        x = self.x[7]
+        write_png(item, x)
+        sheet = np.full((300, 280), 230, dtype=np.uint8)
+        sheet[40:40 + 252, 10:10 + 252] = 230 - (np.kron(x, np.ones((9, 9))) * (200 / 255)).round().astype(np.uint8)
+        write_png(photo, sheet)
+        a = mlctl("predict", "--model", self.model_dir, "--image", item, "--fit", "-o", "json")
+        b = mlctl("predict", "--model", self.model_dir, "--image", photo, "--fit", "-o", "json")
+        self.assertOk(a)
+        self.assertOk(b)
+        a, b = a.json(), b.json()
+        self.assertEqual(set(b), {"model", "image", "class", "label", "probabilities", "fit"})
+        self.assertEqual(b["fit"]["size"], [280, 300])
+        self.assertTrue(b["fit"]["inverted"])
+        self.assertFalse(a["fit"]["inverted"])
+        self.assertEqual(b["fit"]["scaled"], a["fit"]["scaled"])
+        self.assertEqual(b["class"], a["class"])
+        np.testing.assert_allclose(b["probabilities"], a["probabilities"], atol=0.02)
+        # A blank sheet has no digit; --fit needs --image.
+        blank = self.tmp / "blank.png"
+        write_png(blank, np.full((50, 40), 230, dtype=np.uint8))
+        self.assertFails(mlctl("predict", "--model", self.model_dir, "--image", blank, "--fit"), 1,
+                         f"{blank}: no digit found: the image is nearly uniform")
+        self.assertFails(mlctl("predict", "--model", self.model_dir, "--data", self.data, "--fit"), 2, "--image")
+
     def test_bad_images_are_refused_clearly(self):
         big = self.tmp / "big.png"
         write_png(big, np.zeros((32, 32), dtype=np.uint8))
         self.assertFails(mlctl("predict", "--model", self.model_dir, "--image", big), 1,
-                         f"{big}: the image is 32×32; the model takes 28×28 images")
+                         f"{big}: the image is 32×32; the model takes 28×28 images; --fit brings any picture of "
+                         "a digit to the model's form")
         fake = self.tmp / "fake.png"
         fake.write_bytes(b"GIF89a" + bytes(100))
         self.assertFails(mlctl("predict", "--model", self.model_dir, "--image", fake), 1,
@@ -188,7 +218,7 @@ class PredictTest(TestCase):
 
     def test_help_example_runs(self):
         help_text = mlctl("predict", "--help").stdout
-        example = help_text.split("Example:")[1].strip().splitlines()[0].split()
+        example = help_text.split("Examples:")[1].strip().splitlines()[0].split()
         self.assertEqual(example[:2], ["mlctl", "predict"])
         (self.tmp / "models").mkdir()
         shutil.copytree(self.model_dir, self.tmp / "models" / "mnist")

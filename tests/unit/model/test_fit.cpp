@@ -1,0 +1,112 @@
+#include "model/fit.hpp"
+#include "util/error.hpp"
+
+#include <doctest/doctest.h>
+#include <vector>
+
+using namespace mlctl::model;
+
+namespace {
+
+// A "0" in the MNIST form: a ring 3 pixels thick whose box is 12×20 at (8, 4), so that its
+// centre of mass is the centre of 28×28 and fitting it changes nothing.
+GrayImage mnist_zero() {
+  GrayImage image{28, 28, std::vector<std::uint8_t>(784, 0)};
+  for (std::size_t y = 4; y < 24; ++y) {
+    for (std::size_t x = 8; x < 20; ++x) {
+      const bool ring = y < 7 || y >= 21 || x < 11 || x >= 17;
+      image.pixels[y * 28 + x] = ring ? 255 : 0;
+    }
+  }
+  return image;
+}
+
+// `image` k times larger, dark on white, at (left, top) of a white canvas of rows × cols.
+GrayImage photo_of(const GrayImage& image, std::size_t k, std::size_t rows, std::size_t cols,
+                   std::size_t left, std::size_t top) {
+  GrayImage out{rows, cols, std::vector<std::uint8_t>(rows * cols, 255)};
+  for (std::size_t y = 0; y < image.rows * k; ++y) {
+    for (std::size_t x = 0; x < image.cols * k; ++x) {
+      out.pixels[(top + y) * cols + left + x] =
+          static_cast<std::uint8_t>(255 - image.pixels[(y / k) * image.cols + x / k]);
+    }
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("fit_digit leaves an image in the MNIST form as it is") {
+  const auto zero = mnist_zero();
+  FitReport report;
+  const auto fitted = fit_digit(zero, 28, 28, "zero.png", &report);
+  CHECK(fitted.pixels == zero.pixels);
+  CHECK_FALSE(report.inverted);
+  CHECK(report.box_x == 8);
+  CHECK(report.box_y == 4);
+  CHECK(report.box_cols == 12);
+  CHECK(report.box_rows == 20);
+}
+
+TEST_CASE("fit_digit brings a larger, shifted, dark-on-light picture back to the MNIST form") {
+  const auto zero = mnist_zero();
+  const auto photo = photo_of(zero, 7, 250, 230, 17, 30);
+  FitReport report;
+  const auto fitted = fit_digit(photo, 28, 28, "photo.png", &report);
+  CHECK(report.inverted);
+  CHECK(report.box_x == 17 + 8 * 7);
+  CHECK(report.box_y == 30 + 4 * 7);
+  CHECK(report.box_cols == 12 * 7);
+  CHECK(report.box_rows == 20 * 7);
+  CHECK(report.scaled_cols == 12);
+  CHECK(report.scaled_rows == 20);
+  // 7×7 blocks average back to the pixels exactly.
+  CHECK(fitted.pixels == zero.pixels);
+}
+
+TEST_CASE("fit_digit scales a small digit up and centres it by its mass") {
+  // A bar 1 wide and 5 high in the middle of 3×5: 4×20 in the output, centred.
+  GrayImage bar{5, 3, {0, 255, 0, 0, 255, 0, 0, 255, 0, 0, 255, 0, 0, 255, 0}};
+  FitReport report;
+  const auto fitted = fit_digit(bar, 28, 28, "bar.png", &report);
+  CHECK(report.scaled_cols == 4);
+  CHECK(report.scaled_rows == 20);
+  for (std::size_t y = 0; y < 28; ++y) {
+    for (std::size_t x = 0; x < 28; ++x) {
+      const bool inside = y >= 4 && y < 24 && x >= 12 && x < 16;
+      CHECK(fitted.pixels[y * 28 + x] == (inside ? 255 : 0));
+    }
+  }
+}
+
+TEST_CASE("fit_digit stretches faint ink and ignores the paper's level") {
+  // Gray ink (100) on gray paper (160): the same digit as white on black.
+  const auto zero = mnist_zero();
+  GrayImage faint{28, 28, {}};
+  for (const auto v : zero.pixels) {
+    faint.pixels.push_back(v != 0 ? 100 : 160);
+  }
+  FitReport report;
+  const auto fitted = fit_digit(faint, 28, 28, "faint.png", &report);
+  CHECK(report.inverted);
+  CHECK(fitted.pixels == zero.pixels);
+}
+
+TEST_CASE("fit_digit refuses an image with no digit") {
+  GrayImage blank{40, 30, std::vector<std::uint8_t>(1200, 200)};
+  blank.pixels[615] = 180; // a speck, too faint to be ink
+  CHECK_THROWS_WITH_AS(fit_digit(blank, 28, 28, "blank.png"),
+                       "blank.png: no digit found: the image is nearly uniform (background 200, "
+                       "the ink differs by at most 20 of 255)",
+                       mlctl::Error);
+}
+
+TEST_CASE("image_dims reads one image's rows and columns from a model input") {
+  using Dims = std::pair<std::size_t, std::size_t>;
+  const auto dims = [](std::vector<std::int64_t> item) { return image_dims(item); };
+  CHECK(dims({784}) == Dims{28, 28});
+  CHECK(dims({28, 28}) == Dims{28, 28});
+  CHECK(dims({1, 28, 28}) == Dims{28, 28});
+  CHECK(dims({3, 32, 24}) == Dims{32, 24});
+  CHECK(dims({10}) == Dims{1, 10});
+}
