@@ -27,6 +27,7 @@ struct ApplyApplicationOptions {
   std::string name;
   std::string model;
   double capture_sample = 1.0;
+  bool capture_given = false; // --capture-sample on the command line
 };
 
 void print_results(const nlohmann::json& results, Context& ctx, std::string_view suffix) {
@@ -111,15 +112,39 @@ int run_apply(const ApplyOptions& opts, Context& ctx) {
   return 0;
 }
 
+// The shortcut changes what is served and nothing else: an existing application keeps the rest
+// of its manifest (capture, monitoring), so a deploy script does not turn monitoring off.
 int run_apply_application(const ApplyApplicationOptions& opts, Context& ctx) {
+  const auto parse = [&](const nlohmann::json& doc) {
+    return with_context("application " + opts.name,
+                        [&] { return manifest::application_from_json(doc); });
+  };
   nlohmann::json doc = {
       {"apiVersion", manifest::k_api_version},
       {"kind", manifest::k_kind_application},
       {"metadata", {{"name", opts.name}}},
       {"spec",
        {{"singular", {{"model", opts.model}}}, {"capture", {{"sample", opts.capture_sample}}}}}};
-  auto app = with_context("application " + opts.name,
-                          [&] { return manifest::application_from_json(doc); });
+  auto app = parse(doc); // the name and the ref are checked before the server is asked
+  nlohmann::json current;
+  try {
+    current = api_client(ctx)
+                  .call("GET", api::routes::application(opts.name))
+                  .value("manifest", nlohmann::json());
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::not_found) {
+      throw;
+    }
+  }
+  if (current.is_object() && current.contains("spec")) {
+    auto& spec = current["spec"];
+    spec.erase("stages");
+    spec["singular"] = {{"model", opts.model}};
+    if (opts.capture_given) {
+      spec["capture"] = {{"sample", opts.capture_sample}};
+    }
+    app = parse(current);
+  }
   print_results(send({manifest::Document{"application " + opts.name, std::move(app)}}, ctx, false),
                 ctx, "");
   return 0;
@@ -147,18 +172,20 @@ void register_apply(CLI::App& parent, Dispatch& dispatch) {
 
   auto app_opts = std::make_shared<ApplyApplicationOptions>();
   auto* sub = cmd->add_subcommand(
-      "application", "Create or update a singular application serving one model version");
+      "application", "Create or update a singular application serving one model version; an "
+                     "existing one keeps its capture and monitoring settings");
   sub->add_option("name", app_opts->name, "Application name")->required()->type_name("APP");
   sub->add_option("--model", app_opts->model, "The version to serve: NAME:VERSION or NAME@ALIAS")
       ->required()
       ->type_name("REF");
-  sub->add_option("--capture-sample", app_opts->capture_sample,
-                  "Share of requests the request store keeps (0..1)")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+  auto* capture = sub->add_option("--capture-sample", app_opts->capture_sample,
+                                  "Share of requests the request store keeps (0..1; default: "
+                                  "the application's, 1 for a new one)")
+                      ->check(CLI::Range(0.0, 1.0));
   sub->footer(
       "Example:\n  mlctl apply application mnist-app --model mnist:$(cat model_version.txt)");
-  sub->callback([app_opts, &dispatch] {
+  sub->callback([app_opts, capture, &dispatch] {
+    app_opts->capture_given = capture->count() > 0;
     dispatch.run = [app_opts](Context& ctx) { return run_apply_application(*app_opts, ctx); };
   });
   cmd->callback([opts, sub, &dispatch] {

@@ -197,6 +197,32 @@ class ApplyTest(TestCase):
         self.assertFails(mlctl("apply", "application", "demo", "--model", "mnist", env=self.env), 1,
                          "expected NAME:VERSION or NAME@ALIAS")
 
+    def test_shortcut_changes_the_model_and_keeps_the_rest(self):
+        # A canary application with monitoring and a capture sample: the shortcut makes it serve
+        # one version and leaves monitoring and capture as they were (a deploy script must not
+        # turn monitoring off); --capture-sample given changes the sample.
+        f = self.write("app.yaml", manifest("demo", "  stages:\n  - variants:\n    - {model: mnist:1, weight: 80}\n"
+                                                    "    - {model: mnist:2, weight: 20}\n"
+                                                    "  capture:\n    sample: 0.25\n"
+                                                    "  monitoring:\n    min_accuracy: 0.9\n    window: 200\n"))
+        self.ok("apply", "-f", f)
+        self.assertEqual(self.ok("apply", "application", "demo", "--model", "mnist:3").stdout,
+                         "application/demo configured\n")
+        spec = self.ok("describe", "application", "demo", "-o", "json").json()["manifest"]["spec"]
+        self.assertEqual(spec, {"singular": {"model": "mnist:3"}, "capture": {"sample": 0.25},
+                                "monitoring": {"min_accuracy": 0.9, "window": 200}})
+        self.assertEqual(self.ok("apply", "application", "demo", "--model", "mnist:3").stdout,
+                         "application/demo unchanged\n")
+        self.ok("apply", "application", "demo", "--model", "mnist:3", "--capture-sample", "1")
+        spec = self.ok("describe", "application", "demo", "-o", "json").json()["manifest"]["spec"]
+        self.assertEqual((spec["capture"], spec["monitoring"]["window"]), ({"sample": 1.0}, 200))
+        # A new application gets the defaults; a bad name is refused before the server is asked.
+        self.ok("apply", "application", "fresh", "--model", "mnist:1")
+        spec = self.ok("describe", "application", "fresh", "-o", "json").json()["manifest"]["spec"]
+        self.assertEqual(spec, {"singular": {"model": "mnist:1"}, "capture": {"sample": 1.0}})
+        self.assertFails(mlctl("apply", "application", "Bad_Name", "--model", "mnist:1", env=self.env), 1,
+                         "application Bad_Name: metadata.name")
+
     def test_delete(self):
         self.ok("apply", "application", "demo", "--model", "mnist:1")
         self.assertEqual(self.ok("delete", "application", "demo").stdout, "application/demo deleted\n")
