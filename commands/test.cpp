@@ -46,17 +46,11 @@ int run_test(const TestOptions& o, Context& ctx) {
   t.min_accuracy = o.min_accuracy;
   t.max_batch = o.max_batch;
   t.edge_cases = !o.no_edge_cases;
-  if (t.max_batch == 0 && t.edge_cases) {
-    // The over-limit case needs the server's limit; a server without `limits` had 256.
-    t.max_batch = 256;
-    try {
-      const auto app = api_client(ctx).call("GET", api::routes::application(o.app));
-      t.max_batch = app.value("limits", nlohmann::json::object()).value("max_batch", t.max_batch);
-    } catch (const Error& e) {
-      if (e.kind() != ErrorKind::not_found) { // a missing application fails the checks below
-        throw;
-      }
-    }
+  // A missing application is an error (exit 1), not 1,000 failed requests and a failed gate;
+  // the over-limit case needs the server's limit (a server without `limits` had 256).
+  const auto app = api_client(ctx).call("GET", api::routes::application(o.app));
+  if (t.max_batch == 0) {
+    t.max_batch = app.value("limits", nlohmann::json::object()).value("max_batch", 256);
   }
   const util::ProgressFn progress =
       ::isatty(STDERR_FILENO) != 0 ? ctx.progress() : util::ProgressFn{};

@@ -68,11 +68,12 @@ class TestCommandTest(TestCase):
             self.assertIsNotNone(failure)
             self.assertIn("minimum 0.6000", failure.get("message"))
 
-            # An application that does not exist: every request fails, still exit 3 (checks failed).
-            r = mlctl("test", "--app", "nope", "--data", data / "test.npz", "--samples", "5",
-                      "--no-edge-cases", env=env)
-            self.assertFails(r, 3)
-            self.assertIn("HTTP 404", r.stdout)
+            # An application that does not exist is an error before any request, not a failed gate.
+            r = mlctl("test", "--app", "nope", "--data", data / "test.npz", "--samples", "5", "--junit",
+                      self.tmp / "nope.xml", env=env)
+            self.assertFails(r, 1, "application 'nope' not found")
+            self.assertEqual(r.stdout, "")
+            self.assertFalse((self.tmp / "nope.xml").exists())
 
             # predict through the endpoint: class, probabilities, version, trace id per image.
             r = mlctl("predict", "--app", "good-app", "--data", data / "test.npz", "--indices", "0,5,7",
