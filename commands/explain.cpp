@@ -4,6 +4,7 @@
 #include "api/monitor_routes.hpp"
 #include "api/names.hpp"
 #include "commands/commands.hpp"
+#include "commands/image_input.hpp"
 #include "commands/output.hpp"
 #include "commands/remote.hpp"
 #include "data/dataset.hpp"
@@ -24,6 +25,8 @@ struct ExplainOptions {
   std::string app;
   std::string data;
   std::vector<std::size_t> indices = {0, 1, 2};
+  std::string image; // instead of --data: one PNG, no label
+  bool fit = false;  // --image is any picture of a digit
   std::string out = "rise.png";
   std::size_t masks = 2000;
   int grid = 7;
@@ -32,30 +35,65 @@ struct ExplainOptions {
   std::string model;
 };
 
-int run_explain(const ExplainOptions& o, Context& ctx) {
-  api::validate_name(o.app, "application name");
+// The images to explain: --indices of --data with their labels, or --image (label -1).
+struct Inputs {
+  std::size_t pixels = 0;
+  std::vector<std::uint8_t> x; // one image after another
+  std::vector<int> labels;
+  std::vector<std::string> names; // "#3" or the file's name: the picture's captions
+  ImageInput image;               // --image as read (and fitted)
+};
+
+Inputs read_inputs(const ExplainOptions& o, const Context& ctx) {
+  Inputs in;
+  if (!o.image.empty()) {
+    std::pair<std::size_t, std::size_t> dims;
+    if (o.fit) {
+      dims = application_image_dims(ctx, o.app);
+    }
+    in.image = read_image_input(o.image, o.fit, dims.first, dims.second);
+    in.pixels = in.image.image.pixels.size();
+    in.x = in.image.image.pixels;
+    in.labels = {-1};
+    in.names = {std::filesystem::path(o.image).filename().string()};
+    return in;
+  }
   const std::filesystem::path data(o.data);
   const auto split = std::filesystem::is_directory(data) ? data::read_dataset_split(data, "test")
                                                          : data::read_split(data);
   if (o.indices.empty()) {
     throw Error(ErrorKind::invalid_input, "--indices: give at least one image index");
   }
-  // Checked before the server works: the picture is a PNG whatever the name says.
-  if (!o.out.empty() && !util::iequals(std::filesystem::path(o.out).extension().string(), ".png")) {
-    throw Error(ErrorKind::invalid_input,
-                "--out " + o.out + ": the picture is written as PNG: give a name ending in .png");
-  }
-  const std::size_t pixels = split.rows * split.cols;
-  nlohmann::json images = nlohmann::json::array();
+  in.pixels = split.rows * split.cols;
   for (const auto i : o.indices) {
     if (i >= split.count) {
       throw Error(ErrorKind::invalid_input, "--indices: " + std::to_string(i) +
                                                 " is past the last image of " + o.data + " (" +
                                                 std::to_string(split.count) + " images)");
     }
+    in.x.insert(in.x.end(), split.x.begin() + static_cast<std::ptrdiff_t>(i * in.pixels),
+                split.x.begin() + static_cast<std::ptrdiff_t>((i + 1) * in.pixels));
+    in.labels.push_back(split.y[i]);
+    in.names.push_back("#" + std::to_string(i));
+  }
+  return in;
+}
+
+int run_explain(const ExplainOptions& o, Context& ctx) {
+  api::validate_name(o.app, "application name");
+  // Checked before the server works: the picture is a PNG whatever the name says.
+  if (!o.out.empty() && !util::iequals(std::filesystem::path(o.out).extension().string(), ".png")) {
+    throw Error(ErrorKind::invalid_input,
+                "--out " + o.out + ": the picture is written as PNG: give a name ending in .png");
+  }
+  const auto in = read_inputs(o, ctx);
+  const auto pixels = in.pixels;
+  const auto count = in.labels.size();
+  nlohmann::json images = nlohmann::json::array();
+  for (std::size_t k = 0; k < count; ++k) {
     images.push_back(
-        std::vector<int>(split.x.begin() + static_cast<std::ptrdiff_t>(i * pixels),
-                         split.x.begin() + static_cast<std::ptrdiff_t>((i + 1) * pixels)));
+        std::vector<int>(in.x.begin() + static_cast<std::ptrdiff_t>(k * pixels),
+                         in.x.begin() + static_cast<std::ptrdiff_t>((k + 1) * pixels)));
   }
   nlohmann::json body = {{"images", std::move(images)},
                          {"masks", o.masks},
@@ -66,21 +104,32 @@ int run_explain(const ExplainOptions& o, Context& ctx) {
     body["model"] = o.model;
   }
   auto client = api_client(ctx);
-  const auto answer = client.call("POST", api::routes::application_explain(o.app), body, true);
+  const auto answer = [&] {
+    try {
+      return client.call("POST", api::routes::application_explain(o.app), body, true);
+    } catch (const Error& e) {
+      if (o.image.empty() || o.fit || e.kind() != ErrorKind::invalid_input) {
+        throw;
+      }
+      throw Error(e.kind(),
+                  e.what() + (" (" + o.image + " is " + std::to_string(in.image.image.cols) + "×" +
+                              std::to_string(in.image.image.rows) + " pixels)" + k_fit_hint));
+    }
+  }();
 
   std::vector<explain::ExplainedImage> rows;
   const auto& results = answer.at("results");
   nlohmann::json out_images = nlohmann::json::array();
-  for (std::size_t k = 0; k < o.indices.size() && k < results.size(); ++k) {
-    const auto i = o.indices[k];
+  for (std::size_t k = 0; k < count && k < results.size(); ++k) {
     const auto& r = results[k];
+    const auto label = in.labels[k];
     explain::ExplainedImage row;
     row.image.resize(pixels);
     for (std::size_t j = 0; j < pixels; ++j) {
-      row.image[j] = static_cast<float>(split.x[i * pixels + j]) / 255.0f;
+      row.image[j] = static_cast<float>(in.x[k * pixels + j]) / 255.0f;
     }
-    row.true_class = split.y[i];
-    row.caption = "#" + std::to_string(i);
+    row.true_class = label;
+    row.caption = in.names[k];
     auto& s = row.saliency;
     s.rows = answer.at("rows").get<std::size_t>();
     s.cols = answer.at("cols").get<std::size_t>();
@@ -93,13 +142,21 @@ int run_explain(const ExplainOptions& o, Context& ctx) {
       const auto v = m.get<std::vector<float>>();
       s.maps.insert(s.maps.end(), v.begin(), v.end());
     }
-    out_images.push_back({{"index", i},
-                          {"label", split.y[i]},
-                          {"predicted", s.predicted},
-                          {"correct", s.predicted == split.y[i]},
-                          {"probabilities", r.at("probabilities")},
-                          {"baseline", r.value("baseline", nlohmann::json::array())},
-                          {"saliency", maps}});
+    nlohmann::json item = {{"predicted", s.predicted},
+                           {"probabilities", r.at("probabilities")},
+                           {"baseline", r.value("baseline", nlohmann::json::array())},
+                           {"saliency", maps}};
+    if (label >= 0) {
+      item["index"] = o.indices[k];
+      item["label"] = label;
+      item["correct"] = s.predicted == label;
+    } else {
+      item["image"] = o.image;
+      if (o.fit) {
+        item["fit"] = in.image.fit;
+      }
+    }
+    out_images.push_back(std::move(item));
     rows.push_back(std::move(row));
   }
   const auto labels = answer.value("labels", std::vector<std::string>{});
@@ -116,14 +173,20 @@ int run_explain(const ExplainOptions& o, Context& ctx) {
                            {"picture", o.out.empty() ? nlohmann::json() : nlohmann::json(o.out)},
                            {"images", std::move(out_images)}};
   print_result(ctx, result, [&] {
-    Table table({"INDEX", "LABEL", "PREDICTED", "PROBABILITY", "CORRECT"});
+    Table table({"IMAGE", "LABEL", "PREDICTED", "PROBABILITY", "CORRECT"});
+    std::size_t k = 0;
     for (const auto& im : result["images"]) {
       const auto predicted = im["predicted"].get<std::int64_t>();
+      const bool labelled = im.contains("label");
       table.add(
-          {std::to_string(im["index"].get<std::size_t>()), std::to_string(im["label"].get<int>()),
-           std::to_string(predicted),
+          {labelled ? in.names[k] : o.image,
+           labelled ? std::to_string(im["label"].get<int>()) : "-", std::to_string(predicted),
            format_fixed(im["probabilities"][static_cast<std::size_t>(predicted)].get<double>(), 3),
-           im["correct"].get<bool>() ? "yes" : "no"});
+           labelled ? (im["correct"].get<bool>() ? "yes" : "no") : "-"});
+      ++k;
+    }
+    if (o.fit) {
+      std::cout << "fit: " << fit_text(in.image) << "\n\n";
     }
     table.print();
     std::cout << "\nRISE of " << answer.at("ref").get<std::string>() << " (" << o.masks
@@ -148,12 +211,20 @@ void register_explain(CLI::App& parent, Dispatch& dispatch) {
       ->required()
       ->envname("APPLICATION_NAME")
       ->type_name("APP");
-  cmd->add_option("--data", opts->data,
-                  "Images with labels: a split .npz (x, y) or a dataset directory (its test split)")
-      ->required();
-  cmd->add_option("--indices", opts->indices, "Image indices, comma-separated")
+  auto* data = cmd->add_option(
+      "--data", opts->data,
+      "Images with labels: a split .npz (x, y) or a dataset directory (its test split)");
+  cmd->add_option("--indices", opts->indices, "Image indices of --data, comma-separated")
       ->delimiter(',')
-      ->capture_default_str();
+      ->capture_default_str()
+      ->needs(data);
+  auto* image = cmd->add_option("--image", opts->image,
+                                "Instead of --data: one PNG of the model's image size (no label)");
+  data->excludes(image);
+  cmd->add_flag("--fit", opts->fit,
+                "With --image: take any picture of one digit and bring it to the MNIST form "
+                "first (as predict --fit)")
+      ->needs(image);
   cmd->add_option("--out", opts->out, "PNG file to write, NAME.png (empty: none)")
       ->capture_default_str();
   cmd->add_option("--masks", opts->masks, "Random masks (N)")
@@ -167,9 +238,13 @@ void register_explain(CLI::App& parent, Dispatch& dispatch) {
       ->capture_default_str();
   cmd->add_option("--model", opts->model,
                   "Served version to explain, NAME:VERSION (default: the primary)");
-  cmd->footer("Example:\n  mlctl explain --app mnist-app --data data/mnist/test.npz --indices "
-              "0,1,2 --out rise.png");
-  cmd->callback([opts, &dispatch] {
+  cmd->footer("Examples:\n  mlctl explain --app mnist-app --data data/mnist/test.npz --indices "
+              "0,1,2 --out rise.png\n  mlctl explain --app mnist-app --image photo-of-a-7.png "
+              "--fit --out seven.png");
+  cmd->callback([opts, data, image, &dispatch] {
+    if (data->count() == 0 && image->count() == 0) {
+      throw CLI::RequiredError("--data or --image");
+    }
     dispatch.run = [opts](Context& ctx) { return run_explain(*opts, ctx); };
   });
 }

@@ -5,16 +5,15 @@
 // the model's image form first.
 
 #include "model/predict.hpp"
-#include "api/app_routes.hpp"
 #include "api/names.hpp"
 #include "api/requests.hpp"
 #include "api/routes.hpp"
 #include "client/inference_client.hpp"
 #include "commands/commands.hpp"
+#include "commands/image_input.hpp"
 #include "commands/output.hpp"
 #include "commands/remote.hpp"
 #include "data/dataset.hpp"
-#include "model/fit.hpp"
 #include "util/error.hpp"
 
 #include <CLI/CLI.hpp>
@@ -91,40 +90,9 @@ int run_predict_data(const PredictOptions& o, const model::Predictor& predictor,
   return 0;
 }
 
-// Added where an image of the wrong size is refused.
-constexpr const char* k_fit_hint = "; --fit brings any picture of a digit to the model's form";
-
-// --image as read or, with --fit, fitted to rows × cols; `fit` says what was done (JSON).
-model::GrayImage read_image(const PredictOptions& o, std::size_t rows, std::size_t cols,
-                            nlohmann::json& fit) {
-  const std::filesystem::path path(o.image);
-  auto image = model::read_png_gray(path);
-  if (!o.fit) {
-    return image;
-  }
-  model::FitReport r;
-  auto fitted = model::fit_digit(image, rows, cols, path.string(), &r);
-  fit = {{"size", {image.cols, image.rows}},
-         {"inverted", r.inverted},
-         {"box", {r.box_x, r.box_y, r.box_cols, r.box_rows}},
-         {"scaled", {r.scaled_cols, r.scaled_rows}}};
-  return fitted;
-}
-
-// "640×480, inverted; the digit (212×301 at 10,20) scaled to 14×20, centred in 28×28"
-std::string fit_text(const nlohmann::json& fit, std::size_t rows, std::size_t cols) {
-  const auto n = [&](const char* key, std::size_t i) {
-    return std::to_string(fit[key][i].get<std::size_t>());
-  };
-  return n("size", 0) + "×" + n("size", 1) + (fit["inverted"].get<bool>() ? ", inverted" : "") +
-         "; the digit (" + n("box", 2) + "×" + n("box", 3) + " at " + n("box", 0) + "," +
-         n("box", 1) + ") scaled to " + n("scaled", 0) + "×" + n("scaled", 1) + ", centred in " +
-         std::to_string(cols) + "×" + std::to_string(rows);
-}
-
 int run_predict_image(const PredictOptions& o, const model::Predictor& predictor, Context& ctx) {
-  nlohmann::json fit;
-  const auto image = read_image(o, predictor.rows(), predictor.cols(), fit);
+  const auto input = read_image_input(o.image, o.fit, predictor.rows(), predictor.cols());
+  const auto& image = input.image;
   const auto prediction = [&] {
     try {
       return model::classify_image(predictor, image, o.image);
@@ -144,12 +112,12 @@ int run_predict_image(const PredictOptions& o, const model::Predictor& predictor
       {"probabilities", prediction.probabilities},
   };
   if (o.fit) {
-    out["fit"] = fit;
+    out["fit"] = input.fit;
   }
   print_result(ctx, out, [&] {
     std::vector<std::pair<std::string, std::string>> fields = {{"image", o.image}};
     if (o.fit) {
-      fields.emplace_back("fit", fit_text(fit, predictor.rows(), predictor.cols()));
+      fields.emplace_back("fit", fit_text(input));
     }
     fields.emplace_back("class", std::to_string(prediction.label_index));
     fields.emplace_back("label", label);
@@ -164,23 +132,6 @@ int run_predict_image(const PredictOptions& o, const model::Predictor& predictor
   return 0;
 }
 
-// The rows × cols of the application's images, from its V2 metadata: the first input's shape
-// without the batch, read as the Predictor reads a model's.
-std::pair<std::size_t, std::size_t> application_image_dims(const Context& ctx,
-                                                           const std::string& app) {
-  const auto path = api::routes::v2_model(app);
-  const auto metadata = api_client(ctx).call("GET", path);
-  std::vector<std::int64_t> shape;
-  try {
-    shape = metadata.at("inputs").at(0).at("shape").get<std::vector<std::int64_t>>();
-  } catch (const nlohmann::json::exception&) {
-  }
-  if (shape.empty()) {
-    throw Error(ErrorKind::corrupt, path + ": the metadata gives no input shape");
-  }
-  return model::image_dims(std::span(shape).subspan(shape.size() >= 2 ? 1 : 0));
-}
-
 // Sends the chosen images to the application in batches; prints one row per image.
 int run_predict_remote(const PredictOptions& o, Context& ctx) {
   api::validate_name(o.app, "application name");
@@ -191,9 +142,7 @@ int run_predict_remote(const PredictOptions& o, Context& ctx) {
   std::size_t per_image = 0;
   std::string source;
   std::string image_size; // of --image, named when the application refuses it
-  nlohmann::json fit;     // --fit: what was done to --image
-  std::size_t rows = 0;
-  std::size_t cols = 0;
+  ImageInput input;       // --image
   if (!o.data.empty()) {
     const auto split = read_labeled(o.data);
     per_image = split.rows * split.cols;
@@ -216,10 +165,12 @@ int run_predict_remote(const PredictOptions& o, Context& ctx) {
       labels.push_back(split.y[i]);
     }
   } else {
+    std::pair<std::size_t, std::size_t> dims;
     if (o.fit) {
-      std::tie(rows, cols) = application_image_dims(ctx, o.app);
+      dims = application_image_dims(ctx, o.app);
     }
-    const auto image = read_image(o, rows, cols, fit);
+    input = read_image_input(o.image, o.fit, dims.first, dims.second);
+    const auto& image = input.image;
     per_image = image.pixels.size();
     image_size = " (" + o.image + " is " + std::to_string(image.cols) + "×" +
                  std::to_string(image.rows) + " pixels)" + (o.fit ? "" : k_fit_hint);
@@ -296,14 +247,14 @@ int run_predict_remote(const PredictOptions& o, Context& ctx) {
     out["feedback"] = {{"sent", sent.received}, {"matched", sent.matched}};
   }
   if (o.fit) {
-    out["fit"] = fit;
+    out["fit"] = input.fit;
   }
   print_result(ctx, out, [&] {
     if (!o.image.empty()) {
       const auto& p = predictions.front();
       std::vector<std::pair<std::string, std::string>> fields = {{"image", o.image}};
       if (o.fit) {
-        fields.emplace_back("fit", fit_text(fit, rows, cols));
+        fields.emplace_back("fit", fit_text(input));
       }
       fields.emplace_back("class", std::to_string(p["class"].get<std::int64_t>()));
       fields.emplace_back("model", p["model"].get<std::string>());

@@ -1,7 +1,7 @@
 """RISE through a real server: `POST /api/v1/applications/{app}/explain` and `mlctl explain`
 with a synthetic model whose output depends only on the left half of the image (more than 80%
 of the predicted class's saliency mass must fall there), determinism by seed, the grid picture,
-`-o json` maps, and the errors users see."""
+`-o json` maps, one PNG with --image (and --fit), and the errors users see."""
 
 import json
 import time
@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import Server, TestCase, TIMEOUT_SCALE, mlctl
+from test_predict import write_png
 
 APP = "lefty"
 
@@ -103,6 +104,32 @@ class ExplainTest(TestCase):
             self.assertOk(r)
             self.assertIn("PREDICTED", r.stdout)
             self.assertIn(str(self.tmp / "one.png"), r.stdout)
+
+            # One PNG instead of --data: the same maps as the same image from the split, no label.
+            png = self.tmp / "x0.png"
+            write_png(png, x[0])
+            r = mlctl("explain", "--app", APP, "--image", png, "--out", "", "--seed", "1", "-o", "json", env=env)
+            self.assertOk(r)
+            im = r.json()["images"][0]
+            self.assertEqual(im["image"], str(png))
+            self.assertNotIn("label", im)
+            self.assertEqual(im["saliency"], j["images"][0]["saliency"])
+            r = mlctl("explain", "--app", APP, "--image", png, "--out", "", env=env)
+            self.assertOk(r)
+            self.assertRegex(r.stdout, r"x0\.png\s+-\s+3\s+[0-9.]+\s+-")
+            # --fit takes any picture (the size from the application); without it, a wrong size
+            # is refused with the picture's size and the hint.
+            bar = np.zeros((60, 40), np.uint8)
+            bar[10:50, 18:22] = 255
+            write_png(self.tmp / "bar.png", bar)
+            r = mlctl("explain", "--app", APP, "--image", self.tmp / "bar.png", "--fit", "--out", "", "-o", "json",
+                      env=env)
+            self.assertOk(r)
+            self.assertEqual(r.json()["images"][0]["fit"]["scaled"], [2, 20])
+            self.assertFails(mlctl("explain", "--app", APP, "--image", self.tmp / "bar.png", env=env), 1,
+                             "(" + str(self.tmp / "bar.png") + " is 40×60 pixels); --fit brings")
+            self.assertFails(mlctl("explain", "--app", APP, env=env), 2, "--data or --image is required")
+            self.assertFails(mlctl("explain", "--app", APP, "--image", png, "--indices", "1", env=env), 2)
 
             # Errors.
             self.assertFails(mlctl("explain", "--app", APP, "--data", self.tmp / "test.npz", "--indices", "9",
