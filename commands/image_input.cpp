@@ -12,7 +12,7 @@ namespace mlctl::cli {
 
 ImageInput read_image_input(const std::string& path, bool fit, std::size_t rows, std::size_t cols) {
   ImageInput in;
-  in.image = model::read_png_gray(path);
+  in.image = model::read_png_gray(path, fit ? model::Backdrop::contrast : model::Backdrop::black);
   if (fit) {
     model::FitReport r;
     auto fitted = model::fit_digit(in.image, rows, cols, path, &r);

@@ -81,6 +81,27 @@ private:
   png_image m_image{};
 };
 
+// The format of an image file that is not a PNG, by its first bytes ("" when unknown).
+std::string_view other_format(std::string_view bytes) {
+  if (bytes.starts_with("\xff\xd8\xff")) {
+    return "JPEG";
+  }
+  if (bytes.starts_with("GIF87a") || bytes.starts_with("GIF89a")) {
+    return "GIF";
+  }
+  if (bytes.starts_with("RIFF") && bytes.size() >= 12 && bytes.substr(8, 4) == "WEBP") {
+    return "WebP";
+  }
+  if (bytes.starts_with(std::string_view("II*\0", 4)) ||
+      bytes.starts_with(std::string_view("MM\0*", 4))) {
+    return "TIFF";
+  }
+  if (bytes.starts_with("BM")) {
+    return "BMP";
+  }
+  return "";
+}
+
 } // namespace
 
 std::pair<std::size_t, std::size_t> image_dims(std::span<const std::int64_t> item) {
@@ -272,11 +293,14 @@ Evaluation evaluate(const Predictor& predictor, const data::LabeledImages& split
   return result;
 }
 
-GrayImage decode_png_gray(std::string_view bytes, std::string_view name) {
+GrayImage decode_png_gray(std::string_view bytes, std::string_view name, Backdrop backdrop) {
   const std::string file(name);
   static constexpr unsigned char k_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (bytes.size() < 8 || std::memcmp(bytes.data(), k_signature, 8) != 0) {
-    refuse(file, "not a PNG image (no PNG signature)");
+    const auto format = other_format(bytes);
+    refuse(file, format.empty() ? std::string("not a PNG image (no PNG signature)")
+                                : "not a PNG image: a " + std::string(format) +
+                                      " (convert it first, e.g. convert photo.jpg photo.png)");
   }
   PngReader reader;
   png_image& image = reader.image();
@@ -287,10 +311,33 @@ GrayImage decode_png_gray(std::string_view bytes, std::string_view name) {
     refuse(file, "the image is " + std::to_string(image.width) + "×" +
                      std::to_string(image.height) + ", too large");
   }
-  image.format = PNG_FORMAT_GRAY;
   GrayImage out;
   out.rows = image.height;
   out.cols = image.width;
+  if ((image.format & PNG_FORMAT_FLAG_ALPHA) != 0 && backdrop == Backdrop::contrast) {
+    // Gray and alpha (8-bit: not premultiplied), composited here onto the backdrop that
+    // contrasts with what is drawn: white under dark ink.
+    image.format = PNG_FORMAT_GA;
+    std::vector<std::uint8_t> ga(PNG_IMAGE_SIZE(image));
+    if (png_image_finish_read(&image, nullptr, ga.data(), 0, nullptr) == 0) {
+      refuse(file, std::string("not a PNG image (") + image.message + ")");
+    }
+    std::uint64_t ink = 0;
+    std::uint64_t cover = 0;
+    for (std::size_t i = 0; i + 1 < ga.size(); i += 2) {
+      ink += std::uint64_t{ga[i]} * ga[i + 1];
+      cover += ga[i + 1];
+    }
+    const unsigned back = cover > 0 && ink < 128 * cover ? 255 : 0;
+    out.pixels.resize(out.rows * out.cols);
+    for (std::size_t i = 0; i < out.pixels.size(); ++i) {
+      const unsigned g = ga[2 * i];
+      const unsigned a = ga[2 * i + 1];
+      out.pixels[i] = static_cast<std::uint8_t>((g * a + back * (255 - a) + 127) / 255);
+    }
+    return out;
+  }
+  image.format = PNG_FORMAT_GRAY;
   out.pixels.resize(PNG_IMAGE_SIZE(image));
   png_color black{0, 0, 0};
   if (png_image_finish_read(&image, &black, out.pixels.data(), 0, nullptr) == 0) {
@@ -300,8 +347,8 @@ GrayImage decode_png_gray(std::string_view bytes, std::string_view name) {
   return out;
 }
 
-GrayImage read_png_gray(const std::filesystem::path& path) {
-  return decode_png_gray(util::read_file(path), path.string());
+GrayImage read_png_gray(const std::filesystem::path& path, Backdrop backdrop) {
+  return decode_png_gray(util::read_file(path), path.string(), backdrop);
 }
 
 Prediction classify_image(const Predictor& predictor, const GrayImage& image,

@@ -93,13 +93,18 @@ struct GrayImage {
   std::vector<std::uint8_t> pixels; // rows*cols, C order
 };
 
+// What shows through transparent pixels: black (as MNIST's background), or the contrast of what
+// is drawn (white under dark ink, black under light: a drawing on a transparent sheet).
+enum class Backdrop { black, contrast };
+
 // Reads a PNG as 8-bit grayscale (libpng's simplified API: colour is converted to gray,
-// 16-bit reduced to 8, alpha composited onto black). Throws `Error{not_found}`/`Error{io}` from
-// reading and `Error{invalid_input}` "<file>: not a PNG image (...)" for anything libpng
-// refuses.
-GrayImage read_png_gray(const std::filesystem::path& path);
+// 16-bit reduced to 8, alpha composited onto `backdrop`). Throws `Error{not_found}`/`Error{io}`
+// from reading and `Error{invalid_input}` "<file>: not a PNG image (...)" for anything libpng
+// refuses (naming a JPEG, GIF, WebP, TIFF or BMP).
+GrayImage read_png_gray(const std::filesystem::path& path, Backdrop backdrop = Backdrop::black);
 // The same for PNG bytes in memory; `name` starts every message.
-GrayImage decode_png_gray(std::string_view bytes, std::string_view name);
+GrayImage decode_png_gray(std::string_view bytes, std::string_view name,
+                          Backdrop backdrop = Backdrop::black);
 
 // Classifies one image. Throws `Error{invalid_input}` "<name>: the image is 32×32; the model
 // takes 28×28 images" when its size does not match `predictor.rows()` × `cols()`.

@@ -18,10 +18,11 @@ from harness import TestCase, make_dataset, mlctl
 
 
 def write_png(path: Path, pixels: np.ndarray):
-    """Writes an 8-bit PNG (gray for H×W, RGB for H×W×3) with zlib and struct: no PIL needed."""
+    """Writes an 8-bit PNG (gray for H×W; gray+alpha, RGB, RGBA for H×W×2, ×3, ×4) with zlib and
+    struct: no PIL needed."""
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     height, width = pixels.shape[:2]
-    color_type = 2 if pixels.ndim == 3 else 0
+    color_type = {2: 4, 3: 2, 4: 6}[pixels.shape[2]] if pixels.ndim == 3 else 0
     raw = b"".join(b"\x00" + pixels[y].tobytes() for y in range(height))
 
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -175,6 +176,25 @@ class PredictTest(TestCase):
         self.assertEqual(b["fit"]["scaled"], a["fit"]["scaled"])
         self.assertEqual(b["class"], a["class"])
         np.testing.assert_allclose(b["probabilities"], a["probabilities"], atol=0.02)
+        # A drawing in black ink on a transparent sheet (as a browser canvas exports it): the
+        # sheet shows white, so it reads as the same drawing on white paper.
+        ink = np.zeros((120, 100), np.uint8)
+        ink[20:100, 45:55] = 255
+        ink[20:30, 30:55] = 255
+        drawing, paper = self.tmp / "drawing.png", self.tmp / "paper.png"
+        write_png(drawing, np.stack([np.zeros_like(ink), ink], axis=2))
+        write_png(paper, 255 - ink)
+        a = mlctl("predict", "--model", self.model_dir, "--image", drawing, "--fit", "-o", "json")
+        b = mlctl("predict", "--model", self.model_dir, "--image", paper, "--fit", "-o", "json")
+        self.assertOk(a)
+        self.assertOk(b)
+        self.assertEqual(a.json()["probabilities"], b.json()["probabilities"])
+        self.assertEqual(a.json()["fit"]["box"], [30, 20, 25, 80])
+        # A JPEG is named as one.
+        jpeg = self.tmp / "photo.jpg"
+        jpeg.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(100))
+        self.assertFails(mlctl("predict", "--model", self.model_dir, "--image", jpeg, "--fit"), 1,
+                         f"{jpeg}: not a PNG image: a JPEG (convert it first")
         # A blank sheet has no digit; --fit needs --image.
         blank = self.tmp / "blank.png"
         write_png(blank, np.full((50, 40), 230, dtype=np.uint8))

@@ -36,7 +36,7 @@ std::string make_png(std::uint32_t width, std::uint32_t height, int color_type,
     be32(out, static_cast<std::uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(body.data()),
                                                static_cast<uInt>(body.size()))));
   };
-  const std::size_t channels = color_type == 2 ? 3 : 1;
+  const std::size_t channels = color_type == 2 ? 3 : color_type == 4 ? 2 : color_type == 6 ? 4 : 1;
   std::string raw;
   for (std::uint32_t y = 0; y < height; ++y) {
     raw.push_back('\0');
@@ -178,6 +178,26 @@ TEST_CASE("evaluate counts a confusion matrix and refuses foreign labels") {
                        "the images are 14×14 but the model takes 784 values per image", Error);
 }
 
+TEST_CASE("PNG input: transparent pixels show black, or the contrast of what is drawn") {
+  using mlctl::model::Backdrop;
+  // Black ink (opaque) on a transparent sheet, a half-transparent gray pixel, gray+alpha.
+  const std::vector<std::uint8_t> ga = {0, 255, 0, 255, 77, 0, 200, 128};
+  const auto png = make_png(2, 2, 4, ga);
+  const auto on_black = mlctl::model::decode_png_gray(png, "ink.png").pixels;
+  CHECK(std::vector<std::uint8_t>(on_black.begin(), on_black.begin() + 3) ==
+        std::vector<std::uint8_t>{0, 0, 0});
+  // The opaque pixels are dark: the sheet shows white.
+  CHECK(mlctl::model::decode_png_gray(png, "ink.png", Backdrop::contrast).pixels ==
+        std::vector<std::uint8_t>{0, 0, 255, 227});
+  // Light strokes keep the black backdrop; a PNG without alpha is as it is (RGBA too).
+  const std::vector<std::uint8_t> light = {255, 255, 0, 0};
+  CHECK(mlctl::model::decode_png_gray(make_png(2, 1, 4, light), "chalk.png", Backdrop::contrast)
+            .pixels == std::vector<std::uint8_t>{255, 0});
+  const std::vector<std::uint8_t> rgba = {0, 0, 0, 255, 9, 9, 9, 0};
+  CHECK(mlctl::model::decode_png_gray(make_png(2, 1, 6, rgba), "rgba.png", Backdrop::contrast)
+            .pixels == std::vector<std::uint8_t>{0, 255});
+}
+
 TEST_CASE("open names what is missing") {
   mlctl::util::TempDir dir;
   CHECK_THROWS_WITH_AS(Predictor::open(dir.path()),
@@ -208,8 +228,16 @@ TEST_CASE("PNG input: gray and RGB decode to 8-bit gray, other bytes are refused
     CHECK(std::abs(static_cast<int>(c.pixels[i]) - static_cast<int>(i * 17)) <= 1);
   }
 
-  CHECK_THROWS_WITH_AS(mlctl::model::decode_png_gray("GIF89a....", "x.png"),
+  CHECK_THROWS_WITH_AS(mlctl::model::decode_png_gray("....", "x.png"),
                        "x.png: not a PNG image (no PNG signature)", Error);
+  CHECK_THROWS_WITH_AS(mlctl::model::decode_png_gray("GIF89a....", "x.png"),
+                       "x.png: not a PNG image: a GIF (convert it first, e.g. convert photo.jpg "
+                       "photo.png)",
+                       Error);
+  CHECK_THROWS_WITH_AS(mlctl::model::decode_png_gray("\xff\xd8\xff\xe0..JFIF", "photo.png"),
+                       "photo.png: not a PNG image: a JPEG (convert it first, e.g. convert "
+                       "photo.jpg photo.png)",
+                       Error);
   auto truncated = make_png(28, 28, 0, gray);
   truncated.resize(truncated.size() - 30);
   CHECK_THROWS_AS(mlctl::model::decode_png_gray(truncated, "cut.png"), Error);
