@@ -47,11 +47,7 @@ struct Inputs {
 Inputs read_inputs(const ExplainOptions& o, const Context& ctx) {
   Inputs in;
   if (!o.image.empty()) {
-    std::pair<std::size_t, std::size_t> dims;
-    if (o.fit) {
-      dims = application_image_dims(ctx, o.app);
-    }
-    in.image = read_image_input(o.image, o.fit, dims.first, dims.second);
+    in.image = read_image_input_for(ctx, o.app, o.image, o.fit);
     in.pixels = in.image.image.pixels.size();
     in.x = in.image.image.pixels;
     in.labels = {-1};

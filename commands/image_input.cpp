@@ -10,6 +10,25 @@
 
 namespace mlctl::cli {
 
+namespace {
+
+std::pair<std::size_t, std::size_t> application_image_dims(const Context& ctx,
+                                                           const std::string& app) {
+  const auto path = api::routes::v2_model(app);
+  const auto metadata = api_client(ctx).call("GET", path);
+  std::vector<std::int64_t> shape;
+  try {
+    shape = metadata.at("inputs").at(0).at("shape").get<std::vector<std::int64_t>>();
+  } catch (const nlohmann::json::exception&) {
+  }
+  if (shape.empty()) {
+    throw Error(ErrorKind::corrupt, path + ": the metadata gives no input shape");
+  }
+  return model::image_dims(std::span(shape).subspan(shape.size() >= 2 ? 1 : 0));
+}
+
+} // namespace
+
 ImageInput read_image_input(const std::string& path, bool fit, std::size_t rows, std::size_t cols) {
   ImageInput in;
   in.image = model::read_png_gray(path, fit ? model::Backdrop::contrast : model::Backdrop::black);
@@ -36,19 +55,11 @@ std::string fit_text(const ImageInput& input) {
          std::to_string(input.image.cols) + "×" + std::to_string(input.image.rows);
 }
 
-std::pair<std::size_t, std::size_t> application_image_dims(const Context& ctx,
-                                                           const std::string& app) {
-  const auto path = api::routes::v2_model(app);
-  const auto metadata = api_client(ctx).call("GET", path);
-  std::vector<std::int64_t> shape;
-  try {
-    shape = metadata.at("inputs").at(0).at("shape").get<std::vector<std::int64_t>>();
-  } catch (const nlohmann::json::exception&) {
-  }
-  if (shape.empty()) {
-    throw Error(ErrorKind::corrupt, path + ": the metadata gives no input shape");
-  }
-  return model::image_dims(std::span(shape).subspan(shape.size() >= 2 ? 1 : 0));
+ImageInput read_image_input_for(const Context& ctx, const std::string& app, const std::string& path,
+                                bool fit) {
+  const auto [rows, cols] =
+      fit ? application_image_dims(ctx, app) : std::pair<std::size_t, std::size_t>{0, 0};
+  return read_image_input(path, fit, rows, cols);
 }
 
 } // namespace mlctl::cli

@@ -28,9 +28,9 @@ ImageInput read_image_input(const std::string& path, bool fit, std::size_t rows,
 // "640×480, inverted; the digit (212×301 at 10,20) scaled to 14×20, centred in 28×28"
 std::string fit_text(const ImageInput& input);
 
-// The rows × cols of the application's images, from its V2 metadata: the first input's shape
-// without the batch, read as the Predictor reads a model's.
-std::pair<std::size_t, std::size_t> application_image_dims(const Context& ctx,
-                                                           const std::string& app);
+// The same for an application's images: with `fit`, their size comes from its V2 metadata
+// (the first input's shape without the batch, read as the Predictor reads a model's).
+ImageInput read_image_input_for(const Context& ctx, const std::string& app, const std::string& path,
+                                bool fit);
 
 } // namespace mlctl::cli

@@ -165,11 +165,7 @@ int run_predict_remote(const PredictOptions& o, Context& ctx) {
       labels.push_back(split.y[i]);
     }
   } else {
-    std::pair<std::size_t, std::size_t> dims;
-    if (o.fit) {
-      dims = application_image_dims(ctx, o.app);
-    }
-    input = read_image_input(o.image, o.fit, dims.first, dims.second);
+    input = read_image_input_for(ctx, o.app, o.image, o.fit);
     const auto& image = input.image;
     per_image = image.pixels.size();
     image_size = " (" + o.image + " is " + std::to_string(image.cols) + "×" +
