@@ -15,7 +15,7 @@ namespace {
 // digit's box larger.
 constexpr float k_box_threshold = 255.0f / 4;
 // Less contrast than this (of 255) is no digit.
-constexpr int k_min_contrast = 32;
+constexpr double k_min_contrast = 32;
 
 // Box-filter resampling of n values to m: output i covers [i·n/m, (i+1)·n/m) of the input and
 // takes each input value with the length it overlaps. Shrinking averages (anti-aliased),
@@ -35,20 +35,138 @@ void resample(const float* src, std::size_t n, float* dst, std::size_t m) {
   }
 }
 
-std::uint8_t median_of_border(const GrayImage& image) {
-  std::vector<std::uint8_t> border;
-  const auto at = [&](std::size_t y, std::size_t x) { return image.pixels[y * image.cols + x]; };
+struct BorderPixel {
+  double x = 0;
+  double y = 0;
+  double v = 0;
+};
+
+std::vector<BorderPixel> border_of(const GrayImage& image) {
+  std::vector<BorderPixel> border;
+  const auto add = [&](std::size_t y, std::size_t x) {
+    border.push_back({static_cast<double>(x), static_cast<double>(y),
+                      static_cast<double>(image.pixels[y * image.cols + x])});
+  };
   for (std::size_t x = 0; x < image.cols; ++x) {
-    border.push_back(at(0, x));
-    border.push_back(at(image.rows - 1, x));
+    add(0, x);
+    if (image.rows > 1) {
+      add(image.rows - 1, x);
+    }
   }
   for (std::size_t y = 1; y + 1 < image.rows; ++y) {
-    border.push_back(at(y, 0));
-    border.push_back(at(y, image.cols - 1));
+    add(y, 0);
+    if (image.cols > 1) {
+      add(y, image.cols - 1);
+    }
   }
-  const auto middle = border.begin() + static_cast<std::ptrdiff_t>(border.size() / 2);
-  std::nth_element(border.begin(), middle, border.end());
+  return border;
+}
+
+double median(std::vector<double> values) {
+  const auto middle = values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2);
+  std::nth_element(values.begin(), middle, values.end());
   return *middle;
+}
+
+// The paper's level under light that is uneven across the sheet: a plane a + b·x + c·y fitted
+// to the border pixels by least squares, then twice more without those far from it (ink or an
+// object that touches the border). Flat light gives the border's level.
+struct Plane {
+  double a = 0;
+  double b = 0;
+  double c = 0;
+  double mx = 0; // the centre of the pixels it was fitted to
+  double my = 0;
+  double at(double x, double y) const { return a + b * (x - mx) + c * (y - my); }
+};
+
+Plane fit_plane(std::vector<BorderPixel> pixels) {
+  Plane plane;
+  for (int round = 0; round < 3 && !pixels.empty(); ++round) {
+    const auto n = static_cast<double>(pixels.size());
+    double sx = 0;
+    double sy = 0;
+    double sv = 0;
+    for (const auto& p : pixels) {
+      sx += p.x;
+      sy += p.y;
+      sv += p.v;
+    }
+    plane = Plane{sv / n, 0, 0, sx / n, sy / n};
+    double xx = 0;
+    double xy = 0;
+    double yy = 0;
+    double xv = 0;
+    double yv = 0;
+    for (const auto& p : pixels) {
+      const double dx = p.x - plane.mx;
+      const double dy = p.y - plane.my;
+      const double dv = p.v - plane.a;
+      xx += dx * dx;
+      xy += dx * dy;
+      yy += dy * dy;
+      xv += dx * dv;
+      yv += dy * dv;
+    }
+    const double det = xx * yy - xy * xy;
+    if (det > 1e-9 * (xx * yy + 1)) {
+      plane.b = (xv * yy - yv * xy) / det;
+      plane.c = (yv * xx - xv * xy) / det;
+    } else { // one row or one column: a slope along it at most
+      plane.b = xx > 0 ? xv / xx : 0;
+      plane.c = yy > 0 ? yv / yy : 0;
+    }
+    std::vector<double> residuals;
+    residuals.reserve(pixels.size());
+    for (const auto& p : pixels) {
+      residuals.push_back(std::abs(p.v - plane.at(p.x, p.y)));
+    }
+    // Kept: within 3 robust standard deviations (1.4826 × the median deviation), or 8 levels.
+    const double limit = std::max(3 * 1.4826 * median(residuals), 8.0);
+    std::vector<BorderPixel> kept;
+    for (std::size_t i = 0; i < pixels.size(); ++i) {
+      if (residuals[i] <= limit) {
+        kept.push_back(pixels[i]);
+      }
+    }
+    if (kept.size() == pixels.size() || kept.size() < 3) {
+      break;
+    }
+    pixels = std::move(kept);
+  }
+  return plane;
+}
+
+// Calls `visit(y, x, v, mean)` for every pixel with its `value` v and the mean of `value` over
+// its 3×3 neighbourhood (the part inside the image), computing each value once.
+template <class Value, class Visit>
+void for_each_mean3(std::size_t rows, std::size_t cols, const Value& value, const Visit& visit) {
+  std::vector<double> ring(3 * cols); // rows y-1, y, y+1 at (row % 3) * cols
+  const auto fill = [&](std::size_t y) {
+    for (std::size_t x = 0; x < cols; ++x) {
+      ring[(y % 3) * cols + x] = value(y, x);
+    }
+  };
+  fill(0);
+  for (std::size_t y = 0; y < rows; ++y) {
+    if (y + 1 < rows) {
+      fill(y + 1);
+    }
+    const std::size_t first_row = y == 0 ? 0 : y - 1;
+    const std::size_t last_row = std::min(y + 1, rows - 1);
+    for (std::size_t x = 0; x < cols; ++x) {
+      const std::size_t first_col = x == 0 ? 0 : x - 1;
+      const std::size_t last_col = std::min(x + 1, cols - 1);
+      double sum = 0;
+      for (std::size_t yy = first_row; yy <= last_row; ++yy) {
+        for (std::size_t xx = first_col; xx <= last_col; ++xx) {
+          sum += ring[(yy % 3) * cols + xx];
+        }
+      }
+      visit(y, x, ring[(y % 3) * cols + x],
+            sum / static_cast<double>((last_row - first_row + 1) * (last_col - first_col + 1)));
+    }
+  }
 }
 
 } // namespace
@@ -59,49 +177,69 @@ GrayImage fit_digit(const GrayImage& image, std::size_t rows, std::size_t cols,
     throw Error(ErrorKind::invalid_input, std::string(name) + ": the image is empty");
   }
   FitReport r;
-  // Light digit on black, as MNIST: a light background is paper.
-  int background = median_of_border(image);
-  r.inverted = background > 127;
-  const auto value = [&](std::size_t y, std::size_t x) -> int {
-    const int v = image.pixels[y * image.cols + x];
-    return r.inverted ? 255 - v : v;
-  };
-  if (r.inverted) {
-    background = 255 - background;
+  // Light digit on black, as MNIST: a light border is paper.
+  auto border = border_of(image);
+  std::vector<double> levels;
+  for (const auto& p : border) {
+    levels.push_back(p.v);
   }
-  int brightest = 0;
+  r.inverted = median(levels) > 127;
+  const auto paper = fit_plane(std::move(border));
+  // How far each pixel stands out of the paper (0 for the paper itself), of 255. Light on
+  // paper multiplies: ink is the share of the paper's light it takes away, the same at either
+  // end of a sheet lit from one side. Light ink on a dark ground adds to it.
+  const auto above = [&](std::size_t y, std::size_t x) {
+    const double v = image.pixels[y * image.cols + x];
+    const double level = paper.at(static_cast<double>(x), static_cast<double>(y));
+    return std::max(0.0, r.inverted ? (level - v) / std::max(level, 1.0) * 255 : v - level);
+  };
+  // The strongest ink, but for the top 0.1% of pixels (the largest value in a small image): a few
+  // pixels of noise do not set it.
+  constexpr std::size_t k_bins = 4096;
+  std::vector<std::size_t> counts(k_bins);
+  std::vector<double> largest(k_bins);
   for (std::size_t y = 0; y < image.rows; ++y) {
     for (std::size_t x = 0; x < image.cols; ++x) {
-      brightest = std::max(brightest, value(y, x));
+      const double v = above(y, x);
+      const auto bin = std::min(static_cast<std::size_t>(v / 256 * k_bins), k_bins - 1);
+      ++counts[bin];
+      largest[bin] = std::max(largest[bin], v);
     }
   }
-  if (brightest - background < k_min_contrast) {
+  const std::size_t top = std::max<std::size_t>(1, image.rows * image.cols / 1000);
+  double contrast = 0;
+  for (std::size_t bin = k_bins, seen = 0; bin-- > 0 && seen < top;) {
+    seen += counts[bin];
+    contrast = largest[bin];
+  }
+  if (contrast < k_min_contrast) {
     throw Error(ErrorKind::invalid_input,
                 std::string(name) + ": no digit found: the image is nearly uniform (background " +
-                    std::to_string(r.inverted ? 255 - background : background) +
-                    ", the ink differs by at most " + std::to_string(brightest - background) +
-                    " of 255)");
+                    std::to_string(std::lround(paper.a)) + ", the ink differs by at most " +
+                    std::to_string(std::lround(contrast)) + " of 255)");
   }
-  // The background becomes 0, the brightest ink 255.
-  const float gain = 255.0f / static_cast<float>(brightest - background);
+  // The paper becomes 0, the strongest ink 255.
+  const double gain = 255.0 / contrast;
   const auto ink = [&](std::size_t y, std::size_t x) {
-    return std::max(0.0f, static_cast<float>(value(y, x) - background) * gain);
+    return static_cast<float>(above(y, x) * gain);
   };
 
   std::size_t x0 = image.cols;
   std::size_t y0 = image.rows;
   std::size_t x1 = 0;
   std::size_t y1 = 0;
-  for (std::size_t y = 0; y < image.rows; ++y) {
-    for (std::size_t x = 0; x < image.cols; ++x) {
-      if (ink(y, x) > k_box_threshold) {
-        x0 = std::min(x0, x);
-        y0 = std::min(y0, y);
-        x1 = std::max(x1, x + 1);
-        y1 = std::max(y1, y + 1);
-      }
-    }
-  }
+  // A pixel in the box stands out, and so does its 3×3 neighbourhood on average (a third of it
+  // at full strength): specks of dust or noise of one or two pixels do not widen the box, a
+  // stroke one pixel wide still counts (but for its very ends).
+  for_each_mean3(image.rows, image.cols, above,
+                 [&](std::size_t y, std::size_t x, double v, double mean) {
+                   if (v * gain > k_box_threshold && mean * gain > k_box_threshold) {
+                     x0 = std::min(x0, x);
+                     y0 = std::min(y0, y);
+                     x1 = std::max(x1, x + 1);
+                     y1 = std::max(y1, y + 1);
+                   }
+                 });
   r.box_x = x0;
   r.box_y = y0;
   r.box_cols = x1 - x0;

@@ -22,8 +22,10 @@ struct FitReport {
 };
 
 // Returns `image` fitted into `rows` × `cols`; `report` (if given) says what was done.
-// The background is the median of the border pixels; values are stretched so that it becomes
-// 0 and the brightest ink 255; the box holds the pixels above a quarter of that range.
+// The border tells the polarity (its median: light is paper) and the paper's level, a plane
+// fitted to it, so that light falling unevenly across the sheet is taken out (dark ink counts
+// as the share of the paper's light it takes away); values are stretched so that the paper
+// becomes 0 and the strongest ink 255; the box holds the pixels above a quarter of that.
 // Throws `Error{invalid_input}` "<name>: no digit found ..." for a nearly uniform image.
 GrayImage fit_digit(const GrayImage& image, std::size_t rows, std::size_t cols,
                     std::string_view name, FitReport* report = nullptr);

@@ -156,13 +156,18 @@ class PredictTest(TestCase):
         np.testing.assert_allclose(a["probabilities"], b["probabilities"], atol=0.02)
 
     def test_fit_reads_a_photo_of_a_digit_at_any_size(self):
-        # The same item 9× larger, dark on light paper, off centre on a larger sheet: --fit finds
-        # it, inverts it and scales its box back; the answer is that of the item itself, fitted.
+        # A "7" in the MNIST form, and a photo of it: 9× larger, dark ink on gray paper, off
+        # centre on a larger sheet. --fit finds it, inverts it and scales its box back: the
+        # answer is that of the 28×28 drawing, fitted the same way.
+        seven = np.zeros((28, 28), np.uint8)
+        seven[4:7, 7:21] = 255
+        for row in range(7, 24):
+            col = 20 - (row - 7) // 2
+            seven[row, col - 2:col + 1] = 255
         item, photo = self.tmp / "fit-item.png", self.tmp / "fit-photo.png"
-        x = self.x[7]
-        write_png(item, x)
+        write_png(item, seven)
         sheet = np.full((300, 280), 230, dtype=np.uint8)
-        sheet[40:40 + 252, 10:10 + 252] = 230 - (np.kron(x, np.ones((9, 9))) * (200 / 255)).round().astype(np.uint8)
+        sheet[40:40 + 252, 10:10 + 252] = 230 - (np.kron(seven, np.ones((9, 9))) * (200 / 255)).round().astype(np.uint8)
         write_png(photo, sheet)
         a = mlctl("predict", "--model", self.model_dir, "--image", item, "--fit", "-o", "json")
         b = mlctl("predict", "--model", self.model_dir, "--image", photo, "--fit", "-o", "json")
@@ -174,8 +179,9 @@ class PredictTest(TestCase):
         self.assertTrue(b["fit"]["inverted"])
         self.assertFalse(a["fit"]["inverted"])
         self.assertEqual(b["fit"]["scaled"], a["fit"]["scaled"])
+        self.assertEqual(b["fit"]["box"], [10 + 7 * 9, 40 + 4 * 9, 14 * 9, 20 * 9])
         self.assertEqual(b["class"], a["class"])
-        np.testing.assert_allclose(b["probabilities"], a["probabilities"], atol=0.02)
+        np.testing.assert_allclose(b["probabilities"], a["probabilities"], atol=0.01)
         # A drawing in black ink on a transparent sheet (as a browser canvas exports it): the
         # sheet shows white, so it reads as the same drawing on white paper.
         ink = np.zeros((120, 100), np.uint8)

@@ -102,19 +102,19 @@ class TestCommandTest(TestCase):
                              f"application good-app: HTTP 400: images[0]: more than 784 values ({big} is 40×32 pixels)"
                              "; --fit brings any picture of a digit to the model's form")
             # --fit takes the image size from the application's V2 metadata: a photo of a test
-            # image (5× larger, dark on white) answers as the test image fitted offline does.
-            photo, item = self.tmp / "photo.png", self.tmp / "item.png"
+            # image (5× larger, dark on white) answers as the same photo fitted offline does.
+            photo = self.tmp / "photo.png"
             x = np.load(data / "test.npz")["x"][3]
             canvas = np.full((190, 170), 255, dtype=np.uint8)
             canvas[20:160, 30:170] = 255 - np.kron(x, np.ones((5, 5), dtype=np.uint8))
             write_png(photo, canvas)
-            write_png(item, x)
             r = mlctl("predict", "--app", "good-app", "--image", photo, "--fit", "-o", "json", env=env)
             self.assertOk(r)
             remote = r.json()
             self.assertTrue(remote["fit"]["inverted"])
             self.assertEqual(remote["fit"]["size"], [170, 190])
-            local = mlctl("predict", "--model", good, "--image", item, "--fit", "-o", "json").json()
+            local = mlctl("predict", "--model", good, "--image", photo, "--fit", "-o", "json").json()
+            self.assertEqual(remote["fit"], local["fit"])
             self.assertEqual(remote["predictions"][0]["class"], local["class"])
             np.testing.assert_allclose(remote["predictions"][0]["probabilities"], local["probabilities"], atol=1e-5)
             r = mlctl("predict", "--app", "good-app", "--image", photo, "--fit", env=env)
