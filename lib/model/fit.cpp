@@ -240,6 +240,10 @@ GrayImage fit_digit(const GrayImage& image, std::size_t rows, std::size_t cols,
                      y1 = std::max(y1, y + 1);
                    }
                  });
+  if (x1 == 0) {
+    throw Error(ErrorKind::invalid_input,
+                std::string(name) + ": no digit found: only specks stand out of the background");
+  }
   r.box_x = x0;
   r.box_y = y0;
   r.box_cols = x1 - x0;

@@ -26,7 +26,8 @@ struct FitReport {
 // fitted to it, so that light falling unevenly across the sheet is taken out (dark ink counts
 // as the share of the paper's light it takes away); values are stretched so that the paper
 // becomes 0 and the strongest ink 255; the box holds the pixels above a quarter of that.
-// Throws `Error{invalid_input}` "<name>: no digit found ..." for a nearly uniform image.
+// Throws `Error{invalid_input}` "<name>: no digit found ..." for a nearly uniform image or one
+// where only specks stand out.
 GrayImage fit_digit(const GrayImage& image, std::size_t rows, std::size_t cols,
                     std::string_view name, FitReport* report = nullptr);
 

@@ -139,6 +139,11 @@ TEST_CASE("fit_digit takes out light that falls unevenly across the sheet") {
 TEST_CASE("fit_digit refuses an image with no digit") {
   GrayImage blank{40, 30, std::vector<std::uint8_t>(1200, 200)};
   blank.pixels[615] = 180; // a speck, too faint to be ink
+  GrayImage dusty{40, 30, std::vector<std::uint8_t>(1200, 200)};
+  dusty.pixels[615] = 0; // black, but a speck
+  CHECK_THROWS_WITH_AS(fit_digit(dusty, 28, 28, "dusty.png"),
+                       "dusty.png: no digit found: only specks stand out of the background",
+                       mlctl::Error);
   CHECK_THROWS_WITH_AS(fit_digit(blank, 28, 28, "blank.png"),
                        "blank.png: no digit found: the image is nearly uniform (background 200, "
                        "the ink differs by at most 26 of 255)", // 20 of the paper's 200
