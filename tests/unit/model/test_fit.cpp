@@ -37,6 +37,14 @@ GrayImage photo_of(const GrayImage& image, std::size_t k, std::size_t rows, std:
   return out;
 }
 
+// The box of the "0" in photo_of(mnist_zero(), 7, ..., 17, 30): 12×20 at (8, 4), 7× larger.
+void check_photo_box(const FitReport& report) {
+  CHECK(report.box_x == 17 + 8 * 7);
+  CHECK(report.box_y == 30 + 4 * 7);
+  CHECK(report.box_cols == 12 * 7);
+  CHECK(report.box_rows == 20 * 7);
+}
+
 } // namespace
 
 TEST_CASE("fit_digit leaves an image in the MNIST form as it is") {
@@ -57,10 +65,7 @@ TEST_CASE("fit_digit brings a larger, shifted, dark-on-light picture back to the
   FitReport report;
   const auto fitted = fit_digit(photo, 28, 28, "photo.png", &report);
   CHECK(report.inverted);
-  CHECK(report.box_x == 17 + 8 * 7);
-  CHECK(report.box_y == 30 + 4 * 7);
-  CHECK(report.box_cols == 12 * 7);
-  CHECK(report.box_rows == 20 * 7);
+  check_photo_box(report);
   CHECK(report.scaled_cols == 12);
   CHECK(report.scaled_rows == 20);
   // 7×7 blocks average back to the pixels exactly.
@@ -103,10 +108,7 @@ TEST_CASE("fit_digit: specks of dust on the sheet do not widen the digit's box")
   }
   FitReport report;
   const auto fitted = fit_digit(photo, 28, 28, "dusty.png", &report);
-  CHECK(report.box_x == 17 + 8 * 7);
-  CHECK(report.box_y == 30 + 4 * 7);
-  CHECK(report.box_cols == 12 * 7);
-  CHECK(report.box_rows == 20 * 7);
+  check_photo_box(report);
   CHECK(fitted.pixels == zero.pixels);
 }
 
@@ -127,10 +129,7 @@ TEST_CASE("fit_digit takes out light that falls unevenly across the sheet") {
   FitReport report;
   const auto fitted = fit_digit(photo, 28, 28, "lit.png", &report);
   CHECK(report.inverted);
-  CHECK(report.box_x == 17 + 8 * 7);
-  CHECK(report.box_y == 30 + 4 * 7);
-  CHECK(report.box_cols == 12 * 7);
-  CHECK(report.box_rows == 20 * 7);
+  check_photo_box(report);
   for (std::size_t i = 0; i < fitted.pixels.size(); ++i) {
     CHECK(std::abs(fitted.pixels[i] - zero.pixels[i]) <= 3);
   }
