@@ -1,10 +1,11 @@
 #pragma once
 // Offline prediction on uint8 images: a model directory (model.yaml + model.onnx) or a bare
 // .onnx exported elsewhere, its contract, a batch classifier, accuracy and confusion matrix on
-// a labelled split, and 8-bit grayscale PNG input.
+// a labelled split; pictures as input come from png_input.hpp.
 
 #include "data/dataset.hpp"
 #include "model/card.hpp"
+#include "model/png_input.hpp"
 #include "onnx/runtime.hpp"
 #include "util/progress.hpp"
 
@@ -86,25 +87,6 @@ Evaluation evaluate(const Predictor& predictor, const data::LabeledImages& split
 // The rows × cols of one image from the dims of a model input without its batch: the last two
 // when both are above 1 (28×28, 1×28×28), 28×28 for a flat 784, else one row of all.
 std::pair<std::size_t, std::size_t> image_dims(std::span<const std::int64_t> item);
-
-struct GrayImage {
-  std::size_t rows = 0;
-  std::size_t cols = 0;
-  std::vector<std::uint8_t> pixels; // rows*cols, C order
-};
-
-// What shows through transparent pixels: black (as MNIST's background), or the contrast of what
-// is drawn (white under dark ink, black under light: a drawing on a transparent sheet).
-enum class Backdrop { black, contrast };
-
-// Reads a PNG as 8-bit grayscale (libpng's simplified API: colour is converted to gray,
-// 16-bit reduced to 8, alpha composited onto `backdrop`). Throws `Error{not_found}`/`Error{io}`
-// from reading and `Error{invalid_input}` "<file>: not a PNG image (...)" for anything libpng
-// refuses (naming a JPEG, GIF, WebP, TIFF or BMP).
-GrayImage read_png_gray(const std::filesystem::path& path, Backdrop backdrop = Backdrop::black);
-// The same for PNG bytes in memory; `name` starts every message.
-GrayImage decode_png_gray(std::string_view bytes, std::string_view name,
-                          Backdrop backdrop = Backdrop::black);
 
 // Classifies one image. Throws `Error{invalid_input}` "<name>: the image is 32×32; the model
 // takes 28×28 images" when its size does not match `predictor.rows()` × `cols()`.

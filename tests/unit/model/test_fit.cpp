@@ -1,4 +1,5 @@
 #include "model/fit.hpp"
+#include "model/predict.hpp"
 #include "util/error.hpp"
 
 #include <cmath>
