@@ -25,7 +25,7 @@ struct ExplainOptions {
   std::string app;
   std::string data;
   std::vector<std::size_t> indices = {0, 1, 2};
-  std::string image; // instead of --data: one PNG, no label
+  std::string image; // instead of --data: one PNG or JPEG, no label
   bool fit = false;  // --image is any picture of a digit
   std::string out = "rise.png";
   std::size_t masks = 2000;
@@ -214,8 +214,9 @@ void register_explain(CLI::App& parent, Dispatch& dispatch) {
       ->delimiter(',')
       ->capture_default_str()
       ->needs(data);
-  auto* image = cmd->add_option("--image", opts->image,
-                                "Instead of --data: one PNG of the model's image size (no label)");
+  auto* image =
+      cmd->add_option("--image", opts->image,
+                      "Instead of --data: one PNG or JPEG of the model's image size (no label)");
   data->excludes(image);
   cmd->add_flag("--fit", opts->fit,
                 "With --image: take any picture of one digit and bring it to the MNIST form "

@@ -31,7 +31,7 @@ std::pair<std::size_t, std::size_t> application_image_dims(const Context& ctx,
 
 ImageInput read_image_input(const std::string& path, bool fit, std::size_t rows, std::size_t cols) {
   ImageInput in;
-  in.image = model::read_png_gray(path, fit ? model::Backdrop::contrast : model::Backdrop::black);
+  in.image = model::read_picture(path, fit ? model::Backdrop::contrast : model::Backdrop::black);
   if (fit) {
     model::FitReport r;
     auto fitted = model::fit_digit(in.image, rows, cols, path, &r);

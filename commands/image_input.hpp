@@ -1,6 +1,6 @@
 #pragma once
-// --image for predict and explain: a PNG as read or, with --fit, a picture of a digit brought
-// to the model's image size (model/fit.hpp); with --app, that size comes from the
+// --image for predict and explain: a PNG or JPEG as read or, with --fit, a picture of a digit
+// brought to the model's image size (model/fit.hpp); with --app, that size comes from the
 // application's V2 metadata.
 
 #include "commands/context.hpp"
@@ -22,7 +22,7 @@ struct ImageInput {
   nlohmann::json fit; // --fit: {"size", "inverted", "box", "scaled"}; null otherwise
 };
 
-// Reads the PNG at `path`; with `fit`, brings it to `rows` × `cols`.
+// Reads the picture at `path`; with `fit`, brings it to `rows` × `cols`.
 ImageInput read_image_input(const std::string& path, bool fit, std::size_t rows, std::size_t cols);
 
 // "640×480, inverted; the digit (212×301 at 10,20) scaled to 14×20, centred in 28×28"

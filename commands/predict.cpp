@@ -1,5 +1,5 @@
 // mlctl predict: offline prediction with a model directory or a bare .onnx file, on a
-// labelled split (accuracy + confusion matrix) or on one PNG image (class + probabilities);
+// labelled split (accuracy + confusion matrix) or on one PNG or JPEG image (class + probabilities);
 // or, with --app, through a live application's endpoint (class, probabilities, the version
 // that answered and the trace id of each image). --fit brings a photo or drawing of a digit to
 // the model's image form first.
@@ -32,7 +32,7 @@ struct PredictOptions {
   std::vector<std::size_t> indices;
   std::size_t batch_size = 64;
   std::string data;  // a split .npz or a dataset directory (its test split)
-  std::string image; // a PNG
+  std::string image; // a PNG or JPEG
   bool fit = false;  // --image is any picture of a digit: fit it to the model's images
   std::size_t limit = 0;
   bool feedback = false; // with --app and --data: send the labels as ground truth
@@ -323,7 +323,7 @@ void register_predict(CLI::App& parent, Dispatch& dispatch) {
       "prints accuracy and the confusion matrix");
   auto* image =
       cmd->add_option("--image", opts->image,
-                      "A PNG of the model's image size (28×28 for MNIST), gray or colour; "
+                      "A PNG or JPEG of the model's image size (28×28 for MNIST), gray or colour; "
                       "prints its class and probabilities");
   data->excludes(image);
   cmd->add_flag("--fit", opts->fit,

@@ -3,9 +3,9 @@
 # (the fuzz targets replay their corpus there), then the end-to-end tests against the Release
 # binary (the unit tests are not built a second time: that was a fifth of the CI time). Exits
 # non-zero on any failure.
-# By default the IDX, npz and PNG readers (with predict --fit's fitting) are also fuzzed first
-# (clang + libFuzzer, 20 s each, side by side; their build compiles eleven files), when clang++
-# can link libFuzzer.
+# By default the IDX, npz and picture (PNG, JPEG) readers, with predict --fit's fitting, are also
+# fuzzed first (clang + libFuzzer, 20 s each, side by side; their build compiles eleven files),
+# when clang++ can link libFuzzer.
 # Usage: packaging/check.sh [--fast|--fuzz|--asan-e2e]
 #   --fast      the Release build only, unit and end-to-end tests
 #   --fuzz      every coverage-guided fuzzer (onnx too: the fuzz preset builds mlctl_core), first
@@ -90,9 +90,9 @@ else
   if ((fuzz == 1)); then
     run_suite fuzz || status=1
   elif have_libfuzzer; then
-    run_suite fuzz '^fuzz: (idx|npz|png)$' fuzz_idx fuzz_npz fuzz_png || status=1
+    run_suite fuzz '^fuzz: (idx|npz|picture)$' fuzz_idx fuzz_npz fuzz_picture || status=1
   else
-    echo "check: clang++ cannot link libFuzzer; the IDX, npz and PNG fuzzers are skipped" >&2
+    echo "check: clang++ cannot link libFuzzer; the IDX, npz and picture fuzzers are skipped" >&2
     summary+=("fuzz: skipped (clang++ cannot link libFuzzer)")
   fi
   run_suite asan || status=1

@@ -9,7 +9,7 @@ packages=(
   libcli11-dev libcurl4-openssl-dev nlohmann-json3-dev libarchive-dev libzip-dev
   libboost-filesystem-dev doctest-dev libeigen3-dev libsqlite3-dev libyaml-cpp-dev
   libcpp-httplib-dev libsimdjson-dev libssl-dev libprotobuf-dev protobuf-compiler
-  libpng-dev zlib1g-dev libisal-dev jq
+  libpng-dev libjpeg62-turbo-dev zlib1g-dev libisal-dev jq
   python3 python3-numpy python3-onnx python3-torch python3-yaml dataset-fashion-mnist man-db dpkg-dev
   prometheus # promtool checks the /metrics exposition
 )

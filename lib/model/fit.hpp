@@ -4,7 +4,7 @@
 // black, its bounding box scaled (anti-aliased, aspect kept) into 20×20, placed in 28×28 so
 // that its centre of mass is the centre. For other sizes, the box is 20/28 of the shorter side.
 
-#include "model/png_input.hpp"
+#include "model/picture.hpp"
 
 #include <cstddef>
 #include <string_view>

@@ -1,11 +1,11 @@
 #pragma once
 // Offline prediction on uint8 images: a model directory (model.yaml + model.onnx) or a bare
 // .onnx exported elsewhere, its contract, a batch classifier, accuracy and confusion matrix on
-// a labelled split; pictures as input come from png_input.hpp.
+// a labelled split; pictures as input come from picture.hpp.
 
 #include "data/dataset.hpp"
 #include "model/card.hpp"
-#include "model/png_input.hpp"
+#include "model/picture.hpp"
 #include "onnx/runtime.hpp"
 #include "util/progress.hpp"
 

@@ -1,6 +1,6 @@
 """mlctl predict: offline prediction with a model directory made by `mlctl train` and with a
 bare .onnx exported by PyTorch (N×1×28×28 input), on a labelled split (accuracy, confusion
-matrix, --limit, a dataset directory) and on PNG images (gray, RGB, wrong size, not a PNG,
+matrix, --limit, a dataset directory) and on pictures (PNG gray, RGB, wrong size, not a PNG,
 a photo fitted with --fit);
 usage errors and the --help example."""
 
@@ -31,6 +31,23 @@ def write_png(path: Path, pixels: np.ndarray):
     ihdr = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) +
                      chunk(b"IEND", b""))
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def seven_photo() -> np.ndarray:
+    """A "7" 6× larger, dark ink on gray paper lit unevenly (to 70% across), with noise: 200×230."""
+    rng = np.random.default_rng(7)
+    seven = np.zeros((28, 28))
+    seven[4:7, 7:21] = 255
+    for row in range(7, 24):
+        col = 20 - (row - 7) // 2
+        seven[row, col - 2:col + 1] = 255
+    sheet = np.zeros((200, 230))
+    sheet[20:188, 40:208] = np.kron(seven, np.ones((6, 6)))
+    light = np.linspace(1.0, 0.7, 230)[None, :]
+    return np.clip((215 - 185 * sheet / 255) * light + rng.normal(0, 4, sheet.shape), 0, 255).round()
 
 
 class PredictTest(TestCase):
@@ -196,11 +213,29 @@ class PredictTest(TestCase):
         self.assertOk(b)
         self.assertEqual(a.json()["probabilities"], b.json()["probabilities"])
         self.assertEqual(a.json()["fit"]["box"], [30, 20, 25, 80])
-        # A JPEG is named as one.
+        # A phone's JPEG: data/seven-exif6.jpg is seven_photo() turned a quarter counter-clockwise
+        # and stored with EXIF orientation 6 (libjpeg-turbo, quality 90), as a camera held
+        # sideways stores it. It is read upright: the same box, and the answer of the same photo
+        # as a PNG, but for what JPEG lost.
+        upright = self.tmp / "seven-photo.png"
+        write_png(upright, seven_photo())
+        a = mlctl("predict", "--model", self.model_dir, "--image", DATA / "seven-exif6.jpg", "--fit", "-o", "json")
+        b = mlctl("predict", "--model", self.model_dir, "--image", upright, "--fit", "-o", "json")
+        self.assertOk(a)
+        self.assertOk(b)
+        a, b = a.json(), b.json()
+        self.assertEqual(a["fit"]["size"], [230, 200])
+        self.assertEqual((a["fit"]["box"], a["fit"]["scaled"]), (b["fit"]["box"], b["fit"]["scaled"]))
+        np.testing.assert_allclose(a["probabilities"], b["probabilities"], atol=0.05)
+        # A JPEG that is not one is refused with libjpeg's word; a GIF is named as one.
         jpeg = self.tmp / "photo.jpg"
         jpeg.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(100))
         self.assertFails(mlctl("predict", "--model", self.model_dir, "--image", jpeg, "--fit"), 1,
-                         f"{jpeg}: not a PNG image: a JPEG (convert it first")
+                         f"{jpeg}: not a JPEG image (")
+        gif = self.tmp / "photo.gif"
+        gif.write_bytes(b"GIF89a" + bytes(100))
+        self.assertFails(mlctl("predict", "--model", self.model_dir, "--image", gif, "--fit"), 1,
+                         f"{gif}: not a PNG or JPEG image: a GIF (convert it first")
         # A blank sheet has no digit; --fit needs --image.
         blank = self.tmp / "blank.png"
         write_png(blank, np.full((50, 40), 230, dtype=np.uint8))
@@ -217,7 +252,7 @@ class PredictTest(TestCase):
         fake = self.tmp / "fake.png"
         fake.write_bytes(b"GIF89a" + bytes(100))
         self.assertFails(mlctl("predict", "--model", self.model_dir, "--image", fake), 1,
-                         f"{fake}: not a PNG image")  # the path as given, not just its name
+                         f"{fake}: not a PNG or JPEG image")  # the path as given, not just its name
         self.assertFails(mlctl("predict", "--model", self.model_dir, "--image", self.tmp / "none.png"), 1,
                          "none.png")
 

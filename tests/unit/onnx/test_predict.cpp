@@ -183,18 +183,18 @@ TEST_CASE("PNG input: transparent pixels show black, or the contrast of what is 
   // Black ink (opaque) on a transparent sheet, a half-transparent gray pixel, gray+alpha.
   const std::vector<std::uint8_t> ga = {0, 255, 0, 255, 77, 0, 200, 128};
   const auto png = make_png(2, 2, 4, ga);
-  const auto on_black = mlctl::model::decode_png_gray(png, "ink.png").pixels;
+  const auto on_black = mlctl::model::decode_picture(png, "ink.png").pixels;
   CHECK(std::vector<std::uint8_t>(on_black.begin(), on_black.begin() + 3) ==
         std::vector<std::uint8_t>{0, 0, 0});
   // The opaque pixels are dark: the sheet shows white.
-  CHECK(mlctl::model::decode_png_gray(png, "ink.png", Backdrop::contrast).pixels ==
+  CHECK(mlctl::model::decode_picture(png, "ink.png", Backdrop::contrast).pixels ==
         std::vector<std::uint8_t>{0, 0, 255, 227});
   // Light strokes keep the black backdrop; a PNG without alpha is as it is (RGBA too).
   const std::vector<std::uint8_t> light = {255, 255, 0, 0};
-  CHECK(mlctl::model::decode_png_gray(make_png(2, 1, 4, light), "chalk.png", Backdrop::contrast)
+  CHECK(mlctl::model::decode_picture(make_png(2, 1, 4, light), "chalk.png", Backdrop::contrast)
             .pixels == std::vector<std::uint8_t>{255, 0});
   const std::vector<std::uint8_t> rgba = {0, 0, 0, 255, 9, 9, 9, 0};
-  CHECK(mlctl::model::decode_png_gray(make_png(2, 1, 6, rgba), "rgba.png", Backdrop::contrast)
+  CHECK(mlctl::model::decode_picture(make_png(2, 1, 6, rgba), "rgba.png", Backdrop::contrast)
             .pixels == std::vector<std::uint8_t>{0, 255});
 }
 
@@ -212,7 +212,7 @@ TEST_CASE("PNG input: gray and RGB decode to 8-bit gray, other bytes are refused
   std::vector<std::uint8_t> gray(28 * 28);
   for (std::size_t i = 0; i < gray.size(); ++i)
     gray[i] = static_cast<std::uint8_t>(i % 251);
-  const auto g = mlctl::model::decode_png_gray(make_png(28, 28, 0, gray), "digit.png");
+  const auto g = mlctl::model::decode_picture(make_png(28, 28, 0, gray), "digit.png");
   CHECK(g.rows == 28);
   CHECK(g.cols == 28);
   CHECK(g.pixels == gray);
@@ -221,26 +221,25 @@ TEST_CASE("PNG input: gray and RGB decode to 8-bit gray, other bytes are refused
   for (std::size_t i = 0; i < 15; ++i) {
     rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = static_cast<std::uint8_t>(i * 17); // gray in RGB
   }
-  const auto c = mlctl::model::decode_png_gray(make_png(5, 3, 2, rgb), "colour.png");
+  const auto c = mlctl::model::decode_picture(make_png(5, 3, 2, rgb), "colour.png");
   CHECK(c.rows == 3);
   CHECK(c.cols == 5);
   for (std::size_t i = 0; i < 15; ++i) {
     CHECK(std::abs(static_cast<int>(c.pixels[i]) - static_cast<int>(i * 17)) <= 1);
   }
 
-  CHECK_THROWS_WITH_AS(mlctl::model::decode_png_gray("....", "x.png"),
-                       "x.png: not a PNG image (no PNG signature)", Error);
-  CHECK_THROWS_WITH_AS(mlctl::model::decode_png_gray("GIF89a....", "x.png"),
-                       "x.png: not a PNG image: a GIF (convert it first, e.g. convert photo.jpg "
-                       "photo.png)",
+  CHECK_THROWS_WITH_AS(mlctl::model::decode_picture("....", "x.png"),
+                       "x.png: not a PNG or JPEG image (neither signature)", Error);
+  CHECK_THROWS_WITH_AS(mlctl::model::decode_picture("GIF89a....", "x.png"),
+                       "x.png: not a PNG or JPEG image: a GIF (convert it first, e.g. convert "
+                       "picture.gif picture.png)",
                        Error);
-  CHECK_THROWS_WITH_AS(mlctl::model::decode_png_gray("\xff\xd8\xff\xe0..JFIF", "photo.png"),
-                       "photo.png: not a PNG image: a JPEG (convert it first, e.g. convert "
-                       "photo.jpg photo.png)",
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      mlctl::model::decode_picture(std::string_view("RIFF\x10\0\0\0WEBPVP8 ", 16), "x.webp"),
+      doctest::Contains("x.webp: not a PNG or JPEG image: a WebP"), Error);
   auto truncated = make_png(28, 28, 0, gray);
   truncated.resize(truncated.size() - 30);
-  CHECK_THROWS_AS(mlctl::model::decode_png_gray(truncated, "cut.png"), Error);
+  CHECK_THROWS_AS(mlctl::model::decode_picture(truncated, "cut.png"), Error);
 
   mlctl::util::TempDir dir;
   write_model_dir(dir.path(), make_mlp({784, 8, 10}, Activation::relu, Activation::softmax), {});

@@ -1,10 +1,11 @@
-// libFuzzer target: `model::decode_png_gray` (libpng's simplified API, both backdrops) on
-// arbitrary bytes, then `model::fit_digit` (predict --fit) on every picture that decodes, into
-// 28×28 and into a size taken from the input. Only `mlctl::Error` may escape; a decoded picture
-// must have rows × cols pixels and a fitted one the size asked for. Seeds: corpus/png/.
+// libFuzzer target: `model::decode_picture` (PNG with libpng, both backdrops; JPEG with
+// libjpeg) on arbitrary bytes, then `model::fit_digit` (predict --fit) on every picture that
+// decodes, into 28×28 and into a size taken from the input. Only `mlctl::Error` may escape; a
+// decoded picture must have rows × cols pixels and a fitted one the size asked for. Seeds:
+// corpus/picture/.
 
 #include "model/fit.hpp"
-#include "model/png_input.hpp"
+#include "model/picture.hpp"
 #include "util/error.hpp"
 
 #include <cstddef>
@@ -13,8 +14,10 @@
 
 namespace {
 
-// Pictures larger than this (pixels) are decoded but not fitted, to keep iterations fast.
-constexpr std::size_t k_max_fit_pixels = 1 << 16;
+// Larger pictures (pixels) are refused, and larger than the second limit not fitted, to keep
+// iterations fast (a header may claim 2^26 pixels; fitting reads each pixel a few times).
+constexpr std::size_t k_max_pixels = 1 << 16;
+constexpr std::size_t k_max_fit_pixels = 1 << 12;
 
 void fit(const mlctl::model::GrayImage& image, std::size_t rows, std::size_t cols) {
   try {
@@ -33,7 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view bytes(reinterpret_cast<const char*>(data), size);
   for (const auto backdrop : {m::Backdrop::black, m::Backdrop::contrast}) {
     try {
-      const auto image = m::decode_png_gray(bytes, "fuzz.png", backdrop);
+      const auto image = m::decode_picture(bytes, "fuzz.png", backdrop, k_max_pixels);
       if (image.pixels.size() != image.rows * image.cols) {
         __builtin_trap();
       }
