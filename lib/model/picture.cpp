@@ -108,6 +108,9 @@ GrayImage decode_png(std::string_view bytes, const std::string& file, Backdrop b
 // libjpeg reports errors through a callback that must not return: it longjmps back to
 // `decode_jpeg_into`, which frees the decompressor. Nothing with a destructor lives in the
 // frames it jumps over (libjpeg's own).
+// The start of the APP1 marker that holds EXIF data.
+constexpr std::string_view k_exif("Exif\0\0", 6);
+
 struct JpegError {
   jpeg_error_mgr manager{};
   std::jmp_buf jump{};
@@ -122,9 +125,9 @@ void jpeg_fail(j_common_ptr info) {
 
 void jpeg_warn(j_common_ptr, int) {} // corrupt data libjpeg can read past: what it reads counts
 
-// Decodes into `out` (rows, cols, pixels) as 8-bit gray and `exif` (the APP1 marker, if any);
-// returns false with `error.message` set when libjpeg refuses. `out` is sized before it is
-// written, so a jump leaves it in a valid state.
+// Decodes into `out` (rows, cols, pixels) as 8-bit gray and `exif` (the EXIF APP1 marker, if
+// any); returns false with `error.message` set when libjpeg refuses. `out` is sized before it
+// is written, so a jump leaves it in a valid state.
 bool decode_jpeg_into(std::string_view bytes, const std::string& file, std::uint64_t max_pixels,
                       GrayImage& out, std::string& exif, JpegError& error) {
   jpeg_decompress_struct info{};
@@ -141,8 +144,9 @@ bool decode_jpeg_into(std::string_view bytes, const std::string& file, std::uint
   jpeg_save_markers(&info, JPEG_APP0 + 1, 0xffff);
   jpeg_read_header(&info, TRUE);
   for (auto* marker = info.marker_list; marker != nullptr; marker = marker->next) {
-    if (marker->marker == JPEG_APP0 + 1 && exif.empty()) {
-      exif.assign(reinterpret_cast<const char*>(marker->data), marker->data_length);
+    const std::string_view data(reinterpret_cast<const char*>(marker->data), marker->data_length);
+    if (marker->marker == JPEG_APP0 + 1 && exif.empty() && data.starts_with(k_exif)) {
+      exif = data; // not XMP, which is APP1 too
     }
   }
   if (static_cast<std::uint64_t>(info.image_width) * info.image_height > max_pixels) {
@@ -166,7 +170,7 @@ bool decode_jpeg_into(std::string_view bytes, const std::string& file, std::uint
 // The EXIF orientation (1-8) of an APP1 marker's content, 1 when there is none: TIFF header
 // "II" or "MM", IFD0's entry 0x0112.
 int exif_orientation(std::string_view app1) {
-  if (!app1.starts_with(std::string_view("Exif\0\0", 6))) {
+  if (!app1.starts_with(k_exif)) {
     return 1;
   }
   const std::string_view tiff = app1.substr(6);

@@ -15,9 +15,10 @@ using namespace mlctl::model;
 namespace {
 
 // A JPEG (quality 100) of `pixels`, gray (components 1) or RGB (3), with an EXIF APP1 marker
-// giving `orientation` when it is not 0.
+// giving `orientation` when it is not 0 (after an XMP APP1 marker when `xmp_first`).
 std::string make_jpeg(int width, int height, int components,
-                      const std::vector<unsigned char>& pixels, int orientation = 0) {
+                      const std::vector<unsigned char>& pixels, int orientation = 0,
+                      bool xmp_first = false) {
   jpeg_compress_struct info{};
   jpeg_error_mgr error{};
   info.err = jpeg_std_error(&error);
@@ -32,6 +33,11 @@ std::string make_jpeg(int width, int height, int components,
   jpeg_set_defaults(&info);
   jpeg_set_quality(&info, 100, TRUE);
   jpeg_start_compress(&info, TRUE);
+  if (xmp_first) {
+    const std::string xmp = std::string("http://ns.adobe.com/xap/1.0/") + '\0' + "<x:xmpmeta/>";
+    jpeg_write_marker(&info, JPEG_APP0 + 1, reinterpret_cast<const JOCTET*>(xmp.data()),
+                      static_cast<unsigned>(xmp.size()));
+  }
   if (orientation != 0) {
     // "Exif\0\0", a big-endian TIFF header, IFD0 at 8 with one entry: 0x0112 SHORT 1 <value>.
     const unsigned char app1[] = {'E',  'x',
@@ -122,6 +128,9 @@ TEST_CASE("JPEG input: turned upright as the EXIF orientation says") {
   CHECK((eight.rows == 16 && eight.cols == 8));
   CHECK(at(eight, 2, 4) < 50);
   CHECK(at(eight, 13, 4) > 200);
+  const auto after_xmp = decode_picture(make_jpeg(16, 8, 1, pixels, 6, true), "xmp.jpg");
+  CHECK((after_xmp.rows == 16 && after_xmp.cols == 8));
+  CHECK(at(after_xmp, 2, 4) > 200);
   const auto three = decode_picture(make_jpeg(16, 8, 1, pixels, 3), "3.jpg");
   CHECK((three.rows == 8 && three.cols == 16));
   CHECK(at(three, 4, 2) < 50);
