@@ -8,6 +8,7 @@
 #include "commands/commands.hpp"
 #include "commands/output.hpp"
 #include "commands/remote.hpp"
+#include "manifest/application.hpp"
 
 #include <CLI/CLI.hpp>
 #include <iostream>
@@ -26,17 +27,59 @@ struct RolloutUndoOptions {
   std::int64_t to_revision = 0; // 0: the revision before the current one
 };
 
+// The CHANGE column: "created" for revision 1, "-" without a revision before it in the list,
+// "none" for an equal spec, else the changes, each in short: "capture.sample: 1 -> 0.1",
+// "+monitoring" (added), "-singular" (removed), or only the field when its values are long.
+std::string changes_text(const nlohmann::json& revision_json, std::int64_t revision) {
+  if (!revision_json.contains("changes")) {
+    return revision == 1 ? "created" : "-";
+  }
+  constexpr std::size_t k_max_entry = 50;
+  constexpr std::string_view k_arrow = " -> ";
+  std::string out;
+  for (const auto& c : revision_json["changes"]) {
+    const auto text = c.get<std::string>();
+    const auto colon = text.find(": ");
+    const auto field = text.substr(0, colon);
+    std::string entry = text;
+    if (text.ends_with(std::string(k_arrow) + "(none)")) {
+      entry = "-" + field;
+    } else if (text.compare(colon + 2, 6 + k_arrow.size(), "(none) -> ") == 0) {
+      entry = "+" + field;
+    } else if (text.size() > k_max_entry) {
+      entry = field;
+    }
+    out += (out.empty() ? "" : "; ") + entry;
+  }
+  return out.empty() ? "none" : out;
+}
+
 int run_rollout_history(const RolloutHistoryOptions& opts, Context& ctx) {
   api::validate_name(opts.name, "application name");
   auto client = api_client(ctx);
   const auto route = api::routes::application_revisions(opts.name);
   const auto h = require_list(client.call("GET", route), "revisions", client.server() + route);
-  print_result(ctx, h, [&] {
-    Table table({"REVISION", "TIME", "ACTOR", "CAUSE", "MODELS", "CURRENT"});
-    for (const auto& r : h.value("revisions", nlohmann::json::array())) {
-      table.add({std::to_string(r.value("revision", 0)), r.value("time", std::string("-")),
+  // Each revision gets the changes of its spec from the one before it, which the models alone
+  // do not show (an alias for the same version, capture or monitoring settings).
+  auto revisions = h.value("revisions", nlohmann::json::array());
+  const nlohmann::json* before = nullptr;
+  for (auto& r : revisions) {
+    const auto manifest = r.value("manifest", nlohmann::json::object());
+    if (before != nullptr) {
+      r["changes"] = manifest::spec_changes(*before, manifest);
+    }
+    before = &r["manifest"];
+  }
+  auto answer = h;
+  answer["revisions"] = revisions;
+  print_result(ctx, answer, [&] {
+    Table table({"REVISION", "TIME", "ACTOR", "CAUSE", "MODELS", "CHANGE", "CURRENT"});
+    for (const auto& r : revisions) {
+      const auto revision = r.value("revision", std::int64_t{0});
+      table.add({std::to_string(revision), r.value("time", std::string("-")),
                  r.value("actor", std::string("-")), r.value("cause", std::string("-")),
-                 models_summary(r), r.value("current", false) ? "*" : ""});
+                 models_summary(r), changes_text(r, revision),
+                 r.value("current", false) ? "*" : ""});
     }
     table.print();
   });
@@ -68,7 +111,7 @@ int run_rollout_undo(const RolloutUndoOptions& opts, Context& ctx) {
 void register_rollout_history(CLI::App& rollout, Dispatch& dispatch) {
   auto opts = std::make_shared<RolloutHistoryOptions>();
   auto* cmd = rollout.add_subcommand(
-      "history", "List an application's revisions: time, actor, versions, weights");
+      "history", "List an application's revisions: time, actor, versions, weights, what changed");
   cmd->add_option("app", opts->name, "Application name")->required()->type_name("APP");
   cmd->footer("Example:\n  mlctl rollout history mnist-app");
   cmd->callback([opts, &dispatch] {

@@ -126,7 +126,7 @@ complete -c mlctl -n '__fish_seen_subcommand_from delete; and __fish_seen_subcom
 complete -c mlctl -n '__fish_seen_subcommand_from rollout; and not __fish_seen_subcommand_from canary status abort history undo' -a canary -d 'Move a share of the traffic to a new version, judge it, promote or roll back'
 complete -c mlctl -n '__fish_seen_subcommand_from rollout; and not __fish_seen_subcommand_from canary status abort history undo' -a status -d 'Show the latest canary analysis of an application: gates, evidence, decision'
 complete -c mlctl -n '__fish_seen_subcommand_from rollout; and not __fish_seen_subcommand_from canary status abort history undo' -a abort -d 'Stop a running canary analysis and go back to the revision before it'
-complete -c mlctl -n '__fish_seen_subcommand_from rollout; and not __fish_seen_subcommand_from canary status abort history undo' -a history -d 'List an application'\''s revisions: time, actor, versions, weights'
+complete -c mlctl -n '__fish_seen_subcommand_from rollout; and not __fish_seen_subcommand_from canary status abort history undo' -a history -d 'List an application'\''s revisions: time, actor, versions, weights, what changed'
 complete -c mlctl -n '__fish_seen_subcommand_from rollout; and not __fish_seen_subcommand_from canary status abort history undo' -a undo -d 'Go back to an earlier revision (as a new revision)'
 complete -c mlctl -n '__fish_seen_subcommand_from rollout; and __fish_seen_subcommand_from canary' -a '(mlctl __complete applications 2>/dev/null)'
 complete -c mlctl -n '__fish_seen_subcommand_from rollout; and __fish_seen_subcommand_from canary' -l model -r -a '(mlctl __complete models 2>/dev/null)' -d 'The candidate: NAME:VERSION or NAME@ALIAS'

@@ -246,9 +246,13 @@ class ApplyTest(TestCase):
         self.assertEqual(h["current"], 3)
         self.assertEqual([(r["revision"], r["variants"][0]["model"], r["current"]) for r in h["revisions"]],
                          [(1, "mnist:1", False), (2, "mnist:2", False), (3, "mnist:3", True)])
+        self.assertEqual([r.get("changes") for r in h["revisions"]],
+                         [None, ["singular.model: mnist:1 -> mnist:2"], ["singular.model: mnist:2 -> mnist:3"]])
         table = self.ok("rollout", "history", "demo").stdout.splitlines()
-        self.assertEqual(table[0].split(), ["REVISION", "TIME", "ACTOR", "CAUSE", "MODELS", "CURRENT"])
+        self.assertEqual(table[0].split(), ["REVISION", "TIME", "ACTOR", "CAUSE", "MODELS", "CHANGE", "CURRENT"])
         self.assertIn("mnist:3 100%", table[3])
+        self.assertIn("created", table[1])
+        self.assertIn("singular.model: mnist:2 -> mnist:3", table[3])
 
         self.assertEqual(self.ok("rollout", "undo", "demo").stdout,
                          "application/demo rolled back to revision 2 (now revision 4)\n")

@@ -249,3 +249,34 @@ TEST_CASE("yaml_to_json: the YAML 1.2 core schema for plain scalars; quoted scal
   CHECK(j["f"] == "mnist:3");
   CHECK(j["g"][1] == "x");
 }
+
+TEST_CASE("spec_changes lists each changed field of the spec, with its values") {
+  const auto doc = [](std::string_view spec) {
+    return manifest::to_json(manifest::parse_manifests(with_spec(spec), "a.yaml")[0].application);
+  };
+  const auto one = doc("  singular: {model: mnist:3}\n");
+  CHECK(manifest::spec_changes(one, one).empty());
+  CHECK(manifest::spec_changes(one, doc("  singular: {model: mnist@production}\n")) ==
+        std::vector<std::string>{"singular.model: mnist:3 -> mnist@production"});
+  CHECK(manifest::spec_changes(one, doc("  singular: {model: mnist:3}\n  capture: {sample: 0.1}\n"
+                                        "  monitoring: {window: 50}\n")) ==
+        std::vector<std::string>{"capture.sample: 1.0 -> 0.1",
+                                 "monitoring: (none) -> {\"window\":50}"});
+
+  const auto split = doc("  stages:\n    - variants:\n        - {model: mnist:3, weight: 80}\n"
+                         "        - {model: mnist:4, weight: 20}\n");
+  CHECK(manifest::spec_changes(one, split) ==
+        std::vector<std::string>{
+            "singular: {\"model\":\"mnist:3\"} -> (none)",
+            "stages: (none) -> [{\"variants\":[{\"model\":\"mnist:3\",\"weight\":80},"
+            "{\"model\":\"mnist:4\",\"weight\":20}]}]"});
+  const auto three =
+      doc("  stages:\n    - variants:\n        - {model: mnist:3, weight: 70}\n"
+          "        - {model: mnist:4, weight: 30}\n        - {model: mnist:5, shadow: 10}\n");
+  CHECK(manifest::spec_changes(split, three) ==
+        std::vector<std::string>{
+            "stages[0].variants[0].weight: 80 -> 70", "stages[0].variants[1].weight: 20 -> 30",
+            "stages[0].variants[2]: (none) -> {\"model\":\"mnist:5\",\"shadow\":10.0}"});
+  // A document without a spec compares as an empty one.
+  CHECK(manifest::spec_changes(nlohmann::json(), nlohmann::json()).empty());
+}
