@@ -116,7 +116,12 @@ std::string usage_error_message(const CLI::App& root, const CLI::ParseError& err
     }
     return "'" + path + "' needs a command: " + list + help;
   }
-  return error.what() + help;
+  std::string message = error.what();
+  // `-o DIR` typed for a command's --out: -o is everyone's output format.
+  if (message.starts_with("--output: ") && command.get_option_no_throw("--out") != nullptr) {
+    message += " (-o is the output format; the path goes to '--out')";
+  }
+  return message + help;
 }
 
 } // namespace mlctl::cli

@@ -46,6 +46,9 @@ class CliTest(TestCase):
             (["version", "extra"], "unexpected argument 'extra' for 'mlctl version'; see 'mlctl version --help'"),
             (["rollout"], "'mlctl rollout' needs a command: canary, status, abort, history, undo; see"),
             (["predict", "--app"], "--app: 1 required APP missing; see 'mlctl predict --help'"),
+            (["catalog", "download", "mnist:3", "-o", "models/m3"],
+             "--output: models/m3 not in {table,json,yaml} (-o is the output format; the path goes to '--out');"
+             " see 'mlctl catalog download --help'"),
         ]
         for args, message in cases:
             with self.subTest(args=args):
