@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 namespace mlctl::cli {
 
@@ -27,27 +28,32 @@ struct RolloutUndoOptions {
   std::int64_t to_revision = 0; // 0: the revision before the current one
 };
 
+// A value of a change as the table shows it: strings bare, the rest as compact JSON.
+std::string change_value(const nlohmann::json& v) {
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
 // The CHANGE column: "created" for revision 1, "-" without a revision before it in the list,
-// "none" for an equal spec, else the changes, each in short: "capture.sample: 1 -> 0.1",
+// "none" for an equal spec, else the changes: "singular.model: mnist:2 -> mnist:3",
 // "+monitoring" (added), "-singular" (removed), or only the field when its values are long.
 std::string changes_text(const nlohmann::json& revision_json, std::int64_t revision) {
   if (!revision_json.contains("changes")) {
     return revision == 1 ? "created" : "-";
   }
   constexpr std::size_t k_max_entry = 50;
-  constexpr std::string_view k_arrow = " -> ";
   std::string out;
   for (const auto& c : revision_json["changes"]) {
-    const auto text = c.get<std::string>();
-    const auto colon = text.find(": ");
-    const auto field = text.substr(0, colon);
-    std::string entry = text;
-    if (text.ends_with(std::string(k_arrow) + "(none)")) {
+    const auto field = c.value("field", std::string("?"));
+    std::string entry;
+    if (!c.contains("to")) {
       entry = "-" + field;
-    } else if (text.compare(colon + 2, 6 + k_arrow.size(), "(none) -> ") == 0) {
+    } else if (!c.contains("from")) {
       entry = "+" + field;
-    } else if (text.size() > k_max_entry) {
-      entry = field;
+    } else {
+      entry = field + ": " + change_value(c["from"]) + " -> " + change_value(c["to"]);
+      if (entry.size() > k_max_entry) {
+        entry = field;
+      }
     }
     out += (out.empty() ? "" : "; ") + entry;
   }
@@ -61,14 +67,24 @@ int run_rollout_history(const RolloutHistoryOptions& opts, Context& ctx) {
   const auto h = require_list(client.call("GET", route), "revisions", client.server() + route);
   // Each revision gets the changes of its spec from the one before it, which the models alone
   // do not show (an alias for the same version, capture or monitoring settings).
+  // In JSON: "changes": [{"field", "from"?, "to"?}].
   auto revisions = h.value("revisions", nlohmann::json::array());
-  const nlohmann::json* before = nullptr;
+  std::optional<nlohmann::json> before;
   for (auto& r : revisions) {
-    const auto manifest = r.value("manifest", nlohmann::json::object());
-    if (before != nullptr) {
-      r["changes"] = manifest::spec_changes(*before, manifest);
+    auto manifest = r.value("manifest", nlohmann::json::object());
+    if (before) {
+      auto& changes = r["changes"] = nlohmann::json::array();
+      for (const auto& c : manifest::spec_changes(*before, manifest)) {
+        auto& change = changes.emplace_back(nlohmann::json{{"field", c.field}});
+        if (c.before) {
+          change["from"] = *c.before;
+        }
+        if (c.after) {
+          change["to"] = *c.after;
+        }
+      }
     }
-    before = &r["manifest"];
+    before = std::move(manifest);
   }
   auto answer = h;
   answer["revisions"] = revisions;

@@ -458,54 +458,50 @@ std::vector<Document> load_manifests(const fs::path& path) {
 
 namespace {
 
-std::string change_value(const nlohmann::json* v) {
-  if (v == nullptr) {
-    return "(none)";
-  }
-  return v->is_string() ? v->get<std::string>() : v->dump();
-}
-
-void collect_changes(const std::string& path, const nlohmann::json* before,
-                     const nlohmann::json* after, std::vector<std::string>& out) {
-  if (before != nullptr && after != nullptr && *before == *after) {
-    return;
-  }
-  const auto child = [&](const std::string& key) { return path.empty() ? key : path + "." + key; };
-  if (before != nullptr && after != nullptr && before->is_object() && after->is_object()) {
-    std::set<std::string> keys;
-    for (const auto& [k, _] : before->items()) {
-      keys.insert(k);
+void collect_changes(const std::string& field, const nlohmann::json* before,
+                     const nlohmann::json* after, std::vector<SpecChange>& out) {
+  if (before != nullptr && after != nullptr) {
+    if (*before == *after) {
+      return;
     }
-    for (const auto& [k, _] : after->items()) {
-      keys.insert(k);
+    if (before->is_object() && after->is_object()) {
+      std::set<std::string> keys;
+      for (const auto* side : {before, after}) {
+        for (const auto& [k, _] : side->items()) {
+          keys.insert(k);
+        }
+      }
+      for (const auto& k : keys) {
+        const auto b = before->find(k);
+        const auto a = after->find(k);
+        collect_changes(field.empty() ? k : field + "." + k, b == before->end() ? nullptr : &*b,
+                        a == after->end() ? nullptr : &*a, out);
+      }
+      return;
     }
-    for (const auto& k : keys) {
-      const auto b = before->find(k);
-      const auto a = after->find(k);
-      collect_changes(child(k), b == before->end() ? nullptr : &*b,
-                      a == after->end() ? nullptr : &*a, out);
+    if (before->is_array() && after->is_array()) {
+      for (std::size_t i = 0; i < std::max(before->size(), after->size()); ++i) {
+        collect_changes(field + "[" + std::to_string(i) + "]",
+                        i < before->size() ? &(*before)[i] : nullptr,
+                        i < after->size() ? &(*after)[i] : nullptr, out);
+      }
+      return;
     }
-    return;
   }
-  if (before != nullptr && after != nullptr && before->is_array() && after->is_array()) {
-    for (std::size_t i = 0; i < std::max(before->size(), after->size()); ++i) {
-      collect_changes(path + "[" + std::to_string(i) + "]",
-                      i < before->size() ? &(*before)[i] : nullptr,
-                      i < after->size() ? &(*after)[i] : nullptr, out);
-    }
-    return;
-  }
-  out.push_back(path + ": " + change_value(before) + " -> " + change_value(after));
+  const auto value = [](const nlohmann::json* v) {
+    return v == nullptr ? std::nullopt : std::optional<nlohmann::json>(*v);
+  };
+  out.push_back({field, value(before), value(after)});
 }
 
 } // namespace
 
-std::vector<std::string> spec_changes(const nlohmann::json& before, const nlohmann::json& after) {
+std::vector<SpecChange> spec_changes(const nlohmann::json& before, const nlohmann::json& after) {
   static const nlohmann::json empty = nlohmann::json::object();
   const auto spec = [](const nlohmann::json& doc) -> const nlohmann::json& {
     return doc.is_object() && doc.contains("spec") ? doc["spec"] : empty;
   };
-  std::vector<std::string> out;
+  std::vector<SpecChange> out;
   collect_changes("", &spec(before), &spec(after), out);
   return out;
 }

@@ -70,13 +70,18 @@ std::size_t primary_variant(const Stage& stage);
 // Returns the role of variant `index` in `stage`: "primary", "canary" or "shadow".
 std::string_view variant_role(const Stage& stage, std::size_t index);
 
-// Returns what changed from the canonical document `before` to `after` (both as `to_json`
-// gives them), one entry per changed field below `spec`, in document order:
-// "singular.model: mnist:3 -> mnist@production", "capture.sample: 1 -> 0.1",
-// "monitoring.window: (none) -> 200" (added), "singular.model: mnist:3 -> (none)" (removed).
-// A field whose value is an object or array on one side only is one entry, its value written
-// as compact JSON. Empty when the specs are equal.
-std::vector<std::string> spec_changes(const nlohmann::json& before, const nlohmann::json& after);
+// One field that differs between two specs: "singular.model", "stages[0].variants[1].weight".
+// `before` or `after` is absent when the field was added or removed; a field that is an object
+// or array on one side only is one change, not one per member.
+struct SpecChange {
+  std::string field;
+  std::optional<nlohmann::json> before;
+  std::optional<nlohmann::json> after;
+};
+
+// Returns what changed below `spec` from the document `before` to `after` (canonical, as
+// `to_json` gives them), field by field in key order. Empty when the specs are equal.
+std::vector<SpecChange> spec_changes(const nlohmann::json& before, const nlohmann::json& after);
 
 // Converts one YAML document to JSON: mappings to objects, sequences to arrays, plain scalars
 // to null/bool/integer/number when they read as one (YAML 1.2 core schema), quoted scalars

@@ -247,7 +247,8 @@ class ApplyTest(TestCase):
         self.assertEqual([(r["revision"], r["variants"][0]["model"], r["current"]) for r in h["revisions"]],
                          [(1, "mnist:1", False), (2, "mnist:2", False), (3, "mnist:3", True)])
         self.assertEqual([r.get("changes") for r in h["revisions"]],
-                         [None, ["singular.model: mnist:1 -> mnist:2"], ["singular.model: mnist:2 -> mnist:3"]])
+                         [None, [{"field": "singular.model", "from": "mnist:1", "to": "mnist:2"}],
+                          [{"field": "singular.model", "from": "mnist:2", "to": "mnist:3"}]])
         table = self.ok("rollout", "history", "demo").stdout.splitlines()
         self.assertEqual(table[0].split(), ["REVISION", "TIME", "ACTOR", "CAUSE", "MODELS", "CHANGE", "CURRENT"])
         self.assertIn("mnist:3 100%", table[3])

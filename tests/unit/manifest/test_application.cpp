@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 using mlctl::Error;
 using mlctl::ErrorKind;
@@ -254,29 +255,38 @@ TEST_CASE("spec_changes lists each changed field of the spec, with its values") 
   const auto doc = [](std::string_view spec) {
     return manifest::to_json(manifest::parse_manifests(with_spec(spec), "a.yaml")[0].application);
   };
+  // Each change as "field: before -> after", "(none)" for an absent side.
+  const auto changes = [](const nlohmann::json& before, const nlohmann::json& after) {
+    std::vector<std::string> out;
+    for (const auto& c : manifest::spec_changes(before, after)) {
+      out.push_back(c.field + ": " + (c.before ? c.before->dump() : "(none)") + " -> " +
+                    (c.after ? c.after->dump() : "(none)"));
+    }
+    return out;
+  };
+  using Lines = std::vector<std::string>;
   const auto one = doc("  singular: {model: mnist:3}\n");
-  CHECK(manifest::spec_changes(one, one).empty());
-  CHECK(manifest::spec_changes(one, doc("  singular: {model: mnist@production}\n")) ==
-        std::vector<std::string>{"singular.model: mnist:3 -> mnist@production"});
-  CHECK(manifest::spec_changes(one, doc("  singular: {model: mnist:3}\n  capture: {sample: 0.1}\n"
-                                        "  monitoring: {window: 50}\n")) ==
-        std::vector<std::string>{"capture.sample: 1.0 -> 0.1",
-                                 "monitoring: (none) -> {\"window\":50}"});
+  CHECK(changes(one, one).empty());
+  CHECK(changes(one, doc("  singular: {model: mnist@production}\n")) ==
+        Lines{R"(singular.model: "mnist:3" -> "mnist@production")"});
+  CHECK(changes(one, doc("  singular: {model: mnist:3}\n  capture: {sample: 0.1}\n"
+                         "  monitoring: {window: 50}\n")) ==
+        Lines{"capture.sample: 1.0 -> 0.1", R"(monitoring: (none) -> {"window":50})"});
 
   const auto split = doc("  stages:\n    - variants:\n        - {model: mnist:3, weight: 80}\n"
                          "        - {model: mnist:4, weight: 20}\n");
-  CHECK(manifest::spec_changes(one, split) ==
-        std::vector<std::string>{
-            "singular: {\"model\":\"mnist:3\"} -> (none)",
-            "stages: (none) -> [{\"variants\":[{\"model\":\"mnist:3\",\"weight\":80},"
-            "{\"model\":\"mnist:4\",\"weight\":20}]}]"});
+  CHECK(changes(one, split) ==
+        Lines{R"(singular: {"model":"mnist:3"} -> (none))",
+              R"(stages: (none) -> [{"variants":[{"model":"mnist:3","weight":80},)"
+              R"({"model":"mnist:4","weight":20}]}])"});
   const auto three =
       doc("  stages:\n    - variants:\n        - {model: mnist:3, weight: 70}\n"
           "        - {model: mnist:4, weight: 30}\n        - {model: mnist:5, shadow: 10}\n");
-  CHECK(manifest::spec_changes(split, three) ==
-        std::vector<std::string>{
-            "stages[0].variants[0].weight: 80 -> 70", "stages[0].variants[1].weight: 20 -> 30",
-            "stages[0].variants[2]: (none) -> {\"model\":\"mnist:5\",\"shadow\":10.0}"});
+  CHECK(changes(split, three) ==
+        Lines{"stages[0].variants[0].weight: 80 -> 70", "stages[0].variants[1].weight: 20 -> 30",
+              R"(stages[0].variants[2]: (none) -> {"model":"mnist:5","shadow":10.0})"});
+  CHECK(changes(three, split).back() ==
+        R"(stages[0].variants[2]: {"model":"mnist:5","shadow":10.0} -> (none))");
   // A document without a spec compares as an empty one.
-  CHECK(manifest::spec_changes(nlohmann::json(), nlohmann::json()).empty());
+  CHECK(changes(nlohmann::json(), nlohmann::json()).empty());
 }
