@@ -257,9 +257,14 @@ Application application_from_json(const json& doc) {
     throw Error(ErrorKind::invalid_input,
                 "expected an Application document (a mapping), got " + type_name(doc));
   }
-  // Independent parts are checked one by one: the message names every problem.
+  // Independent parts are checked one by one: the message names every problem. A document of
+  // another kind (a ConfigMap in a directory given to `apply -f`) is named as such, without the
+  // fields it lacks for being an Application.
   Problems problems;
-  problems.check([&] { check_fields(doc, "", {"apiVersion", "kind", "metadata", "spec"}); });
+  const bool other_kind = doc.contains("kind") && doc["kind"] != k_kind_application;
+  if (!other_kind) {
+    problems.check([&] { check_fields(doc, "", {"apiVersion", "kind", "metadata", "spec"}); });
+  }
   problems.check([&] {
     if (!doc.contains("apiVersion")) {
       fail("apiVersion", "is required (" + std::string(k_api_version) + ")");
@@ -274,9 +279,13 @@ Application application_from_json(const json& doc) {
       fail("kind", "is required (" + std::string(k_kind_application) + ")");
     }
     if (doc["kind"] != k_kind_application) {
-      fail("kind", "expected " + std::string(k_kind_application) + ", got " + shown(doc["kind"]));
+      fail("kind", "expected " + std::string(k_kind_application) + ", got " + shown(doc["kind"]) +
+                       " (not an mlctl manifest)");
     }
   });
+  if (other_kind) {
+    problems.raise();
+  }
   Application app;
   problems.check([&] {
     if (!doc.contains("metadata")) {

@@ -147,7 +147,8 @@ TEST_CASE("validation names the field path and the problem") {
   CHECK(error_of("apiVersion: v2\nkind: Application\nmetadata: {name: a}\nspec: {singular: {model: "
                  "a:1}}\n") == "app.yaml: apiVersion: expected mlctl/v1, got 'v2'");
   CHECK(error_of("apiVersion: mlctl/v1\nkind: Model\nmetadata: {name: a}\nspec: {singular: {model: "
-                 "a:1}}\n") == "app.yaml: kind: expected Application, got 'Model'");
+                 "a:1}}\n") ==
+        "app.yaml: kind: expected Application, got 'Model' (not an mlctl manifest)");
   CHECK(error_of("apiVersion: mlctl/v1\nkind: Application\nmetadata: {name: Bad_Name}\nspec: "
                  "{singular: {model: a:1}}\n") ==
         "app.yaml: metadata.name: must match [a-z0-9][a-z0-9._-]{0,62}, got 'Bad_Name'");
@@ -172,11 +173,16 @@ TEST_CASE("validation names every problem of a document, one after the other") {
       "app.yaml: spec.stages[0].variants[1].weight: must be 0..100, got 150; "
       "spec.stages[0].variants[2].shadow: must be a percentage in (0, 100], got 200; "
       "spec.stages[1]: weights must sum to 100, got 90; spec.capture.sample: must be 0..1, got 2");
-  CHECK(
-      error_of("apiVersion: v2\nkind: Model\nmetadata: {name: Bad_Name}\nspec: {singular: {}}\n") ==
-      "app.yaml: apiVersion: expected mlctl/v1, got 'v2'; kind: expected Application, got "
-      "'Model'; metadata.name: must match [a-z0-9][a-z0-9._-]{0,62}, got 'Bad_Name'; "
-      "spec.singular.model: is required (NAME:VERSION or NAME@ALIAS)");
+  CHECK(error_of("apiVersion: v2\nkind: Application\nmetadata: {name: Bad_Name}\nspec: {singular: "
+                 "{}}\n") ==
+        "app.yaml: apiVersion: expected mlctl/v1, got 'v2'; metadata.name: must match "
+        "[a-z0-9][a-z0-9._-]{0,62}, got 'Bad_Name'; spec.singular.model: is required "
+        "(NAME:VERSION or NAME@ALIAS)");
+  // A document of another kind is only named as such: its fields are not an Application's.
+  CHECK(error_of("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, labels: {a: b}}\n"
+                 "data: {k: v}\n") ==
+        "app.yaml: apiVersion: expected mlctl/v1, got 'v1'; kind: "
+        "expected Application, got 'ConfigMap' (not an mlctl manifest)");
 }
 
 TEST_CASE("several documents per file; later documents are named in messages") {
