@@ -4,6 +4,7 @@
 
 #include "commands/commands.hpp"
 #include "commands/context.hpp"
+#include "commands/option_checks.hpp"
 #include "commands/usage_error.hpp"
 #include "util/build_info.hpp"
 #include "util/error.hpp"
@@ -101,6 +102,7 @@ int main(int argc, char** argv) {
   mlctl::cli::register_reproduce(app, dispatch);
   mlctl::cli::register_completion(app, dispatch);
   mlctl::cli::register_version(app, dispatch);
+  mlctl::cli::refuse_negative_unsigned(app);
 
   if (argc <= 1) {
     std::cout << app.help();

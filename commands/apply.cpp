@@ -3,6 +3,7 @@
 // unchanged`).
 #include "api/app_routes.hpp"
 #include "commands/commands.hpp"
+#include "commands/option_checks.hpp"
 #include "commands/output.hpp"
 #include "commands/remote.hpp"
 #include "manifest/application.hpp"
@@ -181,7 +182,7 @@ void register_apply(CLI::App& parent, Dispatch& dispatch) {
   auto* capture = sub->add_option("--capture-sample", app_opts->capture_sample,
                                   "Share of requests the request store keeps (0..1; default: "
                                   "the application's, 1 for a new one)")
-                      ->check(CLI::Range(0.0, 1.0));
+                      ->check(in_range(0.0, 1.0));
   sub->footer(
       "Example:\n  mlctl apply application mnist-app --model mnist:$(cat model_version.txt)");
   sub->callback([app_opts, capture, &dispatch] {

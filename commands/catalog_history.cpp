@@ -1,6 +1,7 @@
 // `mlctl catalog history [NAME]`: the audit log (who changed which version or alias, when).
 #include "api/names.hpp"
 #include "commands/catalog.hpp"
+#include "commands/option_checks.hpp"
 #include "commands/output.hpp"
 #include "commands/remote.hpp"
 
@@ -47,7 +48,7 @@ void register_catalog_history(CLI::App& catalog, Dispatch& dispatch) {
   cmd->add_option("name", opts->name, "Model name (default: every model)")->type_name("MODEL");
   cmd->add_option("--since", opts->since, "After this event id, or from this RFC 3339 time");
   cmd->add_option("--until", opts->until, "Before this RFC 3339 time");
-  cmd->add_option("--limit", opts->limit, "At most this many events")->check(CLI::Range(1, 10000));
+  cmd->add_option("--limit", opts->limit, "At most this many events")->check(in_range(1, 10000));
   cmd->footer("Example:\n  mlctl catalog history mnist --since 2026-11-01T00:00:00Z");
   cmd->callback([opts, &dispatch] {
     dispatch.run = [opts](Context& ctx) { return run_catalog_history(*opts, ctx); };

@@ -1,6 +1,7 @@
 // `mlctl catalog list [NAME]`: models, or the versions of one model.
 #include "api/names.hpp"
 #include "commands/catalog.hpp"
+#include "commands/option_checks.hpp"
 #include "commands/output.hpp"
 #include "commands/remote.hpp"
 
@@ -69,7 +70,8 @@ void register_catalog_list(CLI::App& catalog, Dispatch& dispatch) {
   cmd->add_option("--prefix", opts->prefix, "Only models whose name starts with this");
   cmd->add_option("--tag", opts->tags, "Only versions (or models with a version) tagged KEY=VALUE; repeatable")
       ->type_name("KEY=VALUE");
-  cmd->add_option("--limit", opts->limit, "At most this many (one page; default: all)")->check(CLI::Range(1, 10000));
+  cmd->add_option("--limit", opts->limit, "At most this many (one page; default: all)")
+      ->check(in_range(1, 10000));
   cmd->add_flag("--newest-first", opts->newest_first, "Versions in descending order");
   cmd->footer("Example:\n  mlctl catalog list mnist --tag stage=prod -o json");
   cmd->callback([opts, &dispatch] {

@@ -5,6 +5,7 @@
 #include "api/names.hpp"
 #include "commands/commands.hpp"
 #include "commands/image_input.hpp"
+#include "commands/option_checks.hpp"
 #include "commands/output.hpp"
 #include "commands/remote.hpp"
 #include "data/dataset.hpp"
@@ -225,10 +226,10 @@ void register_explain(CLI::App& parent, Dispatch& dispatch) {
   cmd->add_option("--out", opts->out, "PNG file to write, NAME.png (empty: none)")
       ->capture_default_str();
   cmd->add_option("--masks", opts->masks, "Random masks (N)")
-      ->check(CLI::Range(1, 100000))
+      ->check(in_range(1, 100000))
       ->capture_default_str();
   cmd->add_option("--grid", opts->grid, "Mask grid cells per side")
-      ->check(CLI::Range(2, 28))
+      ->check(in_range(2, 28))
       ->capture_default_str();
   cmd->add_option("--p", opts->p, "Probability that a grid cell is kept")->capture_default_str();
   cmd->add_option("--seed", opts->seed, "Random seed (the same seed gives the same maps)")

@@ -3,6 +3,7 @@
 #include "api/requests.hpp"
 #include "api/routes.hpp"
 #include "commands/commands.hpp"
+#include "commands/option_checks.hpp"
 #include "commands/output.hpp"
 #include "commands/remote.hpp"
 #include "util/error.hpp"
@@ -201,9 +202,9 @@ void register_feedback(CLI::App& parent, Dispatch& dispatch) {
       cmd->add_option("--trace-id", opts->trace_id, "One trace id to label (with --label)")
           ->type_name("TRACE_ID");
   auto* label = cmd->add_option("--label", opts->label, "The true class of --trace-id")
-                    ->check(CLI::NonNegativeNumber);
+                    ->check(non_negative());
   cmd->add_option("--index", opts->index, "The image's position in the request's batch (default 0)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
       ->needs(trace);
   file->excludes(trace);
   trace->needs(label);

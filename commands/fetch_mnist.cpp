@@ -1,8 +1,9 @@
 // `mlctl fetch-mnist`: reads MNIST-style data from a source and writes a dataset directory.
+#include "commands/fetch_mnist.hpp"
 #include "client/http.hpp"
 #include "commands/commands.hpp"
 #include "commands/data.hpp"
-#include "commands/fetch_mnist.hpp"
+#include "commands/option_checks.hpp"
 #include "commands/output.hpp"
 #include "commands/step_cache.hpp"
 #include "data/fetch.hpp"
@@ -106,7 +107,7 @@ void register_fetch_mnist(CLI::App& parent, Dispatch& dispatch) {
       ->capture_default_str();
   cmd->add_option("--test-fraction", opts->test_fraction,
                   "npm sources: share of each digit put into the test split")
-      ->check(CLI::Range(0.0, 1.0))
+      ->check(in_range(0.0, 1.0))
       ->capture_default_str();
   cmd->add_option("--cache-dir", opts->cache_dir,
                   "Downloads, npm tarballs and step-cache records (default $XDG_CACHE_HOME/mlctl "
@@ -122,12 +123,12 @@ void register_fetch_mnist(CLI::App& parent, Dispatch& dispatch) {
       ->type_name("URL,...");
   cmd->add_option("--retries", opts->retries,
                   "Retries of a failed download (backoff 0.2 s, doubling)")
-      ->check(CLI::Range(0, 20))
+      ->check(in_range(0, 20))
       ->capture_default_str();
   cmd->add_option("--timeout", opts->timeout,
                   "Limit in seconds for each download and for npm pack (0 = none; stalled "
                   "transfers are dropped after 30 s anyway)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
       ->type_name("SECONDS")
       ->capture_default_str();
   cmd->footer("Example:\n  mlctl fetch-mnist --source /usr/share/datasets/fashion-mnist --out "

@@ -6,6 +6,7 @@
 #include "api/names.hpp"
 #include "api/time.hpp"
 #include "commands/commands.hpp"
+#include "commands/option_checks.hpp"
 #include "commands/output.hpp"
 #include "commands/remote.hpp"
 #include "explain/png.hpp"
@@ -222,7 +223,7 @@ void register_monitor(CLI::App& parent, Dispatch& dispatch) {
       ->capture_default_str();
   cmd->add_flag("--watch", opts->watch, "Refresh until interrupted");
   cmd->add_option("--interval", opts->interval, "Seconds between refreshes with --watch")
-      ->check(CLI::Range(1, 3600))
+      ->check(in_range(1, 3600))
       ->capture_default_str();
   cmd->add_option("--plot", opts->plot,
                   "Write charts (requests, latency, reconstruction, accuracy) to this PNG");

@@ -11,6 +11,7 @@
 #include "client/inference_client.hpp"
 #include "commands/commands.hpp"
 #include "commands/image_input.hpp"
+#include "commands/option_checks.hpp"
 #include "commands/output.hpp"
 #include "commands/remote.hpp"
 #include "data/dataset.hpp"
@@ -341,7 +342,7 @@ void register_predict(CLI::App& parent, Dispatch& dispatch) {
       ->excludes(limit);
   cmd->add_option("--batch-size", opts->batch_size, "With --app: images per request")
       ->capture_default_str()
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 16))
+      ->check(in_range(std::size_t{1}, std::size_t{1} << 16))
       ->needs(app);
   cmd->add_flag("--feedback", opts->feedback,
                 "With --app and --data: also send each image's label as ground truth (as mlctl "

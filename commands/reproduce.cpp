@@ -1,19 +1,20 @@
 // `mlctl reproduce NAME:VERSION`: downloads the version, fetches its dataset again from the
 // recorded source (digest checked), retrains with the recorded hyper-parameters, seed and
 // threads, and compares the new model.onnx with the registered one, byte for byte (sha256).
+#include "pipeline/reproduce.hpp"
 #include "api/names.hpp"
 #include "artifact/sha256.hpp"
 #include "artifact/tar.hpp"
 #include "client/subsample.hpp"
 #include "commands/commands.hpp"
 #include "commands/fetch_mnist.hpp"
+#include "commands/option_checks.hpp"
 #include "commands/output.hpp"
 #include "commands/remote.hpp"
 #include "data/dataset.hpp"
 #include "data/fetch.hpp"
 #include "model/card.hpp"
 #include "model/train.hpp"
-#include "pipeline/reproduce.hpp"
 #include "util/build_info.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
@@ -246,7 +247,7 @@ void register_reproduce(CLI::App& parent, Dispatch& dispatch) {
                   "or empty directory; default: a temporary directory, removed)")
       ->type_name("DIR");
   cmd->add_option("--threads", opts->threads, "Train with this many threads (default: as recorded)")
-      ->check(CLI::Range(1, 1024));
+      ->check(in_range(1, 1024));
   cmd->add_option("--cache-dir", opts->cache_dir,
                   "Download cache for the dataset (default $XDG_CACHE_HOME/mlctl or ~/.cache/mlctl)")
       ->envname("MLCTL_CACHE_DIR")

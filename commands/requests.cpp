@@ -3,6 +3,7 @@
 #include "api/names.hpp"
 #include "api/routes.hpp"
 #include "commands/commands.hpp"
+#include "commands/option_checks.hpp"
 #include "commands/output.hpp"
 #include "commands/remote.hpp"
 #include "util/error.hpp"
@@ -119,7 +120,7 @@ void register_requests(CLI::App& parent, Dispatch& dispatch) {
       ->type_name("TIME");
   cmd->add_option("--limit", opts->limit, "At most this many rows (one per image)")
       ->capture_default_str()
-      ->check(CLI::Range(1, 10000));
+      ->check(in_range(1, 10000));
   auto* trace =
       cmd->add_option("--trace-id", opts->trace_id, "Show every stored row of one trace id instead")
           ->type_name("TRACE_ID");

@@ -1,6 +1,7 @@
 // `mlctl rollout history APP` and `mlctl rollout undo APP [--to-revision N]`: the numbered
 // revisions of an application, and going back to one (which makes a new revision).
 #include "commands/rollout.hpp"
+#include "commands/option_checks.hpp"
 
 #include "api/app_routes.hpp"
 #include "api/names.hpp"
@@ -141,7 +142,7 @@ void register_rollout_undo(CLI::App& rollout, Dispatch& dispatch) {
   cmd->add_option("app", opts->name, "Application name")->required()->type_name("APP");
   cmd->add_option("--to-revision", opts->to_revision,
                   "The revision to go back to (default: the one before the current)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->type_name("N");
   cmd->footer("Example:\n  mlctl rollout undo mnist-app --to-revision 1");
   cmd->callback([opts, &dispatch] {

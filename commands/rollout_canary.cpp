@@ -5,6 +5,7 @@
 #include "api/names.hpp"
 #include "api/rollout.hpp"
 #include "api/time.hpp"
+#include "commands/option_checks.hpp"
 #include "commands/output.hpp"
 #include "commands/remote.hpp"
 #include "commands/rollout.hpp"
@@ -197,7 +198,7 @@ void register_rollout_canary(CLI::App& rollout, Dispatch& dispatch) {
       ->required()
       ->type_name("REF");
   cmd->add_option("--weight", opts->weight, "Percent of the traffic the canary gets")
-      ->check(CLI::Range(1, 50))
+      ->check(in_range(1, 50))
       ->capture_default_str();
   cmd->add_option("--gate", opts->gates,
                   "A condition on the canary's metrics, repeatable: METRIC OP VALUE with METRIC "
@@ -206,17 +207,17 @@ void register_rollout_canary(CLI::App& rollout, Dispatch& dispatch) {
       ->type_name("GATE");
   cmd->add_option("--min-requests", opts->min_requests,
                   "Canary requests before its gates are judged")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   cmd->add_option("--min-labelled", opts->min_labelled,
                   "Labelled images (mlctl feedback) per variant before accuracy is judged and the "
                   "canary compared with the primary; 0 when there is no ground truth")
-      ->check(CLI::NonNegativeNumber)
+      ->check(non_negative())
       ->capture_default_str();
   cmd->add_option("--confidence", opts->confidence,
                   "Confidence of the two-proportion test: roll back when the canary is less "
                   "accurate than the primary at this level")
-      ->check(CLI::Range(0.5, 0.9999))
+      ->check(in_range(0.5, 0.9999))
       ->capture_default_str();
   cmd->add_option(
          "--timeout", opts->timeout,

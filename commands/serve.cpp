@@ -1,5 +1,6 @@
 // `mlctl serve`: the platform (registry API now; applications and the gateway later).
 #include "commands/commands.hpp"
+#include "commands/option_checks.hpp"
 #include "server/server.hpp"
 #include "util/error.hpp"
 #include "util/interrupt.hpp"
@@ -110,12 +111,14 @@ void register_serve(CLI::App& parent, Dispatch& dispatch) {
       ->type_name("FILE");
   cmd->add_option("--tls-cert", opts->tls_cert, "PEM certificate: serve HTTPS (with --tls-key)")->type_name("FILE");
   cmd->add_option("--tls-key", opts->tls_key, "PEM private key of --tls-cert")->type_name("FILE");
-  cmd->add_option("--threads", opts->threads, "Worker threads: requests served at once (idle keep-alive connections hold none)")
+  cmd->add_option("--threads", opts->threads,
+                  "Worker threads: requests served at once (idle keep-alive connections hold none)")
       ->capture_default_str()
-      ->check(CLI::Range(1, 1024));
-  cmd->add_option("--max-body-mb", opts->max_body_mb, "Largest request body accepted, in MiB (larger: 413)")
+      ->check(in_range(1, 1024));
+  cmd->add_option("--max-body-mb", opts->max_body_mb,
+                  "Largest request body accepted, in MiB (larger: 413)")
       ->capture_default_str()
-      ->check(CLI::Range(1, 1 << 20));
+      ->check(in_range(1, 1 << 20));
   cmd->add_option("--log-file", opts->log_file,
                   "Append the access log (JSON lines) here instead of stderr; SIGUSR1 reopens it "
                   "(log rotation)")
@@ -125,7 +128,7 @@ void register_serve(CLI::App& parent, Dispatch& dispatch) {
   cmd->add_option("--shutdown-grace", opts->shutdown_grace_seconds,
                   "Seconds in-flight transfers may take after SIGTERM/SIGINT")
       ->capture_default_str()
-      ->check(CLI::Range(0, 3600));
+      ->check(in_range(0, 3600));
   cmd->add_option("--webhook", opts->webhook,
                   "URL that receives every health change of a served version as a JSON POST")
       ->envname("MLCTL_WEBHOOK")
@@ -136,22 +139,24 @@ void register_serve(CLI::App& parent, Dispatch& dispatch) {
                   "Request store retention: keep at most this many stored rows (one per image), "
                   "deleting the oldest first (images go in whole 16 MB files; 0: no limit)")
       ->capture_default_str()
-      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 40));
+      ->check(in_range(std::int64_t{0}, std::int64_t{1} << 40));
   cmd->add_option("--store-max-mb", opts->store_max_mb,
                   "Request store retention by size: keep requests.db's pages in use plus the "
                   "image files under this many MiB, deleting the oldest rows first (0: no limit; "
                   "else at least 64)")
       ->capture_default_str()
-      ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1} << 30));
-  cmd->add_option("--store-queue", opts->store_queue,
-                  "Images waiting to be written to the request store; when full, records are dropped "
-                  "and counted (inference never waits)")
+      ->check(in_range(std::uint64_t{0}, std::uint64_t{1} << 30));
+  cmd->add_option(
+         "--store-queue", opts->store_queue,
+         "Images waiting to be written to the request store; when full, records are dropped "
+         "and counted (inference never waits)")
       ->capture_default_str()
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24));
-  cmd->add_option("--max-batch", opts->max_batch,
-                  "Largest batch (images or tensor rows) one inference request may carry; more: 400")
+      ->check(in_range(std::size_t{1}, std::size_t{1} << 24));
+  cmd->add_option(
+         "--max-batch", opts->max_batch,
+         "Largest batch (images or tensor rows) one inference request may carry; more: 400")
       ->capture_default_str()
-      ->check(CLI::Range(1, 1000000));
+      ->check(in_range(1, 1000000));
   cmd->footer("Example:\n  mlctl serve --data-dir .mlctl --listen 127.0.0.1:9090");
   cmd->callback([opts, &dispatch] {
     dispatch.run = [opts](Context& ctx) { return run_serve(*opts, ctx); };

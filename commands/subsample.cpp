@@ -1,11 +1,12 @@
 // mlctl subsample: a representative sample of an application's stored production requests,
 // written as a dataset directory (the fetch-mnist format) to retrain on.
 
+#include "client/subsample.hpp"
 #include "api/names.hpp"
 #include "api/requests.hpp"
 #include "api/time.hpp"
-#include "client/subsample.hpp"
 #include "commands/commands.hpp"
+#include "commands/option_checks.hpp"
 #include "commands/output.hpp"
 #include "commands/remote.hpp"
 #include "util/error.hpp"
@@ -94,7 +95,7 @@ void register_subsample(CLI::App& parent, Dispatch& dispatch) {
       ->envname("APPLICATION_NAME")
       ->type_name("APP");
   cmd->add_option("-n", opts->n, "Images to sample")
-      ->check(CLI::Range(1, 100000))
+      ->check(in_range(1, 100000))
       ->capture_default_str();
   cmd->add_option("--out", opts->out, "Dataset directory to write (replaced atomically)")
       ->required();

@@ -4,6 +4,7 @@
 #include "api/names.hpp"
 #include "client/app_test.hpp"
 #include "commands/commands.hpp"
+#include "commands/option_checks.hpp"
 #include "commands/output.hpp"
 #include "commands/remote.hpp"
 #include "data/dataset.hpp"
@@ -109,16 +110,16 @@ void register_test(CLI::App& parent, Dispatch& dispatch) {
       ->capture_default_str();
   cmd->add_option("--batch-size", opts->batch_size, "Images per request")
       ->capture_default_str()
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20));
+      ->check(in_range(std::size_t{1}, std::size_t{1} << 20));
   cmd->add_option("--min-accuracy", opts->min_accuracy,
                   "Fail (exit 3) when the accuracy is under this")
       ->capture_default_str()
       ->envname("ACCEPTABLE_ACCURACY")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(in_range(0.0, 1.0));
   cmd->add_option("--max-batch", opts->max_batch,
                   "The server's --max-batch (default: asked from the server): the over-limit case "
                   "sends one image more")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 16));
+      ->check(in_range(std::size_t{1}, std::size_t{1} << 16));
   cmd->add_option("--junit", opts->junit, "Also write the result as JUnit XML to this file")
       ->type_name("FILE");
   cmd->add_flag("--no-edge-cases", opts->no_edge_cases, "Only the golden set");

@@ -3,6 +3,7 @@
 
 #include "model/train.hpp"
 #include "commands/commands.hpp"
+#include "commands/option_checks.hpp"
 #include "commands/output.hpp"
 #include "commands/step_cache.hpp"
 #include "data/dataset.hpp"
@@ -146,28 +147,28 @@ void register_train(CLI::App& parent, Dispatch& dispatch) {
       ->capture_default_str();
   cmd->add_option("--batch-size", opts->batch_size, "Examples per optimizer step")
       ->envname("BATCH_SIZE")
-      ->check(CLI::Range(1, 65536))
+      ->check(in_range(1, 65536))
       ->capture_default_str();
   auto* steps =
       cmd->add_option("--steps", opts->steps,
                       "Optimizer steps to run (instead of --epochs; the last epoch may be partial)")
           ->envname("LEARNING_STEPS")
-          ->check(CLI::PositiveNumber);
+          ->check(positive());
   auto* epochs =
       cmd->add_option("--epochs", opts->epochs,
                       "Passes over the training split (default 5; wins over LEARNING_STEPS)")
-          ->check(CLI::PositiveNumber);
+          ->check(positive());
   cmd->add_option("--seed", opts->seed, "Random seed (weights and batch order)")
       ->capture_default_str();
   cmd->add_option("--threads", opts->threads,
                   "Upper bound on training threads (this build trains on one: measured fastest "
                   "and steadiest on 2 shared cores)")
-      ->check(CLI::Range(1, 1024))
+      ->check(in_range(1, 1024))
       ->capture_default_str();
   cmd->add_flag("--no-autoencoder", opts->no_autoencoder, "Skip the monitoring autoencoder");
   cmd->add_option("--ae-epochs", opts->ae_epochs,
                   "Autoencoder epochs (784-128-32-128-784, Adam 0.001)")
-      ->check(CLI::PositiveNumber)
+      ->check(positive())
       ->capture_default_str();
   add_cache_dir_option(*cmd, opts->cache_dir);
   add_no_cache_flag(*cmd, opts->no_cache);

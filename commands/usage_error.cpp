@@ -117,6 +117,19 @@ std::string usage_error_message(const CLI::App& root, const CLI::ParseError& err
     return "'" + path + "' needs a command: " + list + help;
   }
   std::string message = error.what();
+  // CLI11's "Could not convert: --samples = abc" for an option without a check of its own.
+  constexpr std::string_view k_conversion = "Could not convert: ";
+  if (const auto eq = message.find(" = ");
+      message.starts_with(k_conversion) && eq != std::string::npos) {
+    const auto name = message.substr(k_conversion.size(), eq - k_conversion.size());
+    const auto* option = command.get_option_no_throw(name);
+    const std::string type = option != nullptr ? option->get_type_name() : "";
+    const std::string expected = type.starts_with("UINT")    ? "a whole number >= 0"
+                                 : type.starts_with("INT")   ? "a whole number"
+                                 : type.starts_with("FLOAT") ? "a number"
+                                                             : "a value of type " + type;
+    message = name + ": must be " + expected + ", got " + message.substr(eq + 3);
+  }
   // `-o DIR` typed for a command's --out: -o is everyone's output format.
   if (message.starts_with("--output: ") && command.get_option_no_throw("--out") != nullptr) {
     message += " (-o is the output format; the path goes to '--out')";

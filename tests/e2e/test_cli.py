@@ -46,6 +46,12 @@ class CliTest(TestCase):
             (["version", "extra"], "unexpected argument 'extra' for 'mlctl version'; see 'mlctl version --help'"),
             (["rollout"], "'mlctl rollout' needs a command: canary, status, abort, history, undo; see"),
             (["predict", "--app"], "--app: 1 required APP missing; see 'mlctl predict --help'"),
+            # Numeric options name their bounds, and unsigned ones refuse a negative value.
+            (["serve", "--data-dir", "unused", "--threads", "0"],
+             "--threads: must be 1..1024, got 0; see 'mlctl serve --help'"),
+            (["feedback", "--app", "a", "--trace-id", "0" * 32, "--label", "-1"], "--label: must be >= 0, got -1;"),
+            (["train", "--data", "d", "--out", "m", "--seed", "-3"], "--seed: must be a whole number >= 0, got -3;"),
+            (["test", "--app", "a", "--data", "d", "--samples", "ten"], "--samples: must be a whole number >= 0, got ten;"),
             (["catalog", "download", "mnist:3", "-o", "models/m3"],
              "--output: models/m3 not in {table,json,yaml} (-o is the output format; the path goes to '--out');"
              " see 'mlctl catalog download --help'"),
