@@ -286,11 +286,37 @@ nlohmann::json write_dataset(const fs::path& dir, const LabeledImages& train,
   return summary;
 }
 
+namespace {
+
+// "<dir>: not a dataset directory (no dataset.json)", saying what to do with a directory of the
+// original IDX files (as Debian's dataset-fashion-mnist installs them), and naming a path that
+// does not exist as such.
+[[noreturn]] void throw_not_a_dataset(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) {
+    throw Error(ErrorKind::not_found, dir.string() + ": no such dataset directory");
+  }
+  std::string message = dir.string() + ": not a dataset directory (no dataset.json)";
+  if (fs::is_directory(dir, ec)) {
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      if (entry.path().filename().string().find("-ubyte") != std::string::npos) {
+        message +=
+            "; it holds IDX files: make a dataset of them with 'mlctl fetch-mnist --source " +
+            dir.string() + " --out DATASET_DIR'";
+        break;
+      }
+    }
+  }
+  throw Error(ErrorKind::not_found, message);
+}
+
+} // namespace
+
 nlohmann::json read_dataset_info(const fs::path& dir) {
   const fs::path json_path = dir / "dataset.json";
   std::error_code ec;
   if (!fs::is_regular_file(json_path, ec)) {
-    throw Error(ErrorKind::not_found, dir.string() + ": not a dataset directory (no dataset.json)");
+    throw_not_a_dataset(dir);
   }
   nlohmann::json info;
   try {
@@ -319,7 +345,7 @@ LabeledImages read_dataset_split(const fs::path& dir, std::string_view split) {
   }
   std::error_code ec;
   if (!fs::is_regular_file(dir / "dataset.json", ec)) {
-    throw Error(ErrorKind::not_found, dir.string() + ": not a dataset directory (no dataset.json)");
+    throw_not_a_dataset(dir);
   }
   return read_split(dir / (std::string(split) + ".npz"));
 }

@@ -57,8 +57,9 @@ nlohmann::json write_dataset(const std::filesystem::path& dir, const LabeledImag
                              const LabeledImages& test, const nlohmann::json& source);
 
 // Returns the parsed dataset.json of `dir` after checking that it is a v1 dataset and that
-// train.npz and test.npz exist. Throws `Error{not_found}` "<dir>: not a dataset directory
-// (no dataset.json)" or "<dir>/train.npz: no such file", `Error{corrupt}` "<dir>/dataset.json:
+// train.npz and test.npz exist. Throws `Error{not_found}` "<dir>: no such dataset directory",
+// "<dir>: not a dataset directory (no dataset.json)" (with how to make one of a directory of
+// IDX files) or "<dir>/train.npz: no such file", `Error{corrupt}` "<dir>/dataset.json:
 // ..." for invalid JSON or another format.
 nlohmann::json read_dataset_info(const std::filesystem::path& dir);
 // Reads `dir/<split>.npz`; `split` is "train" or "test" (else `Error{invalid_input}`).

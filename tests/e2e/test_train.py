@@ -167,7 +167,7 @@ class TrainTest(TestCase):
         self.assertFails(mlctl("train", "--data", self.small, "--batch-size", "0"), 2)
         missing = self.tmp / "nowhere"
         r = mlctl("train", "--data", missing, "--out", self.tmp / "m")
-        self.assertFails(r, 1, f"{missing}: not a dataset directory (no dataset.json)")
+        self.assertFails(r, 1, f"{missing}: no such dataset directory")
         self.assertFalse((self.tmp / "m").exists())
 
     def test_help_example_runs(self):

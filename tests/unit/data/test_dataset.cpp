@@ -219,6 +219,21 @@ TEST_CASE("read_dataset_info refuses what is not a dataset directory") {
                        mlctl::Error);
   CHECK(kind_of([&] { read_dataset_info(dir); }) == ErrorKind::not_found);
   CHECK(kind_of([&] { read_dataset_split(dir, "train"); }) == ErrorKind::not_found);
+  CHECK_THROWS_WITH_AS(read_dataset_info(dir / "nowhere"),
+                       (dir.string() + "/nowhere: no such dataset directory").c_str(),
+                       mlctl::Error);
+  // A directory of the original IDX files gets the command that makes a dataset of it.
+  const auto idx = dir / "idx";
+  fs::create_directories(idx);
+  write_file_atomic(idx / "t10k-images-idx3-ubyte.gz", "");
+  CHECK_THROWS_WITH_AS(read_dataset_split(idx, "test"),
+                       (idx.string() +
+                        ": not a dataset directory (no dataset.json); it holds IDX "
+                        "files: make a dataset of them with 'mlctl fetch-mnist "
+                        "--source " +
+                        idx.string() + " --out DATASET_DIR'")
+                           .c_str(),
+                       mlctl::Error);
   write_file_atomic(dir / "dataset.json", "{not json");
   CHECK(kind_of([&] { read_dataset_info(dir); }) == ErrorKind::corrupt);
   write_file_atomic(dir / "dataset.json", R"({"format": "other/v9"})");
