@@ -15,6 +15,7 @@ client::ApiClientOptions api_client_options(const Context& ctx) {
   ctx.debug("server " + endpoint.server + " (from " + endpoint.source + ")");
   client::ApiClientOptions o;
   o.server = endpoint.server;
+  o.server_source = endpoint.source;
   o.token = endpoint.token;
   o.ca_file = endpoint.ca_file;
   if (const char* user = std::getenv("USER"); user != nullptr) {

@@ -76,6 +76,16 @@ HttpOptions http_options(const ApiClientOptions& options) {
   o.connect_timeout = options.connect_timeout;
   o.retries = options.retries;
   o.log = options.log;
+  if (options.server_source == "default") {
+    o.connect_failure_hint = " (is mlctl serve running there? No --server, MLCTL_SERVER or "
+                             "current cluster was given: this is the default address)";
+  } else if (!options.server_source.empty()) {
+    o.connect_failure_hint =
+        " (is mlctl serve running there? The address comes from " +
+        (options.server_source == "--server" ? std::string("--server or MLCTL_SERVER")
+                                             : options.server_source + ": mlctl cluster list") +
+        ")";
+  }
   return o;
 }
 

@@ -21,6 +21,7 @@ namespace mlctl::client {
 
 struct ApiClientOptions {
   std::string server;                             // base URL, e.g. http://127.0.0.1:9090
+  std::string server_source; // where `server` came from: "--server", "cluster 'prod'", "default"
   std::string token;                              // bearer token; empty = none
   std::string user;                               // sent as X-Mlctl-User (the audit log's actor)
   std::filesystem::path ca_file;                  // CAs to trust for https (HttpOptions::ca_file)

@@ -639,7 +639,8 @@ HttpResponse http_perform(const HttpRequest& request, const HttpOptions& options
     } else {
       const bool retry = a.transient && (options.retry_connect_failures || !a.connect_failure);
       if (!retry || attempt > retries) {
-        throw Error(a.kind, request.url + ": " + a.message);
+        throw Error(a.kind, request.url + ": " + a.message +
+                                (a.connect_failure ? options.connect_failure_hint : ""));
       }
       reason = a.message;
     }

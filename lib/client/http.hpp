@@ -42,6 +42,9 @@ struct HttpOptions {
   std::filesystem::path ca_file;
   util::ProgressFn progress;          // bytes up or down (unit "B"); may be empty
   util::LogFn log;                    // one line per retry; may be empty
+  // Appended to the error when no connection could be made (refused, DNS, connect timeout),
+  // e.g. where the address came from.
+  std::string connect_failure_hint;
 };
 
 // Performs `request`, retrying transient failures (connection refused or reset, timeouts,

@@ -700,7 +700,7 @@ class ClientRetryTest(TestCase):
         started = time.monotonic()
         r = mlctl("--server", f"http://127.0.0.1:{port}", "catalog", "list", timeout=60)
         elapsed = time.monotonic() - started
-        self.assertFails(r, 4, "connection refused")
+        self.assertFails(r, 4, "connection refused (is mlctl serve running there? The address comes from --server")
         self.assertIn(f"127.0.0.1:{port}", r.stderr)
         self.assertLess(elapsed, 10)
 

@@ -1,5 +1,6 @@
 // http_perform and download_cached against a real cpp-httplib server on 127.0.0.1.
 #include "artifact/sha256.hpp"
+#include "client/api_client.hpp"
 #include "client/http.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
@@ -21,7 +22,9 @@
 namespace fs = std::filesystem;
 using mlctl::Error;
 using mlctl::ErrorKind;
+using mlctl::client::ApiClientOptions;
 using mlctl::client::download_cached;
+using mlctl::client::http_options;
 using mlctl::client::http_perform;
 using mlctl::client::HttpOptions;
 using mlctl::client::HttpRequest;
@@ -213,6 +216,20 @@ TEST_CASE("http_perform: a dead port fails fast as unavailable: connection refus
   opts.retry_connect_failures = false;
   CHECK_THROWS_AS(http_perform(req, opts), Error);
   CHECK(log.empty());
+
+  // The platform client's options say where the address came from.
+  ApiClientOptions platform;
+  platform.server_source = "cluster 'prod'";
+  auto with_hint = http_options(platform);
+  with_hint.retries = 0;
+  CHECK_THROWS_WITH_AS(http_perform(req, with_hint),
+                       (url + ": connection refused (is mlctl serve running there? The address "
+                              "comes from cluster 'prod': mlctl cluster list)")
+                           .c_str(),
+                       Error);
+  platform.server_source = "default";
+  CHECK(http_options(platform).connect_failure_hint.find("this is the default address") !=
+        std::string::npos);
 }
 
 TEST_CASE("http_perform: refuses other schemes") {
