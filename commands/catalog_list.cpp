@@ -44,6 +44,11 @@ int run_catalog_list(const CatalogListOptions& opts, Context& ctx) {
                    std::to_string(m.version_count), aliases.empty() ? "-" : aliases, m.updated_at});
       }
       table.print();
+      if (table.empty()) {
+        ctx.log()(opts.prefix.empty() && opts.tags.empty()
+                      ? "no models in the registry yet: mlctl catalog upload MODEL_DIR"
+                      : "no model matches the filters");
+      }
     });
     return 0;
   }

@@ -28,6 +28,10 @@ int run_cluster_list(const ClusterListOptions&, Context& ctx) {
                  c.token_file.empty() ? "-" : c.token_file, c.ca_file.empty() ? "-" : c.ca_file});
     }
     table.print();
+    if (table.empty()) {
+      ctx.log()("no clusters: mlctl cluster add NAME --server URL (until then: --server, "
+                "MLCTL_SERVER or http://127.0.0.1:9090)");
+    }
   });
   return 0;
 }

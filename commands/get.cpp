@@ -37,6 +37,10 @@ int run_get_applications(const GetApplicationsOptions& opts, Context& ctx) {
                  a.value("updated_at", std::string("-"))});
     }
     table.print();
+    if (table.empty()) {
+      ctx.log()("no applications yet: mlctl apply -f FILE, or mlctl apply application NAME "
+                "--model MODEL:VERSION");
+    }
   });
   return 0;
 }

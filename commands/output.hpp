@@ -22,6 +22,7 @@ class Table {
 public:
   explicit Table(std::vector<std::string> headers) : m_headers(std::move(headers)) {}
   void add(std::vector<std::string> row) { m_rows.push_back(std::move(row)); }
+  bool empty() const noexcept { return m_rows.empty(); }
   void print() const;
 
 private:

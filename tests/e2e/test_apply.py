@@ -230,6 +230,10 @@ class ApplyTest(TestCase):
         self.assertFails(mlctl("delete", "application", "demo", env=self.env), 1, "application 'demo' not found")
         self.assertEqual(self.ok("delete", "application", "demo", "--ignore-not-found").stdout,
                          "application/demo not found\n")
+        # None left: the table's header, and on stderr how to make one.
+        r = self.ok("get", "applications")
+        self.assertEqual(r.stdout.split(), ["NAME", "REVISION", "MODELS", "READY", "UPDATED"])
+        self.assertIn("no applications yet: mlctl apply -f FILE", r.stderr)
         status, reply = request_json(self.server, "POST", "/api/v1/applications/demo/predict", {"images": [[0] * 784]})
         self.assertEqual((status, reply["error"]["code"]), (404, "not_found"))
         # Its version is free again.
