@@ -97,6 +97,11 @@ int run_requests(const RequestsOptions& o, Context& ctx) {
       api::from_json_value<api::RequestList>(client.call("GET", path), path, ErrorKind::corrupt);
   print_result(ctx, list, [&] {
     print_rows(list.requests);
+    if (list.requests.empty()) {
+      ctx.log()("no request of " + o.app + " is stored" +
+                (o.since.empty() && o.until.empty() ? std::string() : " in this range") +
+                " (its capture sample is in 'mlctl describe application " + o.app + "')");
+    }
     if (!list.next_page_token.empty()) {
       ctx.log()("more requests than --limit " + std::to_string(o.limit) + " in this range");
     }
