@@ -101,6 +101,11 @@ void print_monitor(const nlohmann::json& metrics, const nlohmann::json& health) 
                fixed_or_dash(t["accuracy"], 3), t["health"].get<std::string>()});
   }
   table.print();
+  if (table.empty()) {
+    std::cout << "(no requests in this window: send some with 'mlctl predict --app "
+              << metrics["application"].get<std::string>() << " --data DATASET_DIR', or widen it "
+              << "with --since)\n";
+  }
   for (const auto& s : metrics["series"]) {
     std::cout << "\n"
               << s["ref"].get<std::string>() << " (" << s["variant"].get<std::string>() << ")\n";
