@@ -5,6 +5,8 @@
 #include "util/error.hpp"
 #include "util/problems.hpp"
 
+#include <set>
+
 namespace mlctl::server {
 using nlohmann::json;
 
@@ -144,6 +146,7 @@ Applications::Resolved Applications::resolve(const json& doc, std::string_view n
   // Aliases resolve now: the revision records the versions that serve. Every variant is
   // looked at, so that the message names each missing version.
   Problems problems;
+  std::set<std::string> described;
   for (std::size_t s = 0; s < r.app.stages.size(); ++s) {
     auto& stage_models = r.models.emplace_back();
     for (std::size_t v = 0; v < r.app.stages[s].variants.size(); ++v) {
@@ -157,8 +160,11 @@ Applications::Resolved Applications::resolve(const json& doc, std::string_view n
           if (e.kind() != ErrorKind::not_found) {
             throw;
           }
+          // What the model has is said once, at its first missing reference.
+          const bool first = described.insert(ref.name).second;
           throw Error(ErrorKind::invalid_input,
-                      variant_path(r.app, s, v) + ": " + ref.to_string() + " does not exist");
+                      variant_path(r.app, s, v) + ": " + ref.to_string() + " does not exist" +
+                          (first ? " (" + m_registry.what_exists(ref.name) + ")" : ""));
         }
       });
     }

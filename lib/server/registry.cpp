@@ -414,6 +414,28 @@ std::int64_t Registry::resolve(std::string_view name, const api::VersionSelector
   return resolve_in(*db, name, selector);
 }
 
+std::string Registry::what_exists(std::string_view name) {
+  auto db = m_pool.acquire();
+  sql::Transaction snapshot(*db, sql::TransactionMode::deferred);
+  const std::string model(name);
+  if (!model_exists(*db, name)) {
+    return "no model '" + model + "' is registered";
+  }
+  auto latest = db->prepare("SELECT MAX(version) FROM versions WHERE name = ?");
+  latest.bind(1, name);
+  if (!latest.step() || latest.is_null(0)) {
+    return model + " has no versions";
+  }
+  std::string out = model + "'s latest version is " + std::to_string(latest.int64(0));
+  auto aliases = db->prepare("SELECT alias, version FROM aliases WHERE name = ? ORDER BY alias");
+  aliases.bind(1, name);
+  std::string list;
+  while (aliases.step()) {
+    list += (list.empty() ? "" : ", ") + aliases.text(0) + "=" + std::to_string(aliases.int64(1));
+  }
+  return out + (list.empty() ? "; it has no aliases" : "; its aliases: " + list);
+}
+
 api::VersionInfo Registry::get_version(std::string_view name, const api::VersionSelector& selector) {
   api::validate_name(name);
   auto db = m_pool.acquire();

@@ -75,6 +75,10 @@ public:
   api::VersionInfo get_version(std::string_view name, const api::VersionSelector& selector);
   // Returns the version number `selector` names. Throws `Error{not_found}`.
   std::int64_t resolve(std::string_view name, const api::VersionSelector& selector);
+  // Returns what a reference to `name` can name, for messages about one that names nothing:
+  // "mnist's latest version is 4; its aliases: production=3", "mnist has no versions",
+  // "no model 'mnist' is registered".
+  std::string what_exists(std::string_view name);
 
   struct ArtifactFile {
     std::int64_t version = 0;

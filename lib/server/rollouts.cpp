@@ -448,7 +448,8 @@ json Rollouts::start(std::string_view application, const api::CanarySpec& spec, 
     if (e.kind() != ErrorKind::not_found) {
       throw;
     }
-    throw Error(ErrorKind::invalid_input, "model: " + spec.model + " does not exist");
+    throw Error(ErrorKind::invalid_input, "model: " + spec.model + " does not exist (" +
+                                              i.registry.what_exists(ref.name) + ")");
   }
   r.model = ref.name + ":" + std::to_string(version);
   if (r.model == r.primary) {

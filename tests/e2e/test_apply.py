@@ -109,8 +109,11 @@ class ApplyTest(TestCase):
         self.assertFails(mlctl("apply", "-f", missing, env=self.env), 1,
                          str(missing) + ": spec.singular.model: mnist:9 does not exist")
         alias = self.write("alias.yaml", singular("demo", "mnist@nope"))
+        # What the reference could have named is said with it.
         self.assertFails(mlctl("apply", "-f", alias, env=self.env), 1,
-                         "spec.singular.model: mnist@nope does not exist")
+                         "spec.singular.model: mnist@nope does not exist (mnist's latest version is ")
+        self.assertFails(mlctl("apply", "application", "demo", "--model", "mnsit:1", env=self.env), 1,
+                         "spec.singular.model: mnsit:1 does not exist (no model 'mnsit' is registered)")
         # A valid document followed by a bad one: nothing is applied.
         two = self.write("two.yaml", singular("first", "mnist:1") + "---\n" +
                          manifest("second", "  singular: {model: mnist:1}\n  capture: {sample: 2}\n"))
@@ -132,7 +135,8 @@ class ApplyTest(TestCase):
                                              "        - {model: mnist:9, weight: 50}\n"))
         r = mlctl("apply", "-f", gone, env=self.env)
         self.assertFails(r, 1, str(gone) + " (document 2): spec.stages[0].variants[0].model: mnist:8 does not "
-                         "exist; spec.stages[0].variants[1].model: mnist:9 does not exist")
+                         "exist (mnist's latest version is 3; it has no aliases); "
+                         "spec.stages[0].variants[1].model: mnist:9 does not exist\n")
         self.assertIn("mlctl: error: 1 of 2 application(s) refused by the server; nothing applied", r.stderr)
         self.assertEqual(r.stdout, "")
         self.assertFails(mlctl("describe", "application", "first", env=self.env), 1, "application 'first' not found")
