@@ -130,6 +130,10 @@ std::string read_file(const fs::path& path) {
     }
     throw_errno(path, "cannot open");
   }
+  // A directory opens on Linux and reads as nothing.
+  if (std::error_code ec; fs::is_directory(path, ec)) {
+    throw Error(ErrorKind::invalid_input, path.string() + ": is a directory, not a file");
+  }
   std::ostringstream ss;
   ss << in.rdbuf();
   if (in.bad()) {

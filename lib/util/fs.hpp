@@ -52,7 +52,8 @@ private:
   std::uint64_t m_size = 0;
 };
 
-// Reads the whole file. Throws `Error{not_found}` when it does not exist, `Error{io}` otherwise.
+// Reads the whole file. Throws `Error{not_found}` when it does not exist, `Error{invalid_input}`
+// "<path>: is a directory, not a file", `Error{io}` otherwise.
 std::string read_file(const std::filesystem::path& path);
 
 // A directory that is removed (recursively) when the object is destroyed, unless `release()`d.

@@ -31,6 +31,10 @@ TEST_CASE("read_file of a missing file is not_found and names the path") {
   const auto path = dir.path() / "missing.bin";
   CHECK_THROWS_WITH_AS(mlctl::util::read_file(path), (path.string() + ": no such file").c_str(),
                        mlctl::Error);
+  // A directory is not read as an empty file.
+  CHECK_THROWS_WITH_AS(mlctl::util::read_file(dir.path()),
+                       (dir.path().string() + ": is a directory, not a file").c_str(),
+                       mlctl::Error);
 }
 
 TEST_CASE("TempDir removes its directory unless released") {
