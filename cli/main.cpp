@@ -15,6 +15,8 @@
 #include <exception>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 namespace {
 
@@ -114,7 +116,8 @@ int main(int argc, char** argv) {
     if (e.get_exit_code() == 0) {
       return app.exit(e);
     }
-    print_error(mlctl::cli::usage_error_message(app, e));
+    print_error(
+        mlctl::cli::usage_error_message(app, e, std::vector<std::string>(argv + 1, argv + argc)));
     return k_exit_usage;
   }
 

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstdlib>
 #include <string_view>
 #include <vector>
 
@@ -86,9 +87,27 @@ std::string nearest_option(std::string_view option, const std::vector<std::strin
   return nearest.empty() ? "" : names[static_cast<std::size_t>(it - bare_names.begin())];
 }
 
+// Whether one of `args` gives `option`: "--name", "--name=v", "-n", "-nv".
+bool given(const CLI::Option& option, const std::vector<std::string>& args) {
+  return std::any_of(args.begin(), args.end(), [&](const std::string& arg) {
+    for (const auto& name : option.get_lnames()) {
+      if (arg == "--" + name || arg.starts_with("--" + name + "=")) {
+        return true;
+      }
+    }
+    for (const auto& name : option.get_snames()) {
+      if (arg.starts_with("-" + name) && !arg.starts_with("--")) {
+        return true;
+      }
+    }
+    return false;
+  });
+}
+
 } // namespace
 
-std::string usage_error_message(const CLI::App& root, const CLI::ParseError& error) {
+std::string usage_error_message(const CLI::App& root, const CLI::ParseError& error,
+                                const std::vector<std::string>& args) {
   const CLI::App& command = selected_command(root);
   const std::string path = command_path(command);
   const std::string help = "; see '" + path + " --help'";
@@ -129,6 +148,18 @@ std::string usage_error_message(const CLI::App& root, const CLI::ParseError& err
                                  : type.starts_with("FLOAT") ? "a number"
                                                              : "a value of type " + type;
     message = name + ": must be " + expected + ", got " + message.substr(eq + 3);
+  }
+  // A bad value from an option's environment variable (a step container's settings) names the
+  // variable: the command line has no such option to look for.
+  if (const auto colon = message.find(": ");
+      message.starts_with("--") && colon != std::string::npos) {
+    const auto* option = command.get_option_no_throw(message.substr(0, colon));
+    const std::string env = option != nullptr ? option->get_envname() : "";
+    const char* value = env.empty() ? nullptr : std::getenv(env.c_str());
+    if (value != nullptr && !given(*option, args) &&
+        message.ends_with(", got " + std::string(value))) {
+      message += " (from the environment variable " + env + ")";
+    }
   }
   // `-o DIR` typed for a command's --out: -o is everyone's output format.
   if (message.starts_with("--output: ") && command.get_option_no_throw("--out") != nullptr) {

@@ -5,6 +5,7 @@
 // expected: 5 --prot", its words in reverse) names neither the command nor the word.
 
 #include <string>
+#include <vector>
 
 namespace CLI {
 class App;
@@ -13,7 +14,9 @@ class ParseError;
 
 namespace mlctl::cli {
 
-// `root` is the application `error` came from, as the failed parse left it.
-std::string usage_error_message(const CLI::App& root, const CLI::ParseError& error);
+// `root` is the application `error` came from, as the failed parse left it; `args` are the
+// words of the command line after the program's name.
+std::string usage_error_message(const CLI::App& root, const CLI::ParseError& error,
+                                const std::vector<std::string>& args);
 
 } // namespace mlctl::cli

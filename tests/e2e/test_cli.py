@@ -68,6 +68,16 @@ class CliTest(TestCase):
         self.assertFails(r, 2, "unknown option '--size' for 'mlctl subsample'; see")
         self.assertNotIn("did you mean", r.stderr)
 
+
+    def test_a_bad_value_from_the_environment_names_the_variable(self):
+        # A step container's settings come as environment variables (the original tutorial's).
+        env = {"ACCEPTABLE_ACCURACY": "95"}
+        r = mlctl("test", "--app", "a", "--data", "d", env=env)
+        self.assertFails(r, 2, "--min-accuracy: must be 0..1, got 95 (from the environment variable "
+                               "ACCEPTABLE_ACCURACY); see 'mlctl test --help'")
+        # Given on the command line too, the option's own value is the one refused.
+        r = mlctl("test", "--app", "a", "--data", "d", "--min-accuracy", "95", env=env)
+        self.assertFails(r, 2, "--min-accuracy: must be 0..1, got 95; see")
     def test_bad_output_format_is_a_usage_error(self):
         self.assertFails(mlctl("-o", "xml", "version"), 2, "xml")
 
