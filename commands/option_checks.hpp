@@ -4,8 +4,9 @@
 // print their bounds with std::to_string ("not in range 0.000000 to 1797693134862315708...").
 // A value that is not a number of the check's type is refused the same way ("got abc").
 
+#include "util/text.hpp"
+
 #include <CLI/CLI.hpp>
-#include <charconv>
 #include <concepts>
 #include <string>
 
@@ -17,9 +18,7 @@ template <typename T> std::string number_text(T v) {
   if constexpr (std::integral<T>) {
     return std::to_string(v);
   } else {
-    char buf[32];
-    const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-    return ec == std::errc() ? std::string(buf, end) : std::to_string(v);
+    return util::shortest_number(v);
   }
 }
 
@@ -40,6 +39,14 @@ CLI::Validator number_check(std::string description, std::string expected, Accep
 template <typename T> CLI::Validator in_range(T min, T max) {
   const auto bounds = detail::number_text(min) + ".." + detail::number_text(max);
   return detail::number_check<T>(bounds, bounds, [min, max](T v) { return v >= min && v <= max; });
+}
+
+// A share strictly between 0 and 1, or from 0 (included) with `zero_allowed`.
+inline CLI::Validator fraction(bool zero_allowed) {
+  return zero_allowed ? detail::number_check<double>("[0,1)", ">= 0 and < 1",
+                                                     [](double v) { return v >= 0 && v < 1; })
+                      : detail::number_check<double>("(0,1)", "> 0 and < 1",
+                                                     [](double v) { return v > 0 && v < 1; });
 }
 
 // A number > 0.

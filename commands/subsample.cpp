@@ -117,6 +117,7 @@ void register_subsample(CLI::App& parent, Dispatch& dispatch) {
   cmd->add_option("--seed", opts->seed, "Random seed of the sample and the split")
       ->capture_default_str();
   cmd->add_option("--test-fraction", opts->test_fraction, "Share of the sample in test.npz")
+      ->check(fraction(true))
       ->capture_default_str();
   cmd->footer("Example:\n  mlctl subsample --app mnist-app -n 1000 --out data/retrain");
   cmd->callback([opts, &dispatch] {

@@ -3,6 +3,7 @@
 #include "artifact/sha256.hpp"
 #include "data/dataset.hpp"
 #include "util/error.hpp"
+#include "util/text.hpp"
 
 #include <algorithm>
 
@@ -20,7 +21,8 @@ void note(const FetchOptions& options, const std::string& message) {
 void check_fraction(double f) {
   if (!(f > 0.0 && f < 1.0)) {
     throw Error(ErrorKind::invalid_input,
-                "--test-fraction: must be between 0 and 1 (exclusive), got " + std::to_string(f));
+                "--test-fraction: must be between 0 and 1 (exclusive), got " +
+                    util::shortest_number(f));
   }
 }
 

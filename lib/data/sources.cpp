@@ -8,6 +8,7 @@
 #include "util/fs.hpp"
 #include "util/huge_pages.hpp"
 #include "util/interrupt.hpp"
+#include "util/text.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -759,7 +760,7 @@ Splits split_npm_digits(const std::array<std::string, 10>& texts,
   if (!(test_fraction > 0.0 && test_fraction < 1.0)) {
     throw Error(ErrorKind::invalid_input,
                 "--test-fraction: must be between 0 and 1 (exclusive), got " +
-                    std::to_string(test_fraction));
+                    util::shortest_number(test_fraction));
   }
   std::array<std::vector<std::uint8_t>, 10> pixels;
   // Two threads: the parse is the cost here (21 MB of decimal text).

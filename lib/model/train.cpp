@@ -7,6 +7,7 @@
 #include "util/build_info.hpp"
 #include "util/error.hpp"
 #include "util/fs.hpp"
+#include "util/text.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -36,13 +37,6 @@ std::string fixed(double value, int decimals) {
   return buf;
 }
 
-// "0", "-1e-09", "nan": a value as given, for messages.
-std::string general(double value) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%g", value);
-  return buf;
-}
-
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
@@ -50,10 +44,11 @@ double seconds_since(Clock::time_point start) {
 void check_options(const TrainOptions& o) {
   auto fail = [](const std::string& message) { throw Error(ErrorKind::invalid_input, message); };
   if (!(o.learning_rate > 0) || !std::isfinite(o.learning_rate)) {
-    fail("learning rate must be a positive number, got " + general(o.learning_rate));
+    fail("learning rate must be a positive number, got " + util::shortest_number(o.learning_rate));
   }
   if (!(o.ae_learning_rate > 0) || !std::isfinite(o.ae_learning_rate)) {
-    fail("autoencoder learning rate must be a positive number, got " + general(o.ae_learning_rate));
+    fail("autoencoder learning rate must be a positive number, got " +
+         util::shortest_number(o.ae_learning_rate));
   }
   if (o.batch_size == 0 || o.batch_size > 65536) {
     fail("batch size must be 1..65536, got " + std::to_string(o.batch_size));

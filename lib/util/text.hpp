@@ -2,6 +2,7 @@
 // Small text helpers shared by the HTTP layer and the parsers of command-line expressions.
 
 #include <algorithm>
+#include <charconv>
 #include <span>
 #include <string>
 #include <string_view>
@@ -28,6 +29,14 @@ inline bool iequals(std::string_view a, std::string_view lower) {
          std::equal(a.begin(), a.end(), lower.begin(), [](char x, char y) {
            return (x >= 'A' && x <= 'Z' ? static_cast<char>(x + ('a' - 'A')) : x) == y;
          });
+}
+
+// `v` in the fewest digits that read back as it, for messages: "0.1", "1", "-1e-09", "nan"
+// (std::to_string gives "0.100000", and "-0.000000" for -1e-9).
+inline std::string shortest_number(double v) {
+  char buf[32];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return ec == std::errc() ? std::string(buf, end) : std::string("?");
 }
 
 // The name in `names` that `word` most likely misspells, for a "did you mean" hint: the nearest

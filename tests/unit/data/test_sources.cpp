@@ -258,7 +258,7 @@ TEST_CASE("split_npm_digits: malformed digits files") {
   auto texts = digit_texts();
   const auto names = digit_names();
   CHECK_THROWS_WITH_AS(split_npm_digits(texts, names, 1.0),
-                       "--test-fraction: must be between 0 and 1 (exclusive), got 1.000000", Error);
+                       "--test-fraction: must be between 0 and 1 (exclusive), got 1", Error);
   SUBCASE("not a number") {
     texts[4] = "{\"data\": [0, 0.5, x]}";
     CHECK(error_of([&] { split_npm_digits(texts, names, 0.2); }) ==
