@@ -105,12 +105,10 @@ int run_explain(const ExplainOptions& o, Context& ctx) {
     try {
       return client.call("POST", api::routes::application_explain(o.app), body, true);
     } catch (const Error& e) {
-      if (o.image.empty() || o.fit || e.kind() != ErrorKind::invalid_input) {
+      if (o.image.empty() || e.kind() != ErrorKind::invalid_input) {
         throw;
       }
-      throw Error(e.kind(),
-                  e.what() + (" (" + o.image + " is " + std::to_string(in.image.image.cols) + "×" +
-                              std::to_string(in.image.image.rows) + " pixels)" + k_fit_hint));
+      throw Error(e.kind(), e.what() + refused_size_note(o.image, in.image, o.fit));
     }
   }();
 

@@ -44,6 +44,11 @@ ImageInput read_image_input(const std::string& path, bool fit, std::size_t rows,
   return in;
 }
 
+std::string refused_size_note(const std::string& path, const ImageInput& input, bool fit) {
+  return " (" + path + " is " + std::to_string(input.image.cols) + "×" +
+         std::to_string(input.image.rows) + " pixels)" + (fit ? "" : k_fit_hint);
+}
+
 std::string fit_text(const ImageInput& input) {
   const auto& fit = input.fit;
   const auto n = [&](const char* key, std::size_t i) {

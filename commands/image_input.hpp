@@ -25,6 +25,10 @@ struct ImageInput {
 // Reads the picture at `path`; with `fit`, brings it to `rows` × `cols`.
 ImageInput read_image_input(const std::string& path, bool fit, std::size_t rows, std::size_t cols);
 
+// " (seven.png is 32×32 pixels)", and `k_fit_hint` without `fit`: added where an application
+// refuses `input` read from `path`.
+std::string refused_size_note(const std::string& path, const ImageInput& input, bool fit);
+
 // "640×480, inverted; the digit (212×301 at 10,20) scaled to 14×20, centred in 28×28"
 std::string fit_text(const ImageInput& input);
 

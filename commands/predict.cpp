@@ -169,8 +169,7 @@ int run_predict_remote(const PredictOptions& o, Context& ctx) {
     input = read_image_input_for(ctx, o.app, o.image, o.fit);
     const auto& image = input.image;
     per_image = image.pixels.size();
-    image_size = " (" + o.image + " is " + std::to_string(image.cols) + "×" +
-                 std::to_string(image.rows) + " pixels)" + (o.fit ? "" : k_fit_hint);
+    image_size = refused_size_note(o.image, input, o.fit);
     source = o.image;
     pixels = image.pixels;
     indices.push_back(0);

@@ -65,11 +65,11 @@ int run_rollout_history(const RolloutHistoryOptions& opts, Context& ctx) {
   api::validate_name(opts.name, "application name");
   auto client = api_client(ctx);
   const auto route = api::routes::application_revisions(opts.name);
-  const auto h = require_list(client.call("GET", route), "revisions", client.server() + route);
+  auto answer = require_list(client.call("GET", route), "revisions", client.server() + route);
   // Each revision gets the changes of its spec from the one before it, which the models alone
   // do not show (an alias for the same version, capture or monitoring settings).
   // In JSON: "changes": [{"field", "from"?, "to"?}].
-  auto revisions = h.value("revisions", nlohmann::json::array());
+  auto& revisions = answer["revisions"]; // require_list: an array
   std::optional<nlohmann::json> before;
   for (auto& r : revisions) {
     auto manifest = r.value("manifest", nlohmann::json::object());
@@ -87,8 +87,6 @@ int run_rollout_history(const RolloutHistoryOptions& opts, Context& ctx) {
     }
     before = std::move(manifest);
   }
-  auto answer = h;
-  answer["revisions"] = revisions;
   print_result(ctx, answer, [&] {
     Table table({"REVISION", "TIME", "ACTOR", "CAUSE", "MODELS", "CHANGE", "CURRENT"});
     for (const auto& r : revisions) {

@@ -105,12 +105,12 @@ GrayImage decode_png(std::string_view bytes, const std::string& file, Backdrop b
 
 // ---- JPEG (libjpeg-turbo) ---------------------------------------------------------------
 
-// libjpeg reports errors through a callback that must not return: it longjmps back to
-// `decode_jpeg_into`, which frees the decompressor. Nothing with a destructor lives in the
-// frames it jumps over (libjpeg's own).
 // The start of the APP1 marker that holds EXIF data.
 constexpr std::string_view k_exif("Exif\0\0", 6);
 
+// libjpeg reports errors through a callback that must not return: it longjmps back to
+// `decode_jpeg_into`, which frees the decompressor. Nothing with a destructor lives in the
+// frames it jumps over (libjpeg's own).
 struct JpegError {
   jpeg_error_mgr manager{};
   std::jmp_buf jump{};
