@@ -84,10 +84,11 @@ std::vector<double> times(const nlohmann::json& series) {
 }
 
 void print_monitor(const nlohmann::json& metrics, const nlohmann::json& health) {
+  // The window's bounds, not a time the state began: each version's is in its own heading.
   std::cout << "application " << metrics["application"].get<std::string>() << ": "
-            << health.value("state", std::string("unknown")) << " (since "
-            << metrics["since"].get<std::string>() << ", step "
-            << metrics["step_seconds"].get<int>() << "s)\n\n";
+            << health.value("state", std::string("unknown")) << " (window "
+            << metrics["since"].get<std::string>() << " to " << metrics["until"].get<std::string>()
+            << ", step " << metrics["step_seconds"].get<int>() << "s)\n\n";
   Table table({"VERSION", "VARIANT", "REQUESTS", "ERRORS", "P50 MS", "P99 MS", "RECONSTRUCTION",
                "THRESHOLD", "ACCURACY", "HEALTH"});
   for (const auto& s : metrics["series"]) {
@@ -108,7 +109,14 @@ void print_monitor(const nlohmann::json& metrics, const nlohmann::json& health) 
   }
   for (const auto& s : metrics["series"]) {
     std::cout << "\n"
-              << s["ref"].get<std::string>() << " (" << s["variant"].get<std::string>() << ")\n";
+              << s["ref"].get<std::string>() << " (" << s["variant"].get<std::string>() << ")";
+    for (const auto& v : health.value("versions", nlohmann::json::array())) {
+      if (v.value("ref", std::string()) == s["ref"].get<std::string>() && v.contains("since")) {
+        std::cout << ": " << v["state"].get<std::string>() << " since "
+                  << v["since"].get<std::string>();
+      }
+    }
+    std::cout << "\n";
     std::cout << "  requests        " << sparkline(column(s, "requests")) << "\n";
     std::cout << "  p99 latency     " << sparkline(column(s, "latency_p99_seconds")) << "\n";
     std::cout << "  reconstruction  " << sparkline(column(s, "reconstruction")) << "\n";

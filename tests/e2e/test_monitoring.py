@@ -224,6 +224,10 @@ class MonitoringTest(TestCase):
             self.assertIn("mnist:1", r.stdout)
             self.assertIn("unhealthy", r.stdout)  # the events
             self.assertIn("\u2581", r.stdout)     # sparklines
+            # The heading gives the window; when a version's state began is in its own heading.
+            self.assertRegex(r.stdout.splitlines()[0],
+                             rf"^application {APP}: \w+ \(window \S+Z to \S+Z, step \d+s\)$")
+            self.assertRegex(r.stdout, r"\nmnist:1 \(primary\): healthy since \S+Z\n")
             png = (self.tmp / "monitor.png").read_bytes()
             self.assertEqual(png[:8], b"\x89PNG\r\n\x1a\n")
             r = mlctl("monitor", "--app", APP, "-o", "json", env=env)
