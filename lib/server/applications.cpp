@@ -303,9 +303,9 @@ json Applications::rollback(std::string_view name, std::optional<std::int64_t> r
       prev.bind_all(name, current->revision);
       prev.step();
       if (prev.is_null(0)) {
-        throw Error(ErrorKind::not_found, "application '" + std::string(name) +
-                                              "' has no revision before " +
-                                              std::to_string(current->revision));
+        throw Error(ErrorKind::not_found,
+                    "application '" + std::string(name) + "' has no revision before " +
+                        std::to_string(current->revision) + " (nothing to undo)");
       }
       target = prev.int64(0);
     }
@@ -313,8 +313,15 @@ json Applications::rollback(std::string_view name, std::optional<std::int64_t> r
         "SELECT manifest, models FROM application_revisions WHERE name = ? AND revision = ?");
     stmt.bind_all(name, target);
     if (!stmt.step()) {
-      throw Error(ErrorKind::not_found, "application '" + std::string(name) + "' has no revision " +
-                                            std::to_string(target));
+      auto kept = db->prepare("SELECT MIN(revision), MAX(revision) FROM application_revisions "
+                              "WHERE name = ?");
+      kept.bind_all(name);
+      kept.step();
+      throw Error(ErrorKind::not_found,
+                  "application '" + std::string(name) + "' has no revision " +
+                      std::to_string(target) + " (its history holds revisions " +
+                      std::to_string(kept.int64(0)) + " to " + std::to_string(kept.int64(1)) +
+                      ": mlctl rollout history " + std::string(name) + ")");
     }
     r.manifest = json::parse(stmt.text_view(0));
     r.models = json::parse(stmt.text_view(1)).get<std::vector<std::vector<std::string>>>();

@@ -272,7 +272,11 @@ class ApplyTest(TestCase):
         h = self.ok("rollout", "history", "demo", "-o", "json").json()
         self.assertEqual([r["cause"] for r in h["revisions"]][-2:], ["rollback to revision 2", "rollback to revision 1"])
         self.assertFails(mlctl("rollout", "undo", "demo", "--to-revision", "9", env=self.env), 1,
-                         "application 'demo' has no revision 9")
+                         "application 'demo' has no revision 9 (its history holds revisions 1 to 5: "
+                         "mlctl rollout history demo)")
+        self.ok("apply", "application", "solo", "--model", "mnist:1")
+        self.assertFails(mlctl("rollout", "undo", "solo", env=self.env), 1,
+                         "application 'solo' has no revision before 1 (nothing to undo)")
         self.assertFails(mlctl("rollout", "history", "nope", env=self.env), 1, "application 'nope' not found")
 
     def test_applications_are_served_again_after_a_restart(self):
