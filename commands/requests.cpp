@@ -53,15 +53,12 @@ void print_rows(const std::vector<api::StoredRequest>& rows) {
   }
   Table table(header);
   for (const auto& r : rows) {
-    std::vector<std::string> row = {r.time,
-                                    r.trace_id,
-                                    std::to_string(r.index),
-                                    r.model_ref(),
-                                    r.variant.empty() ? "-" : r.variant,
-                                    std::to_string(r.status),
-                                    cell(r.predicted),
-                                    cell(r.label),
-                                    format_fixed(r.latency_seconds * 1000.0, 3) + " ms"};
+    std::vector<std::string> row = {
+        r.time, r.trace_id, std::to_string(r.index), r.model_ref(),
+        r.variant.empty() ? "-" : r.variant, std::to_string(r.status), cell(r.predicted),
+        cell(r.label),
+        // A request refused before a model ran has no latency.
+        r.model.empty() ? "-" : format_fixed(r.latency_seconds * 1000.0, 3) + " ms"};
     if (errors) {
       row.push_back(shortened(r.error, 60));
     }

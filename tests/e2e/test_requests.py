@@ -235,7 +235,8 @@ class RequestStoreTest(TestCase):
             self.assertOk(r)
             header, line = r.stdout.splitlines()
             self.assertEqual(header.split()[-1], "ERROR")
-            self.assertEqual(line.split()[3:6], ["-", "-", "400"])
+            # MODEL, VARIANT, STATUS, CLASS, LABEL, LATENCY: no model ran, so no latency either.
+            self.assertEqual(line.split()[3:9], ["-", "-", "400", "-", "-", "-"])
             self.assertIn(short_message[:40], line)
             # The listing has all four; the variant's counters and the monitors count the one
             # request the model answered.
