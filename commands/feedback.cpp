@@ -10,6 +10,7 @@
 #include "util/fs.hpp"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <charconv>
 #include <memory>
 
@@ -79,8 +80,13 @@ std::vector<api::FeedbackItem> read_csv(const std::string& path, std::vector<std
       throw Error(ErrorKind::invalid_input, where + ": expected trace_id,label[,index]");
     }
     if (!api::is_trace_id(fields[0])) {
-      throw Error(ErrorKind::invalid_input, where + ": trace id '" + fields[0].substr(0, 40) +
-                                                "' is not 32 lowercase hex digits");
+      const bool header = line_no == 1 && !fields[1].empty() &&
+                          std::none_of(fields[1].begin(), fields[1].end(),
+                                       [](char c) { return c >= '0' && c <= '9'; });
+      throw Error(
+          ErrorKind::invalid_input,
+          where + ": trace id '" + fields[0].substr(0, 40) + "' is not 32 lowercase hex digits" +
+              (header ? " (a header line must read trace_id,label or trace_id,label,index)" : ""));
     }
     api::FeedbackItem item;
     item.trace_id = fields[0];

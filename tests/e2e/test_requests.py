@@ -147,6 +147,11 @@ class RequestStoreTest(TestCase):
             (self.tmp / "bad.csv").write_text(f"trace_id,label\n{trace_ids[200]},3\n\n{trace_ids[201]},11\n")
             r = mlctl("feedback", "--file", self.tmp / "bad.csv", env=server.env())
             self.assertFails(r, 1, f"bad.csv:4: feedback[1].label: 11 is not a class of tiny:1")
+            # A header of other names is refused, and the message says the one it reads.
+            (self.tmp / "header.csv").write_text(f"trace,true_label\n{trace_ids[200]},3\n")
+            r = mlctl("feedback", "--file", self.tmp / "header.csv", env=server.env())
+            self.assertFails(r, 1, "header.csv:1: trace id 'trace' is not 32 lowercase hex digits (a header "
+                                   "line must read trace_id,label or trace_id,label,index)")
 
             # The CLI: a CSV with a header as Excel's "CSV UTF-8" writes it (a byte-order mark,
             # CRLF), and one label by flag.
