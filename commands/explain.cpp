@@ -229,7 +229,9 @@ void register_explain(CLI::App& parent, Dispatch& dispatch) {
   cmd->add_option("--grid", opts->grid, "Mask grid cells per side")
       ->check(in_range(2, 28))
       ->capture_default_str();
-  cmd->add_option("--p", opts->p, "Probability that a grid cell is kept")->capture_default_str();
+  cmd->add_option("--p", opts->p, "Probability that a grid cell is kept")
+      ->check(fraction(false))
+      ->capture_default_str();
   cmd->add_option("--seed", opts->seed, "Random seed (the same seed gives the same maps)")
       ->capture_default_str();
   cmd->add_option("--model", opts->model,

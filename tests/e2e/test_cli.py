@@ -52,6 +52,7 @@ class CliTest(TestCase):
             (["feedback", "--app", "a", "--trace-id", "0" * 32, "--label", "-1"], "--label: must be >= 0, got -1;"),
             (["train", "--data", "d", "--out", "m", "--seed", "-3"], "--seed: must be a whole number >= 0, got -3;"),
             (["test", "--app", "a", "--data", "d", "--samples", "ten"], "--samples: must be a whole number >= 0, got ten;"),
+            (["explain", "--app", "a", "--data", "d", "--p", "1.5"], "--p: must be > 0 and < 1, got 1.5;"),
             (["catalog", "download", "mnist:3", "-o", "models/m3"],
              "--output: models/m3 not in {table,json,yaml} (-o is the output format; the path goes to '--out');"
              " see 'mlctl catalog download --help'"),
