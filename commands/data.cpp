@@ -35,13 +35,21 @@ std::string source_text(const nlohmann::json& source) {
   if (!source.is_object()) {
     return source.is_string() ? source.get<std::string>() : source.dump();
   }
-  std::string kind = source.value("kind", std::string("?"));
-  std::string location = source.value("location", std::string());
-  std::string out = kind + (location.empty() ? "" : " " + location);
-  if (source.contains("test_fraction")) {
-    out += " (test fraction " + number_text(source["test_fraction"], 2) + ")";
+  std::string out;
+  std::string detail;
+  if (source.contains("application")) { // mlctl subsample: stored production requests
+    out = "requests of application " + source.value("application", std::string("?")) + " at " +
+          source.value("server", std::string("?"));
+    detail = source.value("strategy", std::string("?")) + ", " +
+             (source.value("labeled", std::string()) == "only" ? "labelled only" : "any") + ", ";
+  } else {
+    const std::string location = source.value("location", std::string());
+    out = source.value("kind", std::string("?")) + (location.empty() ? "" : " " + location);
   }
-  return out;
+  if (source.contains("test_fraction")) {
+    detail += "test fraction " + number_text(source["test_fraction"], 2);
+  }
+  return detail.empty() ? out : out + " (" + detail + ")";
 }
 
 int run_data_describe(const DataDescribeOptions& opts, Context& ctx) {

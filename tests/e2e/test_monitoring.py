@@ -251,6 +251,10 @@ class MonitoringTest(TestCase):
             self.assertEqual(info["source"]["application"], APP)
             self.assertEqual(info["source"]["strategy"], "stratified")
             self.assertFalse(info["source"]["pseudo_label"])
+            described = mlctl("data", "describe", self.tmp / "retrain")
+            self.assertOk(described)
+            self.assertIn(f"source:         requests of application {APP} at {server.url} (stratified, "
+                          "labelled only, test fraction 0.25)\n", described.stdout)
             sample = np.load(self.tmp / "retrain" / "train.npz")
             self.assertEqual(sample["x"].shape[1:], (28, 28))
             # Every sampled image is one of the labelled digits, with its true label.
