@@ -106,8 +106,9 @@ int run_catalog_upload(const CatalogUploadOptions& opts, Context& ctx) {
         ctx.debug("packed " + dir.string() + " -> sha256 " + sha);
         const auto uploaded = client.upload(name, tgz, opts.force_new);
         const auto& v = uploaded.version;
-        ctx.log()(std::string(uploaded.created ? "registered "
-                                               : "already registered (identical bytes) as ") +
+        ctx.log()(std::string(uploaded.created    ? "registered "
+                              : uploaded.restored ? "restored the lost artifact bytes of "
+                                                  : "already registered (identical bytes) as ") +
                   v.ref() + " sha256 " + v.sha256 + " (" +
                   format_bytes(static_cast<double>(v.size)) + ")");
         pipeline::StepOutcome outcome;

@@ -133,9 +133,12 @@ std::string to_json_text(const VersionList& list) {
   return out;
 }
 
-void to_json(json& j, const UploadResult& v) { j = json{{"created", v.created}, {"version", v.version}}; }
+void to_json(json& j, const UploadResult& v) {
+  j = json{{"created", v.created}, {"restored", v.restored}, {"version", v.version}};
+}
 void from_json(const json& j, UploadResult& v) {
   j.at("created").get_to(v.created);
+  v.restored = j.value("restored", false);
   j.at("version").get_to(v.version);
 }
 

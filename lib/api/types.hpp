@@ -41,6 +41,7 @@ struct VersionInfo {
 
 struct UploadResult {
   bool created = false; // false: identical bytes were already registered (idempotent upload)
+  bool restored = false; // those bytes had been lost from the data directory and are back
   VersionInfo version;
 };
 
@@ -92,7 +93,8 @@ struct Event {
   std::int64_t id = 0;    // increasing; `?since=<id>` returns later events
   std::string time;       // RFC 3339 UTC
   std::string actor;      // who asked (the uploader / user header) and from where
-  std::string action;     // "version.created", "version.deleted", "alias.set", "alias.deleted", "tags.updated", "gc", ...
+  std::string action;     // "version.created", "version.restored", "version.deleted", "alias.set",
+                          // "alias.deleted", "tags.updated", "gc", ...
   std::string name;       // model (or, later, application) name; empty for global events
   std::optional<std::int64_t> version;
   std::string alias;

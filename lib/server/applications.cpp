@@ -93,7 +93,8 @@ std::shared_ptr<Route> Applications::build_route(const Resolved& r, std::int64_t
         if (e.kind() == ErrorKind::not_found) {
           throw Error(ErrorKind::invalid_input, path + ": " + r.models[s][v] + " does not exist");
         }
-        throw Error(e.kind() == ErrorKind::io ? ErrorKind::io : ErrorKind::invalid_input,
+        const bool keep = e.kind() == ErrorKind::io || e.kind() == ErrorKind::conflict;
+        throw Error(keep ? e.kind() : ErrorKind::invalid_input,
                     path + ": cannot load " + r.models[s][v] + ": " + e.what());
       }
       stage_requested.push_back(r.app.stages[s].variants[v].model.to_string());

@@ -122,6 +122,13 @@ std::shared_ptr<const LoadedModel> ModelPool::get(std::string_view name, std::in
     }
   }
   const auto art = m_registry.artifact(name, api::VersionSelector{version, {}});
+  if (std::error_code ec; !std::filesystem::exists(art.path, ec)) {
+    // 409, not 500: nothing a retry changes, until the bytes are back.
+    throw Error(ErrorKind::conflict,
+                "its artifact file is missing from the data directory (" + art.path.string() +
+                    "); upload the same model again to restore it (mlctl catalog "
+                    "upload --no-cache DIR), then apply again");
+  }
   auto loaded = load_model_artifact(art.path, name, version, art.sha256);
   m_loaded[key] = loaded;
   // Forget entries nobody holds any more.

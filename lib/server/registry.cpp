@@ -229,8 +229,22 @@ api::UploadResult Registry::add_version(std::string_view name, ArtifactStore::Up
     same.bind_all(name, upload.sha256());
     if (same.step() && !same.is_null(0)) {
       const auto existing = same.int64(0);
-      api::UploadResult result{false, read_version(*db, name, existing)};
-      return result; // the transaction rolls back: nothing changed
+      api::UploadResult result{.created = false, .version = read_version(*db, name, existing)};
+      // Bytes lost from the data directory (recover() warns of them at start) come back with
+      // an upload of the same bytes: content addressing makes this copy as good as the lost one.
+      if (std::error_code ec;
+          !fs::exists(m_store.path_for(upload.sha256()), ec) && m_store.adopt(upload)) {
+        api::Event event;
+        event.time = time;
+        event.action = "version.restored";
+        event.name = std::string(name);
+        event.version = existing;
+        event.detail = {{"sha256", upload.sha256()}, {"size", upload.size()}};
+        record_event(*db, event, actor);
+        tx.commit();
+        result.restored = true;
+      }
+      return result; // otherwise the transaction rolls back: nothing changed
     }
   }
   std::int64_t version = 1;
@@ -268,7 +282,7 @@ api::UploadResult Registry::add_version(std::string_view name, ArtifactStore::Up
     record_event(*db, event, actor);
     auto info = read_version(*db, name, version);
     tx.commit();
-    return {true, std::move(info)};
+    return {.created = true, .version = std::move(info)};
   } catch (...) {
     if (placed) {
       // Nobody else can reference these bytes: we hold the write lock and they were new.

@@ -594,7 +594,8 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
           std::to_string(recovery.orphans_removed) + " unreferenced artifact(s)");
   }
   for (const auto& ref : recovery.missing_artifacts) {
-    p.log("warning: model " + ref + ": artifact bytes are missing from " + o.data_dir.string());
+    p.log("warning: model " + ref + ": artifact bytes are missing from " + o.data_dir.string() +
+          " (an upload of the same model restores them: mlctl catalog upload --no-cache DIR)");
   }
   {
     RequestStoreOptions store;

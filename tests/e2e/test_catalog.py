@@ -228,6 +228,42 @@ class CatalogTest(TestCase):
         self.run_ok("catalog", "download", "mnist:1", "--out", self.tmp / "intact")
         self.assertIn("freed 0 file(s)", self.run_ok("catalog", "gc").stdout)
 
+    def test_lost_artifact_bytes_come_back_with_an_upload_of_the_same_model(self):
+        model = make_model_dir(self.tmp / "m", name="mnist")
+        info = self.run_ok("catalog", "upload", model, "-o", "json").json()["version"]
+        self.run_ok("apply", "application", "lost", "--model", "mnist:1")
+        stored = self.tmp / "data" / "artifacts" / "sha256" / info["sha256"][:2] / info["sha256"]
+        stored.unlink()  # a disk mishap, a bad restore
+        # At start the server says what is missing and how to get it back; the application is
+        # not served.
+        self.server.__exit__(None, None, None)
+        self.server = Server(self.tmp / "data").__enter__()
+        self.env.update(self.server.env())
+        log = self.server.stderr()
+        self.assertIn("warning: model mnist:1: artifact bytes are missing from", log)
+        self.assertIn("(an upload of the same model restores them: mlctl catalog upload --no-cache DIR)", log)
+        self.assertIn("warning: application lost (revision 1) is not served: spec.singular.model: cannot load "
+                      f"mnist:1: its artifact file is missing from the data directory ({stored})", log)
+        # Applying refuses with 409 (nothing a retry changes) and the way out.
+        r = mlctl("apply", "application", "lost2", "--model", "mnist:1", env=self.env)
+        self.assertFails(r, 1, "application lost2: spec.singular.model: cannot load mnist:1: its artifact file is missing")
+        self.assertIn("upload the same model again to restore it (mlctl catalog upload --no-cache DIR), then "
+                      "apply again", r.stderr)
+        self.assertNotIn("retry", r.stderr)
+        # The same bytes, uploaded again, restore the file under the same version.
+        again = self.run_ok("catalog", "upload", model, "--no-cache", "-o", "json")
+        self.assertEqual((again.json()["created"], again.json()["restored"], again.json()["version"]["version"]),
+                         (False, True, 1))
+        self.assertIn("restored the lost artifact bytes of mnist:1", again.stderr)
+        self.assertEqual(sha256(stored), info["sha256"])
+        self.assertIn("unchanged", self.run_ok("apply", "application", "lost", "--model", "mnist:1").stdout)
+        self.assertEqual(self.run_ok("get", "applications", "-o", "json").json()["applications"][0]["ready"], True)
+        history = self.run_ok("catalog", "history", "mnist", "-o", "json").json()["events"]
+        self.assertEqual([e["action"] for e in history][-2:], ["version.created", "version.restored"])
+        # Once present, the bytes are not replaced: a further upload changes nothing.
+        third = self.run_ok("catalog", "upload", model, "--no-cache", "-o", "json").json()
+        self.assertEqual((third["created"], third["restored"]), (False, False))
+
     def test_paging(self):
         model = make_model_dir(self.tmp / "m", name="paged")
         for _ in range(5):
