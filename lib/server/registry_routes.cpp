@@ -119,9 +119,15 @@ void download(Platform& p, const Request& req, Response& res) {
   // Open now: a concurrent delete unlinks the name, not the bytes we are sending.
   const int fd = ::open(art.path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    throw Error(ErrorKind::internal, "model " + name + ":" + std::to_string(art.version) +
-                                         ": artifact bytes are missing from the data directory: " +
-                                         std::strerror(errno));
+    // 409, not 500: nothing a retry changes until an upload of the same bytes restores them.
+    const int err = errno;
+    throw Error(
+        err == ENOENT ? ErrorKind::conflict : ErrorKind::io,
+        "model " + name + ":" + std::to_string(art.version) +
+            ": its artifact file cannot be read from the data directory: " + std::strerror(err) +
+            (err == ENOENT ? " (an upload of the same model restores it: mlctl catalog "
+                             "upload --no-cache DIR)"
+                           : ""));
   }
   res.set_header("Content-Disposition",
                  "attachment; filename=\"" + name + "-" + std::to_string(art.version) + ".tar.gz\"");

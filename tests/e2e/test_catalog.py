@@ -250,6 +250,11 @@ class CatalogTest(TestCase):
         self.assertIn("upload the same model again to restore it (mlctl catalog upload --no-cache DIR), then "
                       "apply again", r.stderr)
         self.assertNotIn("retry", r.stderr)
+        r = mlctl("catalog", "download", "mnist:1", "--out", self.tmp / "out", env=self.env)
+        self.assertFails(r, 1, "mnist:1: its artifact file cannot be read from the data directory: No such file "
+                               "or directory (an upload of the same model restores it: mlctl catalog upload "
+                               "--no-cache DIR)")
+        self.assertNotIn("retry", r.stderr)
         # The same bytes, uploaded again, restore the file under the same version.
         again = self.run_ok("catalog", "upload", model, "--no-cache", "-o", "json")
         self.assertEqual((again.json()["created"], again.json()["restored"], again.json()["version"]["version"]),
