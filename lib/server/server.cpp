@@ -21,6 +21,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <malloc.h>
+#include <netdb.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -154,6 +155,48 @@ std::string reason_message(const httplib::Request& req, int status) {
   }
 }
 
+// Why cpp-httplib could not bind `host:port` (it says only that it could not): the same bind,
+// tried again, gives the reason.
+std::string why_not_bound(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  if (const int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
+      rc != 0) {
+    return std::string("cannot resolve the host: ") + ::gai_strerror(rc);
+  }
+  int err = 0;
+  for (const addrinfo* a = found; a != nullptr && err == 0; a = a->ai_next) {
+    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) {
+      err = errno;
+      break;
+    }
+    const int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes); // as cpp-httplib does
+    if (::bind(fd, a->ai_addr, a->ai_addrlen) != 0) {
+      err = errno;
+    }
+    ::close(fd);
+  }
+  ::freeaddrinfo(found);
+  switch (err) {
+  case EADDRINUSE:
+    return "the port is in use (which program holds it: ss -ltnp 'sport = :" +
+           std::to_string(port) + "'; or --listen " + host + ":0 picks a free port)";
+  case EADDRNOTAVAIL:
+    return "not an address of this machine";
+  case EACCES:
+    return "ports below 1024 need privileges (CAP_NET_BIND_SERVICE): choose a port >= 1024";
+  case 0:
+    return "the address could not be bound (it is free now: try again)";
+  default:
+    return std::strerror(err);
+  }
+}
+
 } // namespace
 
 void parse_listen(std::string_view text, ServerOptions& options) {
@@ -174,9 +217,13 @@ void parse_listen(std::string_view text, ServerOptions& options) {
   }
   int port = -1;
   const auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (port_text.empty() || ec != std::errc() || p != port_text.data() + port_text.size() ||
-      port < 0 || port > 65535) {
+  if (port_text.empty() || (ec != std::errc() && ec != std::errc::result_out_of_range) ||
+      p != port_text.data() + port_text.size()) {
     throw bad();
+  }
+  if (ec == std::errc::result_out_of_range || port < 0 || port > 65535) {
+    throw Error(ErrorKind::invalid_input, "--listen '" + std::string(text) +
+                                              "': the port must be 0..65535 (0 picks a free one)");
   }
   options.host = host.empty() ? "127.0.0.1" : std::string(host);
   options.port = port;
@@ -660,8 +707,8 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
     impl.port = impl.http->bind_to_port(o.host, o.port) ? o.port : -1;
   }
   if (impl.port <= 0) {
-    throw Error(ErrorKind::io, "cannot listen on " + o.host + ":" + std::to_string(o.port) +
-                                   " (address in use, or not an address of this machine)");
+    throw Error(ErrorKind::io, "cannot listen on " + o.host + ":" + std::to_string(o.port) + ": " +
+                                   why_not_bound(o.host, o.port));
   }
   // cpp-httplib 0.11 listens with a backlog of 5: a burst of new connections (clients coming
   // back after a restart) overflowed it, and each client whose SYN was dropped waited a second

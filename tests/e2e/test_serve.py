@@ -481,9 +481,16 @@ class ServeTest(TestCase):
 
     def test_bad_listen_and_busy_port(self):
         self.assertFails(mlctl("serve", "--data-dir", self.tmp / "d", "--listen", "nonsense"), 1, "HOST:PORT")
+        self.assertFails(mlctl("serve", "--data-dir", self.tmp / "d", "--listen", "127.0.0.1:99999"), 1,
+                         "--listen '127.0.0.1:99999': the port must be 0..65535 (0 picks a free one)")
         with Server(self.tmp / "data") as s:
             r = mlctl("serve", "--data-dir", self.tmp / "other", "--listen", f"127.0.0.1:{s.port}", timeout=30)
-            self.assertFails(r, 1, f"cannot listen on 127.0.0.1:{s.port}")
+            self.assertFails(r, 1, f"cannot listen on 127.0.0.1:{s.port}: the port is in use (which program "
+                                   f"holds it: ss -ltnp 'sport = :{s.port}'; or --listen 127.0.0.1:0 picks a free port)")
+        # An address no interface has (TEST-NET-1, RFC 5737).
+        r = mlctl("serve", "--data-dir", self.tmp / "other", "--listen", "192.0.2.1:9090",
+                  "--insecure-listen-anywhere", timeout=30)
+        self.assertFails(r, 1, "cannot listen on 192.0.2.1:9090: not an address of this machine")
 
     def test_starts_fast_on_a_1000_version_registry(self):
         data = self.tmp / "data"
