@@ -72,8 +72,25 @@ json row_json(const Row& r) {
           {"models", r.models}};
 }
 
-Error not_found(std::string_view name) {
-  return Error(ErrorKind::not_found, "application '" + std::string(name) + "' not found");
+// "application 'ap' not found (applications: app, mnist-app)": a typo shows next to the names.
+Error not_found(sql::Database& db, std::string_view name) {
+  constexpr int k_shown = 5;
+  auto stmt = db.prepare("SELECT name FROM applications ORDER BY name LIMIT ?");
+  stmt.bind(1, k_shown + 1);
+  std::vector<std::string> names;
+  while (stmt.step()) {
+    names.push_back(stmt.text(0));
+  }
+  std::string known =
+      names.empty() ? "no application exists: mlctl apply creates one" : "applications: ";
+  for (std::size_t i = 0; i < names.size() && i < k_shown; ++i) {
+    known += (i ? ", " : "") + names[i];
+  }
+  if (names.size() > k_shown) {
+    known += ", ... (mlctl get applications)";
+  }
+  return Error(ErrorKind::not_found,
+               "application '" + std::string(name) + "' not found (" + known + ")");
 }
 
 } // namespace
@@ -294,7 +311,7 @@ json Applications::rollback(std::string_view name, std::optional<std::int64_t> r
     auto db = m_registry.pool().acquire();
     const auto current = read_row(*db, name);
     if (!current) {
-      throw not_found(name);
+      throw not_found(*db, name);
     }
     if (revision) {
       target = *revision;
@@ -344,7 +361,7 @@ json Applications::remove(std::string_view name, const Actor& actor) {
     sql::Transaction tx(*db, sql::TransactionMode::immediate);
     const auto current = read_row(*db, name);
     if (!current) {
-      throw not_found(name);
+      throw not_found(*db, name);
     }
     revision = current->revision;
     db->prepare("DELETE FROM applications WHERE name = ?").bind(1, name).run();
@@ -420,9 +437,9 @@ json Applications::get(std::string_view name) {
   {
     auto db = m_registry.pool().acquire();
     row = read_row(*db, name);
-  }
-  if (!row) {
-    throw not_found(name);
+    if (!row) {
+      throw not_found(*db, name);
+    }
   }
   return describe(row_json(*row), m_gateway.find(name));
 }
@@ -459,7 +476,7 @@ json Applications::revisions(std::string_view name) {
   auto db = m_registry.pool().acquire();
   const auto current = read_row(*db, name);
   if (!current) {
-    throw not_found(name);
+    throw not_found(*db, name);
   }
   auto stmt = db->prepare(
       "SELECT revision, time, actor, cause, manifest, models FROM application_revisions "

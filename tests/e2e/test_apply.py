@@ -231,7 +231,15 @@ class ApplyTest(TestCase):
         self.ok("apply", "application", "demo", "--model", "mnist:1")
         self.assertEqual(self.ok("delete", "application", "demo").stdout, "application/demo deleted\n")
         self.assertFails(mlctl("describe", "application", "demo", env=self.env), 1, "application 'demo' not found")
-        self.assertFails(mlctl("delete", "application", "demo", env=self.env), 1, "application 'demo' not found")
+        self.assertFails(mlctl("delete", "application", "demo", env=self.env), 1,
+                         "application 'demo' not found (no application exists: mlctl apply creates one)")
+        # A name near the ones that exist shows next to them.
+        self.ok("apply", "application", "demo-a", "--model", "mnist:1")
+        self.ok("apply", "application", "demo-b", "--model", "mnist:1")
+        self.assertFails(mlctl("describe", "application", "demo", env=self.env), 1,
+                         "application 'demo' not found (applications: demo-a, demo-b)")
+        self.ok("delete", "application", "demo-a")
+        self.ok("delete", "application", "demo-b")
         self.assertEqual(self.ok("delete", "application", "demo", "--ignore-not-found").stdout,
                          "application/demo not found\n")
         # None left: the table's header, and on stderr how to make one.
