@@ -75,6 +75,10 @@ void print_version_details(const api::VersionInfo& v) {
       {"files", join(v.files)},
       {"used by", join(v.used_by)},
   };
+  if (v.artifact_missing) {
+    fields.emplace_back("artifact", "MISSING from the server's data directory (an upload of the "
+                                    "same model restores it: mlctl catalog upload DIR)");
+  }
   if (v.contract.is_object()) {
     fields.emplace_back("inputs", tensors(v.contract.value("inputs", nlohmann::json())));
     fields.emplace_back("outputs", tensors(v.contract.value("outputs", nlohmann::json())));

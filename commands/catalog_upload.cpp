@@ -78,7 +78,8 @@ int run_catalog_upload(const CatalogUploadOptions& opts, Context& ctx) {
   // --force-new asks for a new version whatever is registered: never served from the cache.
   const auto cache = step_cache(opts.cache_dir, opts.no_cache || opts.force_new);
   const auto spec = pipeline::upload_step(input, name, client.server());
-  // A recorded upload counts only while the registry still holds that version, same bytes.
+  // A recorded upload counts only while the registry still holds that version, same bytes (and
+  // the bytes themselves: an upload restores them when they are lost).
   const auto still_registered = [&](const pipeline::StepRecord& record) {
     api::VersionInfo recorded;
     try {
@@ -90,7 +91,8 @@ int run_catalog_upload(const CatalogUploadOptions& opts, Context& ctx) {
       api::ModelRef ref;
       ref.name = recorded.name;
       ref.version = recorded.version;
-      return client.get_version(ref).sha256 == recorded.sha256;
+      const auto now = client.get_version(ref);
+      return now.sha256 == recorded.sha256 && !now.artifact_missing;
     } catch (const Error& e) {
       if (e.kind() == ErrorKind::not_found) {
         return false;

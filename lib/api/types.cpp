@@ -32,6 +32,7 @@ void to_json(json& j, const VersionInfo& v) {
     j["monitoring"] = or_null(v.monitoring);
     j["files"] = v.files;
     j["used_by"] = v.used_by;
+    j["artifact_missing"] = v.artifact_missing;
   }
 }
 
@@ -52,6 +53,7 @@ void from_json(const json& j, VersionInfo& v) {
     v.monitoring = j.value("monitoring", json());
     get_optional(j, "files", v.files);
     get_optional(j, "used_by", v.used_by);
+    v.artifact_missing = j.value("artifact_missing", false);
   }
 }
 

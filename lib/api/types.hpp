@@ -34,6 +34,7 @@ struct VersionInfo {
   nlohmann::json monitoring; // spec.monitoring (null when absent)
   std::vector<std::string> files;   // files of the artifact, sorted
   std::vector<std::string> used_by; // e.g. "application/mnist-app"; deletion is refused while not empty
+  bool artifact_missing = false;    // its file is gone from the server's data directory
 
   // Returns `name:version`.
   std::string ref() const;

@@ -127,7 +127,7 @@ std::shared_ptr<const LoadedModel> ModelPool::get(std::string_view name, std::in
     throw Error(ErrorKind::conflict,
                 "its artifact file is missing from the data directory (" + art.path.string() +
                     "); upload the same model again to restore it (mlctl catalog "
-                    "upload --no-cache DIR), then apply again");
+                    "upload DIR), then apply again");
   }
   auto loaded = load_model_artifact(art.path, name, version, art.sha256);
   m_loaded[key] = loaded;

@@ -454,7 +454,10 @@ api::VersionInfo Registry::get_version(std::string_view name, const api::Version
   api::validate_name(name);
   auto db = m_pool.acquire();
   sql::Transaction snapshot(*db, sql::TransactionMode::deferred);
-  return read_version(*db, name, resolve_in(*db, name, selector));
+  auto info = read_version(*db, name, resolve_in(*db, name, selector));
+  std::error_code ec;
+  info.artifact_missing = !fs::exists(m_store.path_for(info.sha256), ec);
+  return info;
 }
 
 Registry::ArtifactFile Registry::artifact(std::string_view name, const api::VersionSelector& selector) {

@@ -126,7 +126,7 @@ void download(Platform& p, const Request& req, Response& res) {
         "model " + name + ":" + std::to_string(art.version) +
             ": its artifact file cannot be read from the data directory: " + std::strerror(err) +
             (err == ENOENT ? " (an upload of the same model restores it: mlctl catalog "
-                             "upload --no-cache DIR)"
+                             "upload DIR)"
                            : ""));
   }
   res.set_header("Content-Disposition",

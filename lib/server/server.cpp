@@ -642,7 +642,7 @@ Server::Server(ServerOptions options, util::LogFn log) : m_impl(std::make_unique
   }
   for (const auto& ref : recovery.missing_artifacts) {
     p.log("warning: model " + ref + ": artifact bytes are missing from " + o.data_dir.string() +
-          " (an upload of the same model restores them: mlctl catalog upload --no-cache DIR)");
+          " (an upload of the same model restores them: mlctl catalog upload DIR)");
   }
   {
     RequestStoreOptions store;

@@ -241,22 +241,27 @@ class CatalogTest(TestCase):
         self.env.update(self.server.env())
         log = self.server.stderr()
         self.assertIn("warning: model mnist:1: artifact bytes are missing from", log)
-        self.assertIn("(an upload of the same model restores them: mlctl catalog upload --no-cache DIR)", log)
+        self.assertIn("(an upload of the same model restores them: mlctl catalog upload DIR)", log)
         self.assertIn("warning: application lost (revision 1) is not served: spec.singular.model: cannot load "
                       f"mnist:1: its artifact file is missing from the data directory ({stored})", log)
         # Applying refuses with 409 (nothing a retry changes) and the way out.
         r = mlctl("apply", "application", "lost2", "--model", "mnist:1", env=self.env)
         self.assertFails(r, 1, "application lost2: spec.singular.model: cannot load mnist:1: its artifact file is missing")
-        self.assertIn("upload the same model again to restore it (mlctl catalog upload --no-cache DIR), then "
+        self.assertIn("upload the same model again to restore it (mlctl catalog upload DIR), then "
                       "apply again", r.stderr)
         self.assertNotIn("retry", r.stderr)
         r = mlctl("catalog", "download", "mnist:1", "--out", self.tmp / "out", env=self.env)
         self.assertFails(r, 1, "mnist:1: its artifact file cannot be read from the data directory: No such file "
                                "or directory (an upload of the same model restores it: mlctl catalog upload "
-                               "--no-cache DIR)")
+                               "DIR)")
         self.assertNotIn("retry", r.stderr)
-        # The same bytes, uploaded again, restore the file under the same version.
-        again = self.run_ok("catalog", "upload", model, "--no-cache", "-o", "json")
+        got = self.run_ok("catalog", "get", "mnist:1")
+        self.assertRegex(got.stdout, r"\nartifact: +MISSING from the server's data directory \(an upload of the same "
+                                     r"model restores it: mlctl catalog upload DIR\)\n")
+        self.assertTrue(self.run_ok("catalog", "get", "mnist:1", "-o", "json").json()["artifact_missing"])
+        # The same bytes, uploaded again, restore the file under the same version (the recorded
+        # upload of the step cache does not count while the bytes are missing).
+        again = self.run_ok("catalog", "upload", model, "-o", "json")
         self.assertEqual((again.json()["created"], again.json()["restored"], again.json()["version"]["version"]),
                          (False, True, 1))
         self.assertIn("restored the lost artifact bytes of mnist:1", again.stderr)
@@ -268,6 +273,7 @@ class CatalogTest(TestCase):
         # Once present, the bytes are not replaced: a further upload changes nothing.
         third = self.run_ok("catalog", "upload", model, "--no-cache", "-o", "json").json()
         self.assertEqual((third["created"], third["restored"]), (False, False))
+        self.assertFalse(self.run_ok("catalog", "get", "mnist:1", "-o", "json").json()["artifact_missing"])
 
     def test_paging(self):
         model = make_model_dir(self.tmp / "m", name="paged")
