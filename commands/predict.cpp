@@ -35,7 +35,7 @@ struct PredictOptions {
   std::string data;  // a split .npz or a dataset directory (its test split)
   std::string image; // a PNG or JPEG
   bool fit = false;  // --image is any picture of a digit: fit it to the model's images
-  std::size_t limit = 0;
+  std::optional<std::size_t> limit; // --limit; 0: all (not given: all, or 10 with --app)
   bool feedback = false; // with --app and --data: send the labels as ground truth
 };
 
@@ -53,7 +53,7 @@ int run_predict_data(const PredictOptions& o, const model::Predictor& predictor,
   const util::ProgressFn progress =
       ::isatty(STDERR_FILENO) != 0 ? ctx.progress() : util::ProgressFn{};
   const auto eval = with_context(std::filesystem::path(o.data).filename().string(), [&] {
-    return model::evaluate(predictor, split, o.limit, progress);
+    return model::evaluate(predictor, split, o.limit.value_or(0), progress);
   });
   nlohmann::json matrix = nlohmann::json::array();
   for (const auto& row : eval.confusion_matrix) {
@@ -151,7 +151,8 @@ int run_predict_remote(const PredictOptions& o, Context& ctx) {
     if (!o.indices.empty()) {
       indices = o.indices;
     } else {
-      const auto n = std::min(split.count, o.limit == 0 ? std::size_t{10} : o.limit);
+      const auto asked = o.limit.value_or(10);
+      const auto n = asked == 0 ? split.count : std::min(split.count, asked);
       for (std::size_t i = 0; i < n; ++i) {
         indices.push_back(i);
       }
@@ -331,9 +332,11 @@ void register_predict(CLI::App& parent, Dispatch& dispatch) {
                 "light or light on dark, any size) and bring it to the MNIST form first: light "
                 "on black, its box scaled into 20×20, centred by mass in 28×28")
       ->needs(image);
-  auto* limit = cmd->add_option("--limit", opts->limit,
-                                "Use only the first N images of --data (0: all; with --app: 10)")
-                    ->needs(data);
+  auto* limit =
+      cmd->add_option(
+             "--limit", opts->limit,
+             "Use only the first N images of --data (0: all; default: all, or 10 with --app)")
+          ->needs(data);
   cmd->add_option("--indices", opts->indices, "With --app: these images of --data (0-based, comma separated)")
       ->delimiter(',')
       ->needs(data)

@@ -57,7 +57,7 @@ complete -c mlctl -n '__fish_seen_subcommand_from predict' -l app -r -a '(mlctl 
 complete -c mlctl -n '__fish_seen_subcommand_from predict' -l data -r -F -d 'Labelled images: a split .npz (x, y) or a dataset directory (its test split); prints accuracy and the confusion matrix'
 complete -c mlctl -n '__fish_seen_subcommand_from predict' -l image -r -F -d 'A PNG or JPEG of the model'\''s image size (28×28 for MNIST), gray or colour; prints its class and probabilities'
 complete -c mlctl -n '__fish_seen_subcommand_from predict' -l fit -d 'With --image: take any picture of one digit (a photo or a drawing, dark ink on light or light on dark, any size) and bring it to the MNIST form first: light on black, its box scaled into 20×20, centred by mass in 28×28'
-complete -c mlctl -n '__fish_seen_subcommand_from predict' -l limit -r -F -d 'Use only the first N images of --data (0: all; with --app: 10)'
+complete -c mlctl -n '__fish_seen_subcommand_from predict' -l limit -r -F -d 'Use only the first N images of --data (0: all; default: all, or 10 with --app)'
 complete -c mlctl -n '__fish_seen_subcommand_from predict' -l indices -r -F -d 'With --app: these images of --data (0-based, comma separated)'
 complete -c mlctl -n '__fish_seen_subcommand_from predict' -l batch-size -r -F -d 'With --app: images per request'
 complete -c mlctl -n '__fish_seen_subcommand_from predict' -l feedback -d 'With --app and --data: also send each image'\''s label as ground truth (as mlctl feedback does), so the platform measures accuracy on this traffic'

@@ -90,6 +90,12 @@ class TestCommandTest(TestCase):
             r = mlctl("predict", "--app", "good-app", "--data", data / "test.npz", "--limit", "2", env=env)
             self.assertOk(r)
             self.assertIn("TRACE ID", r.stdout)
+            # Through an application the first 10 images by default; --limit 0 is all of them.
+            count = len(np.load(data / "test.npz")["y"])
+            for extra, want in (([], 10), (["--limit", "0"], count)):
+                r = mlctl("predict", "--app", "good-app", "--data", data / "test.npz", *extra, "-o", "json", env=env)
+                self.assertOk(r)
+                self.assertEqual(len(r.json()["predictions"]), want, extra)
             # One PNG through the endpoint; one of the wrong size is refused by the server, and the
             # message says the picture's size.
             png, big = self.tmp / "digit.png", self.tmp / "big.png"
