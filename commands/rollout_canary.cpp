@@ -148,6 +148,9 @@ int follow_rollout(Context& ctx, std::string_view app, std::int64_t id) {
 
 namespace {
 
+// The gate of a canary started without --gate.
+constexpr const char* k_default_gate = "error_rate<=0.01";
+
 int run_rollout_canary(const RolloutCanaryOptions& o, Context& ctx) {
   api::validate_name(o.name, "application name");
   const auto timeout = api::parse_duration(o.timeout, true);
@@ -159,7 +162,9 @@ int run_rollout_canary(const RolloutCanaryOptions& o, Context& ctx) {
   // The server's checks, before anything is sent.
   with_context("--model", [&] { api::parse_model_ref(o.model); });
   nlohmann::json gates = nlohmann::json::array();
-  for (const auto& g : o.gates) {
+  // Without a gate a canary would be promoted on its request count alone, failing or not.
+  const auto given = o.gates.empty() ? std::vector<std::string>{k_default_gate} : o.gates;
+  for (const auto& g : given) {
     gates.push_back(with_context("--gate", [&] { return api::parse_gate(g).text(); }));
     if (o.min_labelled == 0 && api::parse_gate(g).metric == "accuracy") {
       throw Error(ErrorKind::invalid_input,
@@ -203,7 +208,8 @@ void register_rollout_canary(CLI::App& rollout, Dispatch& dispatch) {
   cmd->add_option("--gate", opts->gates,
                   "A condition on the canary's metrics, repeatable: METRIC OP VALUE with METRIC "
                   "one of " +
-                      api::gate_metrics() + ", e.g. 'p99_ms<=20', 'reconstruction<=threshold'")
+                      api::gate_metrics() + ", e.g. 'p99_ms<=20', 'reconstruction<=threshold' " +
+                      "(none given: '" + k_default_gate + "')")
       ->type_name("GATE");
   cmd->add_option("--min-requests", opts->min_requests,
                   "Canary requests before its gates are judged")

@@ -155,8 +155,10 @@ class RolloutTest(TestCase):
 
             # A running rollout survives a restart and is judged after it (here: it times out).
             self.assertOk(mlctl("apply", "application", APP, "--model", "mnist:1", env=env))
-            r = mlctl("rollout", "canary", APP, "--model", "mnist:2", "--timeout", "3s", env=env)
+            r = mlctl("rollout", "canary", APP, "--model", "mnist:2", "--timeout", "3s", "-o", "json", env=env)
             self.assertOk(r)
+            # Started without --gate, it is still judged on its errors.
+            self.assertEqual(r.json()["spec"]["gates"], ["error_rate<=0.01"])
         with Server(data) as server:
             env = server.env()
             r = mlctl("rollout", "status", APP, "--wait", "-o", "json", env=env, timeout=60)
