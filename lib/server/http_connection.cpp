@@ -198,6 +198,7 @@ public:
   // read timeout, 10 s, and got no answer).
   void limit_next_request(std::uint64_t max_body) {
     const auto head = scan_head();
+    hide_form_type(head.size);
     m_bodyless = head.size != 0 && !head.streams && !head.length;
     m_budget = m_bodyless ? head.size : max_body + k_head_allowance;
     m_head_size = head.size;
@@ -492,6 +493,34 @@ private:
     bool keep_alive = false; // a Connection field lists keep-alive
     bool close = false;      // a Connection field lists close
   };
+
+  // mlctl's routes read their body as JSON (or tensor bytes) whatever its Content-Type says,
+  // as the inference routes' fast path does; but cpp-httplib 0.11 parses a body declared
+  // `application/x-www-form-urlencoded`, which `curl -d` declares, as a form, and refuses one
+  // over 8 KB with 413 (CPPHTTPLIB_FORM_URL_ENCODED_PAYLOAD_MAX_LENGTH, compiled into Debian's
+  // library): `curl -d @batch.json` was refused as "larger than the server's limit". The field
+  // of the head at the front of the buffer (`head_size` bytes) is renamed in place, to a name
+  // of the same length, so that cpp-httplib does not see it.
+  void hide_form_type(std::size_t head_size) {
+    char* const head = m_input.get() + m_begin;
+    for (std::size_t at = 0; at < head_size;) {
+      const std::string_view rest(head + at, head_size - at);
+      const auto eol = std::min(rest.find('\n'), rest.size());
+      const auto line = rest.substr(0, eol);
+      const auto colon = line.find(':');
+      if (colon != std::string_view::npos && util::iequals(line.substr(0, colon), "content-type")) {
+        auto value = util::trim_blanks(line.substr(colon + 1));
+        if (value.ends_with('\r')) {
+          value = util::trim_blanks(value.substr(0, value.size() - 1));
+        }
+        const auto type = util::trim_blanks(value.substr(0, value.find(';')));
+        if (util::iequals(type, "application/x-www-form-urlencoded")) {
+          std::memcpy(head + at, "X-Mlctl-Form", colon); // "Content-Type": 12 letters
+        }
+      }
+      at += eol + 1;
+    }
+  }
 
   Head scan_head() const {
     const std::string_view data(m_input.get() + m_begin, m_end - m_begin);
