@@ -967,13 +967,6 @@ void put_tensor(std::string& out, const onnx::Tensor& t, std::string* binary) {
   out += "]}";
 }
 
-std::string v2_error(std::string_view message) {
-  std::string out = "{\"error\":";
-  util::append_json_string(out, message);
-  out += '}';
-  return out;
-}
-
 // The route of `name`, or the refusal: 404 for an unknown application, 503 for one that is
 // stored but not served (its models failed to load), 400 for a malformed name.
 std::shared_ptr<const Route> route_of(Platform& p, const std::string& name) {

@@ -68,6 +68,12 @@ void send_error(httplib::Response& res, int status, std::string_view code,
                 std::string_view message);
 // Sends the error body of `error` with the status of its kind.
 void send_error(httplib::Response& res, const Error& error);
+// `{"error": "message"}`: the Open Inference Protocol's error body.
+std::string v2_error(std::string_view message);
+// As above, in the form of `req`'s protocol: `{"error": "message"}` under /v2 (the Open
+// Inference Protocol's, which Triton's and KServe's clients read), the project's elsewhere.
+void send_error(const httplib::Request& req, httplib::Response& res, int status,
+                std::string_view code, std::string_view message);
 
 // Wraps a handler so that an `Error` becomes its JSON error response and anything else a 500
 // "internal" (logged through `log`).

@@ -1,6 +1,7 @@
 #include "api/errors.hpp"
 #include "api/names.hpp"
 #include "server/http_internal.hpp"
+#include "util/json_text.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -27,6 +28,23 @@ void send_error(httplib::Response& res, int status, std::string_view code, std::
 
 void send_error(httplib::Response& res, const Error& error) {
   send_error(res, api::http_status(error.kind()), to_string(error.kind()), error.what());
+}
+
+std::string v2_error(std::string_view message) {
+  std::string out = "{\"error\":";
+  util::append_json_string(out, message);
+  out += '}';
+  return out;
+}
+
+void send_error(const httplib::Request& req, httplib::Response& res, int status,
+                std::string_view code, std::string_view message) {
+  if (req.path == "/v2" || req.path.starts_with("/v2/")) {
+    res.status = status;
+    res.set_content(v2_error(message), "application/json");
+    return;
+  }
+  send_error(res, status, code, message);
 }
 
 httplib::Server::Handler guarded(const util::LogFn& log,

@@ -286,7 +286,8 @@ bool give_error_body(const httplib::Request& req, httplib::Response& res) {
   if (!res.body.empty() || res.content_length_ != 0) {
     return false;
   }
-  detail::send_error(res, res.status, reason_code(res.status), reason_message(req, res.status));
+  detail::send_error(req, res, res.status, reason_code(res.status),
+                     reason_message(req, res.status));
   return true;
 }
 
@@ -328,10 +329,11 @@ struct Server::Impl {
     return std::nullopt;
   }
 
-  void refuse_unauthorized(httplib::Response& res, const std::string& message) const {
+  void refuse_unauthorized(const httplib::Request& req, httplib::Response& res,
+                           const std::string& message) const {
     res.set_header("WWW-Authenticate", "Bearer realm=\"mlctl\"");
     res.set_header("Connection", "close");
-    detail::send_error(res, 401, api::k_code_unauthorized, message);
+    detail::send_error(req, res, 401, api::k_code_unauthorized, message);
   }
 
   // Starts a request's clock and trace; answers it (true) with a 401 when it lacks the token,
@@ -342,7 +344,7 @@ struct Server::Impl {
     res.set_header("traceparent",
                    trace_from_header(req.get_header_value("traceparent")).traceparent());
     if (const auto refusal = authorize(req)) {
-      refuse_unauthorized(res, refusal->second);
+      refuse_unauthorized(req, res, refusal->second);
       return true;
     }
     return refuse_encoding(req, res);
@@ -383,7 +385,7 @@ struct Server::Impl {
       return false;
     }
     res.set_header("Connection", "close");
-    detail::send_error(res, 415, api::k_code_unsupported,
+    detail::send_error(request, res, 415, api::k_code_unsupported,
                        "Content-Encoding '" + encoding.substr(0, 40) + "': " +
                            (coding
                                 ? "only the inference routes (predict, V2 infer) take a "
@@ -527,12 +529,12 @@ struct Server::Impl {
     http->set_expect_100_continue_handler(
         [this](const httplib::Request& req, httplib::Response& res) {
           if (const auto refusal = authorize(req)) {
-            refuse_unauthorized(res, refusal->second);
+            refuse_unauthorized(req, res, refusal->second);
             return 401;
           }
           const auto length = req.get_header_value<std::uint64_t>("Content-Length");
           if (length > platform.options.max_body_bytes) {
-            detail::send_error(res, 413, api::k_code_too_large,
+            detail::send_error(req, res, 413, api::k_code_too_large,
                                "request body is larger than the server's limit of " +
                                    std::to_string(platform.options.max_body_bytes >> 20) +
                                    " MiB (mlctl serve --max-body-mb)");
@@ -557,7 +559,7 @@ struct Server::Impl {
           if (platform.log) {
             platform.log("internal error in " + req.method + " " + req.path + ": " + what);
           }
-          detail::send_error(res, 500, "internal", "internal error: " + what);
+          detail::send_error(req, res, 500, "internal", "internal error: " + what);
         });
     http->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       log_access(req, res);

@@ -269,6 +269,11 @@ class GatewayTest(TestCase):
         self.assertV2Error(status, reply, 404, "application 'nope' not found")
         status, _, reply = self.client.post("/v2/models/single/versions/7/infer", {"inputs": [good]})
         self.assertV2Error(status, reply, 404, "does not serve version '7'")
+        # What cpp-httplib refuses before a route runs is in V2's form under /v2 too.
+        for method, path in (("DELETE", "/v2/models/single/infer"), ("GET", "/v2/nothing")):
+            self.client.conn.request(method, path)
+            r = self.client.conn.getresponse()
+            self.assertV2Error(r.status, json.loads(r.read()), 404, f"no route for {method} {path}")
         # The server is still fine.
         status, _, _ = self.client.post("/v2/models/single/infer", {"inputs": [good]})
         self.assertEqual(status, 200)
@@ -733,6 +738,9 @@ class CompressedBodyTest(TestCase):
             status, body = post(simple[0], simple[1], {"Content-Encoding": "br"})
             self.assertEqual((status, body["error"]["code"]), (415, "unsupported"), body)
             self.assertIn("send the body as gzip, deflate or uncompressed", body["error"]["message"])
+            status, body = post(v2[0], v2[1], {"Content-Encoding": "br"})  # V2's error form
+            self.assertEqual((status, list(body)), (415, ["error"]), body)
+            self.assertIn("send the body as gzip, deflate or uncompressed", body["error"])
             status, body = post("/api/v1/feedback", gzip.compress(b"[]"), {"Content-Encoding": "gzip"})
             self.assertEqual(status, 415, body)
             self.assertIn("only the inference routes", body["error"]["message"])
@@ -750,8 +758,11 @@ class GatewayTokenTest(TestCase):
             body = {"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32", "data": [0.5] * 784}]}
             for path, payload in (("/v2/models/demo/infer", body), ("/api/v1/applications/demo/predict",
                                                                      {"images": [[0.5] * 784]})):
-                status, _, _ = request(server, "POST", path, payload, token="")
+                status, _, raw = request(server, "POST", path, payload, token="")
                 self.assertEqual(status, 401, path)
+                # Each in its protocol's error form.
+                reply = json.loads(raw)["error"]
+                self.assertIn("bearer token", reply if path.startswith("/v2/") else reply["message"])
                 status, _, _ = request(server, "POST", path, payload)
                 self.assertEqual(status, 200, path)
             status, _, _ = request(server, "GET", "/v2/models/demo", token="")
