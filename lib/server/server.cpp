@@ -146,6 +146,8 @@ std::string reason_message(const httplib::Request& req, int status) {
   switch (status) {
   case 404:
     return "no route for " + req.method + " " + req.path;
+  case 405:
+    return req.method + " " + req.path + ": this route takes POST";
   case 413:
     return "request body is larger than the server's limit (mlctl serve --max-body-mb)";
   case 414:
@@ -285,6 +287,11 @@ bool give_error_body(const httplib::Request& req, httplib::Response& res) {
   }
   if (!res.body.empty() || res.content_length_ != 0) {
     return false;
+  }
+  // An inference route asked with another method (a browser's GET of a predict URL).
+  if (res.status == 404 && req.method != "POST" && detail::match_inference_route(req.path)) {
+    res.status = 405;
+    res.set_header("Allow", "POST");
   }
   detail::send_error(req, res, res.status, reason_code(res.status),
                      reason_message(req, res.status));

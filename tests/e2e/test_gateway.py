@@ -269,11 +269,21 @@ class GatewayTest(TestCase):
         self.assertV2Error(status, reply, 404, "application 'nope' not found")
         status, _, reply = self.client.post("/v2/models/single/versions/7/infer", {"inputs": [good]})
         self.assertV2Error(status, reply, 404, "does not serve version '7'")
-        # What cpp-httplib refuses before a route runs is in V2's form under /v2 too.
-        for method, path in (("DELETE", "/v2/models/single/infer"), ("GET", "/v2/nothing")):
+        # What cpp-httplib refuses before a route runs is in V2's form under /v2 too; an
+        # inference route asked with another method is a 405 that says which it takes.
+        for method, path, want, message in (
+                ("GET", "/v2/nothing", 404, "no route for GET /v2/nothing"),
+                ("DELETE", "/v2/models/single/infer", 405, "DELETE /v2/models/single/infer: this route takes POST"),
+                ("GET", "/api/v1/applications/single/predict", 405, None)):
             self.client.conn.request(method, path)
             r = self.client.conn.getresponse()
-            self.assertV2Error(r.status, json.loads(r.read()), 404, f"no route for {method} {path}")
+            reply = json.loads(r.read())
+            if message:
+                self.assertV2Error(r.status, reply, want, message)
+            else:
+                self.assertEqual((r.status, reply["error"]["code"]), (want, "method_not_allowed"), reply)
+            if want == 405:
+                self.assertEqual(r.getheader("Allow"), "POST")
         # The server is still fine.
         status, _, _ = self.client.post("/v2/models/single/infer", {"inputs": [good]})
         self.assertEqual(status, 200)
