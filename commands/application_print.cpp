@@ -89,8 +89,17 @@ void print_application_details(const nlohmann::json& a, const std::string& serve
     for (const auto& v : h.value("versions", nlohmann::json::array())) {
       const auto rec = v.value("reconstruction", nlohmann::json::object());
       const auto acc = v.value("accuracy", nlohmann::json::object());
+      // Unknown until the monitor has its evidence: say how far it is.
+      std::string waiting;
+      const auto scored = rec.value("samples", std::size_t{0});
+      const auto needed = rec.value("samples_needed", std::size_t{0});
+      if (v.value("state", std::string()) == "unknown" && rec.value("autoencoder", false) &&
+          scored < needed) {
+        waiting = " (" + std::to_string(scored) + " of the " + std::to_string(needed) +
+                  " scored images it is judged on)";
+      }
       fields.emplace_back("  " + v.value("ref", std::string("?")),
-                          v.value("state", std::string("unknown")) + ": reconstruction " +
+                          v.value("state", std::string("unknown")) + waiting + ": reconstruction " +
                               number(rec.value("mean", nlohmann::json()), 5) + " (threshold " +
                               number(rec.value("threshold", nlohmann::json()), 5) + "), accuracy " +
                               number(acc.value("value", nlohmann::json()), 4) + " over " +

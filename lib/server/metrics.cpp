@@ -367,9 +367,7 @@ struct Metrics::Impl {
     double threshold = 0;
     bool any = false;
     if (v.target && v.target->threshold && v.target->autoencoder != nullptr) {
-      const std::size_t need =
-          std::min<std::size_t>(std::max<std::size_t>(1, v.target->window), 10);
-      if (v.window.size() >= need) {
+      if (v.window.size() >= v.target->samples_needed()) {
         any = true;
         const double mean = v.window_sum / static_cast<double>(v.window.size());
         monitor = "reconstruction";
@@ -972,6 +970,7 @@ nlohmann::json Metrics::health_json(const std::string& application) const {
         {"threshold", v.target ? opt(v.target->threshold) : nlohmann::json()},
         {"window", v.target ? v.target->window : 0},
         {"samples", v.window.size()},
+        {"samples_needed", v.target ? v.target->samples_needed() : 0},
         {"scored", v.scored},
         {"autoencoder", v.target && v.target->autoencoder != nullptr}};
     nlohmann::json acc = {

@@ -13,6 +13,7 @@
 
 #include "server/inference.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -39,6 +40,11 @@ struct MonitorTarget {
   std::optional<double> threshold;          // reconstruction threshold (manifest override or card)
   std::optional<double> min_accuracy;       // from spec.monitoring.min_accuracy
   std::size_t window = 100;                 // spec.monitoring.window
+
+  // Scored images the reconstruction monitor waits for before it judges a version.
+  std::size_t samples_needed() const {
+    return std::min<std::size_t>(std::max<std::size_t>(1, window), 10);
+  }
 };
 
 // Returns the target of (application, model, version), or nothing when it is not served.

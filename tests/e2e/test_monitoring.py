@@ -134,8 +134,17 @@ class MonitoringTest(TestCase):
             client = Client(server.port)
             self.addCleanup(client.conn.close)
 
+            # 0. One request of 5 images: unknown, and describe says how far the monitor is.
+            traces = self.send(client, digits["x"][:5])
+            h = self.health(client, 5)
+            self.assertEqual(h["versions"][0]["state"], "unknown", h)
+            self.assertEqual(h["versions"][0]["reconstruction"]["samples_needed"], 10, h)
+            described = mlctl("describe", "application", APP, env=env)
+            self.assertIn("  mnist:1:      unknown (5 of the 10 scored images it is judged on): reconstruction",
+                          described.stdout)
+
             # 1. Digits: healthy, the score under the threshold.
-            traces = self.send(client, digits["x"][:500])
+            traces += self.send(client, digits["x"][5:500])
             h = self.health(client, 500)
             v = h["versions"][0]
             digit_score = v["reconstruction"]["mean"]
