@@ -16,7 +16,9 @@
 #include <cstring>
 #include <mutex>
 #include <sched.h>
+#include <sys/resource.h>
 #include <thread>
+#include <unistd.h>
 
 namespace mlctl::server {
 
@@ -199,6 +201,9 @@ bool capture_keeps(std::string_view trace_id, double sample) noexcept {
 // WAL frames (pages) past which the writer starts the WAL over itself: 16 MB of 4 KB pages.
 constexpr std::int64_t k_wal_restart_frames = 4096;
 
+// The writer's nice value (see `run_writer`).
+constexpr int k_writer_nice = 5;
+
 struct RequestStore::Impl {
   RequestStoreOptions options;
   util::LogFn log;
@@ -244,6 +249,12 @@ struct RequestStore::Impl {
   std::thread checkpointer;
 
   void run_writer() {
+    // Inference comes first when the cores are contended: the writer runs at nice 5 (a third
+    // of a worker's share of a busy core). On a machine with idle CPU this changes nothing; a
+    // saturated one stores fewer records and drops (and counts) more. Measured on 2 cores
+    // saturated by wrk (bench_store, 3 rounds): the store's cost 14.4% -> 7.4% of throughput,
+    // p99 2.15 -> 1.52 ms, records stored ~14k/s -> ~4k/s (nice 10: 2.2%, ~3k/s).
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), k_writer_nice);
     std::vector<std::shared_ptr<const InferenceRecord>> batch;
     std::unique_lock lock(mutex);
     while (true) {
