@@ -232,8 +232,7 @@ api::UploadResult Registry::add_version(std::string_view name, ArtifactStore::Up
       api::UploadResult result{.created = false, .version = read_version(*db, name, existing)};
       // Bytes lost from the data directory (recover() warns of them at start) come back with
       // an upload of the same bytes: content addressing makes this copy as good as the lost one.
-      if (std::error_code ec;
-          !fs::exists(m_store.path_for(upload.sha256()), ec) && m_store.adopt(upload)) {
+      if (m_store.adopt(upload)) { // true only when the file was not there
         api::Event event;
         event.time = time;
         event.action = "version.restored";
