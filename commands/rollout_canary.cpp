@@ -13,9 +13,11 @@
 #include "util/interrupt.hpp"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <thread>
 
 namespace mlctl::cli {
@@ -63,12 +65,34 @@ std::string decision_line(const nlohmann::json& r) {
   return "rollout " + id + " of " + app + ": " + status;
 }
 
+// Where ground truth comes from, when the analysis waits for it (or timed out waiting): a canary
+// started without labels in mind waits its whole --timeout and is rolled back.
+std::optional<std::string> labels_hint(const nlohmann::json& r) {
+  const auto verdict = r.value("verdict", nlohmann::json::object());
+  const auto comparison = verdict.value("comparison", nlohmann::json::object());
+  const auto min_labelled =
+      r.value("spec", nlohmann::json::object()).value("min_labelled", std::int64_t{0});
+  const bool waiting = r.value("status", std::string()) == "running" ||
+                       r.value("reason", std::string()).starts_with("timed out");
+  if (!waiting || min_labelled <= 0 || comparison.value("status", std::string()) != "pending") {
+    return std::nullopt;
+  }
+  const auto app = r.value("application", std::string("APP"));
+  return "the accuracy comparison needs " + std::to_string(min_labelled) +
+         " labelled images per variant: send labels with `mlctl feedback --app " + app +
+         " --file labels.csv` or `mlctl predict --app " + app +
+         " --data DIR --feedback`; without ground truth, start the canary with --min-labelled 0";
+}
+
 } // namespace
 
 void print_rollout(const nlohmann::json& r) {
   std::cout << decision_line(r) << "\n";
   if (r["reason"].is_string()) {
     std::cout << "  reason: " << r["reason"].get<std::string>() << "\n";
+  }
+  if (const auto hint = labels_hint(r)) {
+    std::cout << "  hint: " << *hint << "\n";
   }
   const auto& verdict = r["verdict"];
   if (!verdict.is_object()) {
@@ -107,6 +131,7 @@ int follow_rollout(Context& ctx, std::string_view app, std::int64_t id) {
   auto client = api_client(ctx);
   const auto log = ctx.log();
   std::string last_reason;
+  bool hinted = false;
   auto last_note = std::chrono::steady_clock::now() - std::chrono::hours(1);
   while (true) {
     const auto r = client.call("GET", api::routes::application_rollout(app));
@@ -134,6 +159,16 @@ int follow_rollout(Context& ctx, std::string_view app, std::int64_t id) {
       log("rollout " + std::to_string(id) + ": " + reason);
       last_reason = reason;
       last_note = now;
+    }
+    // Once the gates have their requests, labels are what the decision still waits for.
+    const auto gates =
+        r.value("verdict", nlohmann::json::object()).value("gates", nlohmann::json::array());
+    const bool gates_judged = std::none_of(gates.begin(), gates.end(), [](const auto& g) {
+      return g.value("status", std::string()) == "pending";
+    });
+    if (const auto hint = labels_hint(r); hint && gates_judged && !hinted) {
+      log(*hint);
+      hinted = true;
     }
     for (int i = 0; i < 10; ++i) {
       if (util::interrupted()) {

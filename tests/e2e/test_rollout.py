@@ -167,6 +167,11 @@ class RolloutTest(TestCase):
             self.assertIn("timed out waiting for canary requests 0/500", r.json()["reason"])
             self.assertEqual(self.current_models(env)[0], ["mnist:1"])
             self.assertIn("resumes", server.stderr())
+            # The table says where the labels it waited for come from.
+            r = mlctl("rollout", "status", APP, env=env)
+            self.assertOk(r)
+            self.assertIn("hint: the accuracy comparison needs 100 labelled images per variant: send "
+                          f"labels with `mlctl feedback --app {APP} --file labels.csv`", r.stdout)
 
     def test_gate_syntax_and_refusals(self):
         with Server(self.tmp / "data") as server:
