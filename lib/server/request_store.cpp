@@ -149,6 +149,18 @@ std::string time_bound(std::string_view text, std::string_view what, std::string
   return api::format_time(*tp);
 }
 
+// The stored times `since` and `until` stand for (each optional); refused when `since` comes
+// after `until`, which would list nothing without saying why.
+std::pair<std::string, std::string> time_range(std::string_view since, std::string_view until) {
+  auto from = time_bound(since, "since", "");
+  auto to = time_bound(until, "until", k_time_max);
+  if (from > to) {
+    throw Error(ErrorKind::invalid_input, "since " + from + " is after until " + to +
+                                              ": the range holds no time (--since is the start)");
+  }
+  return {std::move(from), std::move(to)};
+}
+
 // round(x * 255) clamped to 0..255 (NaN gives 0); branch-free so the loop vectorises.
 void to_pixels(const float* x, std::size_t n, std::uint8_t* out) {
   for (std::size_t i = 0; i < n; ++i) {
@@ -628,8 +640,7 @@ api::RequestList RequestStore::list(const RequestListQuery& q) {
     throw Error(ErrorKind::invalid_input,
                 "limit " + std::to_string(q.limit) + ": must be 1..10000");
   }
-  const auto since = time_bound(q.since, "since", "");
-  const auto until = time_bound(q.until, "until", k_time_max);
+  const auto [since, until] = time_range(q.since, q.until);
   std::string token_time;
   std::int64_t token_id = 0;
   if (!q.page_token.empty()) {
@@ -710,8 +721,8 @@ std::string row_filter(const RowQuery& q) {
 }
 
 void bind_row_filter(sql::Statement& stmt, const RowQuery& q) {
-  stmt.bind_all(q.application, time_bound(q.since, "since", ""),
-                time_bound(q.until, "until", k_time_max));
+  const auto [since, until] = time_range(q.since, q.until);
+  stmt.bind_all(q.application, since, until);
   if (!q.model.empty()) {
     stmt.bind(4, q.model);
   }
@@ -801,8 +812,8 @@ std::vector<VersionAccuracy> RequestStore::accuracy(std::string_view application
       "SELECT model, version, COUNT(*), SUM(predicted = label) FROM requests "
       "WHERE application = ? AND time >= ? AND time < ? AND label IS NOT NULL AND status = 200 "
       "GROUP BY model, version ORDER BY model, version");
-  stmt.bind_all(application, time_bound(since, "since", ""),
-                time_bound(until, "until", k_time_max));
+  const auto [from, to] = time_range(since, until);
+  stmt.bind_all(application, from, to);
   std::vector<VersionAccuracy> out;
   while (stmt.step()) {
     VersionAccuracy a;

@@ -184,6 +184,10 @@ class RequestStoreTest(TestCase):
             self.assertEqual(r.json()["requests"][0]["label"], 0)
             r = mlctl("requests", "--app", "store-app", "--since", "yesterday", env=server.env())
             self.assertFails(r, 1, "since 'yesterday': expected an RFC 3339 time or an age like 10m")
+            # A range that ends before it starts is refused, not answered with nothing.
+            r = mlctl("requests", "--app", "store-app", "--since", "2026-01-02T00:00:00Z", "--until",
+                      "2026-01-01T00:00:00Z", env=server.env())
+            self.assertFails(r, 1, "since 2026-01-02T00:00:00.000Z is after until 2026-01-01T00:00:00.000Z")
             r = mlctl("feedback", "--app", "store-app", "--trace-id", "nothex", "--label", "1", env=server.env())
             self.assertFails(r, 1, "must be 32 lowercase hex digits")
             # A name never served (a typo) is not an empty history; a deleted application's is kept.
