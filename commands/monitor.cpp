@@ -102,10 +102,22 @@ void print_monitor(const nlohmann::json& metrics, const nlohmann::json& health) 
                fixed_or_dash(t["accuracy"], 3), t["health"].get<std::string>()});
   }
   table.print();
-  if (table.empty()) {
-    std::cout << "(no requests in this window: send some with 'mlctl predict --app "
-              << metrics["application"].get<std::string>() << " --data DATASET_DIR', or widen it "
-              << "with --since)\n";
+  // The series live in the server's memory: a window reaching before its start is shorter than
+  // it reads, and the requests before it are only in the request store.
+  const auto app = metrics["application"].get<std::string>();
+  const auto collected = metrics.value("collected_since", std::string());
+  const bool clipped = !collected.empty() && metrics["since"].get<std::string>() < collected;
+  if (table.empty() && clipped) {
+    std::cout << "(no requests since " << collected
+              << ", where the series begin (the server's start, or the oldest step kept); "
+                 "earlier requests are listed by 'mlctl requests --app "
+              << app << " --since AGE')\n";
+  } else if (table.empty()) {
+    std::cout << "(no requests in this window: send some with 'mlctl predict --app " << app
+              << " --data DATASET_DIR', or widen it with --since)\n";
+  } else if (clipped) {
+    std::cout << "(the series begin at " << collected
+              << ", the server's start or the oldest step kept)\n";
   }
   for (const auto& s : metrics["series"]) {
     std::cout << "\n"

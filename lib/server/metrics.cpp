@@ -230,6 +230,9 @@ struct Metrics::Impl {
   std::uint64_t skipped = 0;
   std::thread worker;
 
+  // When these series began: they live in memory, from the server's start.
+  std::chrono::system_clock::time_point started;
+
   std::chrono::system_clock::time_point now() const {
     return options.clock ? options.clock() : std::chrono::system_clock::now();
   }
@@ -602,6 +605,7 @@ Metrics::Metrics(MetricsOptions options, TargetLookup lookup, AccuracySource acc
   i.lookup = std::move(lookup);
   i.accuracy = std::move(accuracy);
   i.on_event = std::move(on_event);
+  i.started = i.now();
   i.worker = std::thread([&i] { i.run(); });
 }
 
@@ -912,12 +916,19 @@ nlohmann::json Metrics::series_json(const std::string& application,
            {"predictions", s.predictions},
            {"health", s.state}}}});
   }
-  return {{"application", application},
-          {"step_seconds", step.count()},
-          {"since", api::format_time(std::chrono::system_clock::time_point(
-                        std::chrono::seconds(first_slot * res)))},
-          {"until", api::format_time(now)},
-          {"series", std::move(series)}};
+  return {
+      {"application", application},
+      {"step_seconds", step.count()},
+      {"since", api::format_time(
+                    std::chrono::system_clock::time_point(std::chrono::seconds(first_slot * res)))},
+      {"until", api::format_time(now)},
+      // What came before is not in these series: the server's start, or the oldest step
+      // the ring keeps.
+      {"collected_since",
+       api::format_time(std::max(
+           i.started, std::chrono::system_clock::time_point(std::chrono::seconds(
+                          (last_slot - static_cast<std::int64_t>(i.options.steps) + 1) * res))))},
+      {"series", std::move(series)}};
 }
 
 SeriesTotals Metrics::totals(const std::string& application, const std::string& model,

@@ -134,6 +134,17 @@ class MonitoringTest(TestCase):
             client = Client(server.port)
             self.addCleanup(client.conn.close)
 
+            # Before any request: a window reaching before the server's start says where the
+            # in-memory series begin, and where earlier requests are.
+            status, m = client.call("GET", f"/api/v1/applications/{APP}/metrics?since=1h")
+            self.assertEqual(status, 200, m)
+            self.assertLess(m["since"], m["collected_since"])
+            r = mlctl("monitor", "--app", APP, "--since", "1h", env=env)
+            self.assertOk(r)
+            self.assertIn(f"(no requests since {m['collected_since']}, where the series begin (the server's "
+                          f"start, or the oldest step kept); earlier requests are listed by 'mlctl requests "
+                          f"--app {APP} --since AGE')", r.stdout)
+
             # 0. One request of 5 images: unknown, and describe says how far the monitor is.
             traces = self.send(client, digits["x"][:5])
             h = self.health(client, 5)
