@@ -71,7 +71,7 @@ int run_subsample(const SubsampleOptions& o, Context& ctx) {
          {"images", std::to_string(result.at("train").get<std::int64_t>()) + " train, " +
                         std::to_string(result.at("test").get<std::int64_t>()) + " test"},
          {"sampled from", std::to_string(result.at("scanned").get<std::int64_t>()) +
-                              " stored requests (" + o.strategy + ", labeled " + request.labeled +
+                              " stored requests (" + o.strategy + ", labelled " + request.labeled +
                               ") before " + source.at("window").at("until").get<std::string>()},
          {"time range", source.at("time_range").at("first").get<std::string>() + " .. " +
                             source.at("time_range").at("last").get<std::string>()},
@@ -99,7 +99,8 @@ void register_subsample(CLI::App& parent, Dispatch& dispatch) {
       ->capture_default_str();
   cmd->add_option("--out", opts->out, "Dataset directory to write (replaced atomically)")
       ->required();
-  cmd->add_option("--labeled", opts->labeled,
+  // Both spellings: the rest of mlctl writes "labelled" (rollout --min-labelled).
+  cmd->add_option("--labelled,--labeled", opts->labeled,
                   "Which requests: only those with feedback labels, or any (default only; any with "
                   "--pseudo-label)")
       ->check(CLI::IsMember({"only", "any"}));

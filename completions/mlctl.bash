@@ -82,7 +82,7 @@ declare -A _mlctl_flags=(
   [root/feedback]='--help --app --file --trace-id --label --index'
   [root/monitor]='--help --app --since --step --watch --interval --plot'
   [root/explain]='--help --app --data --indices --image --fit --out --masks --grid --p --seed --model'
-  [root/subsample]='--help --app -n --out --labeled --pseudo-label --strategy --since --until --seed --test-fraction'
+  [root/subsample]='--help --app -n --out --labelled --labeled --pseudo-label --strategy --since --until --seed --test-fraction'
   [root/cluster]='--help'
   [root/cluster/add]='--help --server --token-file --ca-file --use'
   [root/cluster/use]='--help'
@@ -96,6 +96,7 @@ declare -A _mlctl_values=(
   [root:--output]='table json yaml'
   [root/train:--optimizer]='adam sgd adagrad'
   [root/apply:--dry-run]='client server'
+  [root/subsample:--labelled]='only any'
   [root/subsample:--labeled]='only any'
   [root/subsample:--strategy]='reservoir stratified'
 )

@@ -183,7 +183,7 @@ complete -c mlctl -n '__fish_seen_subcommand_from explain' -l model -r -F -d 'Se
 complete -c mlctl -n '__fish_seen_subcommand_from subsample' -l app -r -a '(mlctl __complete applications 2>/dev/null)' -d 'Application name'
 complete -c mlctl -n '__fish_seen_subcommand_from subsample' -s n -r -F -d 'Images to sample'
 complete -c mlctl -n '__fish_seen_subcommand_from subsample' -l out -r -F -d 'Dataset directory to write (replaced atomically)'
-complete -c mlctl -n '__fish_seen_subcommand_from subsample' -l labeled -r -a 'only any' -d 'Which requests: only those with feedback labels, or any (default only; any with --pseudo-label)'
+complete -c mlctl -n '__fish_seen_subcommand_from subsample' -l labelled -l labeled -r -a 'only any' -d 'Which requests: only those with feedback labels, or any (default only; any with --pseudo-label)'
 complete -c mlctl -n '__fish_seen_subcommand_from subsample' -l pseudo-label -d 'Label requests without feedback with the served prediction (recorded in dataset.json)'
 complete -c mlctl -n '__fish_seen_subcommand_from subsample' -l strategy -r -a 'reservoir stratified' -d 'reservoir (uniform) or stratified (keeps the production class proportions)'
 complete -c mlctl -n '__fish_seen_subcommand_from subsample' -l since -r -F -d 'Requests from: an age (7d, 10m) or an RFC 3339 time'

@@ -58,7 +58,7 @@ nlohmann::json write_subsample(ApiClient& client, const SubsampleRequest& o,
     throw Error(ErrorKind::not_found,
                 "application '" + o.application + "': no stored " +
                     (o.labeled == "only" ? std::string("labelled ") : std::string()) +
-                    "requests match (send feedback, or use --labeled any --pseudo-label)");
+                    "requests match (send feedback, or use --labelled any --pseudo-label)");
   }
   if (unlabelled > 0 && log) {
     log("skipped " + std::to_string(unlabelled) +

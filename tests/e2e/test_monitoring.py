@@ -282,8 +282,9 @@ class MonitoringTest(TestCase):
             for x, y in zip(sample["x"], sample["y"]):
                 self.assertEqual(known.get(x.tobytes()), int(y))
 
+            # --labelled, as rollout's --min-labelled spells it (--labeled still works).
             r = mlctl("subsample", "--app", APP, "-n", "50", "--out", self.tmp / "pseudo", "--pseudo-label",
-                      "-o", "json", env=env)
+                      "--labelled", "any", "-o", "json", env=env)
             self.assertOk(r)
             self.assertGreater(r.json()["pseudo_labelled"], 0)
 
